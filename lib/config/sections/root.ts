@@ -1,0 +1,58 @@
+/** @module The top level of the config file: process settings, then each section, then checks across sections. */
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { isMap, isScalar } from 'yaml';
+import { ADDRESS_FORMAT, parseAddress } from '../../util/address.js';
+import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
+import { optional, type Cursor, type Reader } from '../reader.js';
+import type { AdminConfig, Config } from '../types.js';
+import { readListeners } from './listeners.js';
+import { readLog } from './log.js';
+import { readRoutes } from './routes.js';
+import { readUpstreams } from './upstreams.js';
+
+const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'upstreams', 'routes'];
+
+/** Returns undefined only when the document is not a map at all; otherwise check `r.errors`. */
+export function readConfig(r: Reader): Config | undefined {
+  const root = r.root();
+  if (root === undefined) return undefined;
+  if (!isMap(root.node)) return r.mismatch(root, 'a map of settings at the top level');
+  const f = r.fields(root, KEYS);
+  if (f === undefined) return undefined;
+
+  const duration = (c: Cursor) => r.parse(c, DURATION_FORMAT, parseDuration);
+  const listenersCur = f.required('listeners');
+  const routesCur = f.required('routes');
+  const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map<string, string>() } : readListeners(r, listenersCur);
+  const { upstreams, names } = readUpstreams(r, f.get('upstreams'));
+
+  return {
+    file: r.source.file,
+    pidFile: optional(f.get('pid_file'), (c) => r.file(c)) ?? path.resolve(r.source.dir, 'baton.pid'),
+    workers: readWorkers(r, f.get('workers')) ?? 1,
+    shutdownTimeout: optional(f.get('shutdown_timeout'), duration) ?? 30_000,
+    upgradeTimeout: optional(f.get('upgrade_timeout'), duration) ?? 60_000,
+    user: optional(f.get('user'), (c) => r.string(c)) ?? null,
+    log: readLog(r, f.get('log')),
+    admin: optional(f.get('admin'), (c) => readAdmin(r, c, owners)) ?? null,
+    listeners,
+    upstreams,
+    routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names),
+  };
+}
+
+function readWorkers(r: Reader, cur: Cursor | undefined): number | undefined {
+  if (cur === undefined || (isScalar(cur.node) && cur.node.value === 'auto')) return availableParallelism();
+  return r.integer(cur, 1, Number.MAX_SAFE_INTEGER, 'an integer >= 1 or "auto"');
+}
+
+/** `owners` maps listener address keys to their path: the admin server cannot share a listener's socket. */
+function readAdmin(r: Reader, cur: Cursor, owners: ReadonlyMap<string, string>): AdminConfig | undefined {
+  const listenCur = r.fields(cur, ['listen'])?.required('listen');
+  const listen = optional(listenCur, (c) => r.parse(c, ADDRESS_FORMAT, parseAddress));
+  if (listenCur === undefined || listen === undefined) return undefined;
+  const owner = owners.get(listen.key);
+  if (owner !== undefined) return r.fail(listenCur.node, listenCur.path, `${listen.key} is already used by ${owner}`);
+  return { listen };
+}

@@ -1,0 +1,129 @@
+/**
+ * @module The normalized, frozen configuration: the one shape that `-t`, start, reload, the master and the
+ * workers share. Everything here is plain data (JSON-serializable) so a snapshot can travel to workers over IPC.
+ * Durations are milliseconds, sizes are bytes, paths are absolute.
+ */
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+/** Where a log goes: a file (reopened on USR1), or one of the standard streams. */
+export type LogDestination =
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'stderr' }
+  | { readonly kind: 'stdout' };
+
+export interface LogConfig {
+  readonly level: LogLevel;
+  /** Error log of master and workers. Default: stderr. */
+  readonly error: LogDestination;
+  /** Access log, one JSON line per request; null when `off`. Default: stdout. */
+  readonly access: LogDestination | null;
+}
+
+/** A TCP address as written in the config, normalized. */
+export interface Address {
+  /** Canonical key: `127.0.0.1:80`, `[::]:443`, `0.0.0.0:8080`. Sockets are kept and handed over by this key. */
+  readonly key: string;
+  /** Numeric host without brackets: `127.0.0.1`, `::`. */
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+export interface TlsCertificate {
+  /** Absolute paths, kept for messages; the PEM text is read at load time so a bad file is a config error. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface SniEntry extends TlsCertificate {
+  /** Exact names and `*.suffix` wildcards, lower-cased. */
+  readonly names: readonly string[];
+}
+
+export interface TlsConfig extends TlsCertificate {
+  readonly sni: readonly SniEntry[];
+}
+
+export interface ListenerConfig {
+  readonly address: Address;
+  /** Also accept HTTP/2 with prior knowledge on this cleartext port. */
+  readonly h2c: boolean;
+  readonly tls: TlsConfig | null;
+}
+
+export type Balance = 'round_robin' | 'least_conn' | 'random';
+
+export interface TargetConfig {
+  /** As written, e.g. `http://127.0.0.1:9001`. */
+  readonly url: string;
+  /** `http://127.0.0.1:9001`: what undici's Pool is keyed by. */
+  readonly origin: string;
+  readonly weight: number;
+}
+
+export interface UpstreamConfig {
+  readonly name: string;
+  readonly balance: Balance;
+  readonly targets: readonly TargetConfig[];
+  readonly connectTimeout: number;
+  /** Until the response headers arrive. */
+  readonly responseTimeout: number;
+  /** Body inactivity in either direction. */
+  readonly idleTimeout: number;
+  /** How long an idle upstream connection is kept; keep below the upstream's own idle timeout. */
+  readonly keepaliveTimeout: number;
+}
+
+export interface ReturnAction {
+  readonly status: number;
+  readonly body: string;
+  /** Extra response headers (lower-case names). `content-type` defaults to text/plain. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface RouteConfig {
+  /** Exact host, `*.suffix`, or null for any host. Lower-case, no port. */
+  readonly host: string | null;
+  /** Path prefix; the longest match wins. */
+  readonly path: string;
+  /** Name of an upstream, or null for a `return` route. */
+  readonly upstream: string | null;
+  readonly return: ReturnAction | null;
+}
+
+export interface AdminConfig {
+  readonly listen: Address;
+}
+
+export interface Config {
+  /** Absolute path of the config file this was loaded from. */
+  readonly file: string;
+  readonly pidFile: string;
+  readonly workers: number;
+  readonly shutdownTimeout: number;
+  readonly upgradeTimeout: number;
+  /** Workers drop to this user (and its primary group) when the master runs as root. */
+  readonly user: string | null;
+  readonly log: LogConfig;
+  readonly admin: AdminConfig | null;
+  readonly listeners: readonly ListenerConfig[];
+  readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  readonly routes: readonly RouteConfig[];
+}
+
+/** One problem found in a config file, positioned on the node that caused it. */
+export interface ConfigError {
+  readonly file: string;
+  /** 1-based. */
+  readonly line: number;
+  /** 1-based. */
+  readonly col: number;
+  readonly message: string;
+}
+
+export type LoadResult =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly errors: readonly ConfigError[] };

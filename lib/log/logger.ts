@@ -1,0 +1,65 @@
+/**
+ * @module The error log and the access log of one process (master or worker), with reopen for USR1.
+ * Knows nothing about signals: the master or the worker calls `reopen()`.
+ */
+import pino from 'pino';
+import type { LogConfig } from '../config/types.js';
+import { openSink, reopenSink, type Sink } from './destination.js';
+
+export type Logger = pino.Logger;
+
+export interface Logs {
+  /** Error log: pid, role and (in workers) generation on every line. */
+  readonly error: Logger;
+  /** Access log, or null when `access: off`. */
+  readonly access: Logger | null;
+  /** Reopen file destinations (logrotate renamed them). */
+  reopen(): void;
+  /** Flush buffered lines synchronously (before exit). */
+  flush(): void;
+}
+
+export interface LogBindings {
+  readonly role: 'master' | 'worker';
+  readonly generation?: number;
+}
+
+export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
+  const sinks: Array<[LogConfig['error'], Sink]> = [];
+  let errorLog: Logger | undefined;
+  const report = (what: string) => (err: Error) => {
+    // A failing log destination must not take the process down; say so once on stderr, which always exists.
+    process.stderr.write(`baton[${process.pid}]: ${what} log write failed: ${err.message}\n`);
+  };
+  const errorSink = openSink(config.error, report('error'));
+  sinks.push([config.error, errorSink]);
+  errorLog = pino(
+    {
+      level: config.level,
+      base: { pid: process.pid, role: bindings.role, ...(bindings.generation !== undefined ? { generation: bindings.generation } : {}) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    errorSink,
+  );
+  let access: Logger | null = null;
+  if (config.access) {
+    const sameAsError = config.access.kind === config.error.kind &&
+      (config.access.kind !== 'file' || (config.error.kind === 'file' && config.error.path === config.access.path));
+    const accessSink = sameAsError ? errorSink : openSink(config.access, report('access'));
+    if (!sameAsError) sinks.push([config.access, accessSink]);
+    access = pino({ level: 'info', base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', formatters: { level: () => ({}) } }, accessSink);
+  }
+  return {
+    error: errorLog,
+    access,
+    reopen() {
+      for (const [dest, sink] of sinks) reopenSink(dest, sink);
+    },
+    flush() {
+      for (const [, sink] of sinks) {
+        try { sink.flushSync(); } catch { /* not ready yet or closed: nothing buffered worth a crash */ }
+      }
+    },
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * @module The master's listening sockets, keyed by normalized address. The master binds them (or adopts them
+ * from an old master or systemd) but never accepts on them: workers do, on fds they inherit. Because a socket
+ * is kept by key across reloads and handed over on upgrade, every generation accepts from the same kernel
+ * socket and the same accept queue: nothing queued is lost when one generation leaves.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import type { Address } from '../config/types.js';
+
+/** Node's raw TCP handle (tcp_wrap). `net._createServerHandle` binds without listening: the master never accepts. */
+export interface RawHandle {
+  readonly fd: number;
+  close(cb?: () => void): void;
+  getsockname(out: Record<string, unknown>): number;
+}
+
+interface NetInternals {
+  _createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number): RawHandle | number;
+}
+
+const internals = net as unknown as NetInternals;
+
+export interface ListenerEntry {
+  readonly key: string;
+  readonly handle: RawHandle;
+  /** The address actually bound (the real port when the config says port 0). */
+  readonly bound: string;
+}
+
+function errnoName(code: number): string {
+  const name = Object.entries(os.constants.errno).find(([, v]) => v === -code)?.[0];
+  return name ?? `errno ${code}`;
+}
+
+function boundAddress(handle: RawHandle, fallback: string): string {
+  const out: Record<string, unknown> = {};
+  if (handle.getsockname(out) !== 0 || typeof out.port !== 'number') return fallback;
+  return out.family === 'IPv6' ? `[${out.address}]:${out.port}` : `${out.address}:${out.port}`;
+}
+
+export class ListenerRegistry {
+  readonly #entries = new Map<string, ListenerEntry>();
+
+  get(key: string): ListenerEntry | undefined {
+    return this.#entries.get(key);
+  }
+
+  entries(): ListenerEntry[] {
+    return [...this.#entries.values()];
+  }
+
+  /** Take over fds inherited from an old master (or systemd), described as `{ key: fd }`. */
+  adopt(fds: Readonly<Record<string, number>>): string[] {
+    const problems: string[] = [];
+    for (const [key, fd] of Object.entries(fds)) {
+      const handle = internals._createServerHandle(null, null, null, fd);
+      if (typeof handle === 'number') {
+        problems.push(`cannot adopt inherited socket ${key} (fd ${fd}): ${errnoName(handle)}`);
+        continue;
+      }
+      this.#entries.set(key, { key, handle, bound: boundAddress(handle, key) });
+    }
+    return problems;
+  }
+
+  /** Bind every address not held yet. Returns a message per failure; opened ones stay (closeUnused cleans up). */
+  ensure(addresses: readonly Address[]): string[] {
+    const problems: string[] = [];
+    for (const a of addresses) {
+      if (this.#entries.has(a.key)) continue;
+      const handle = internals._createServerHandle(a.host, a.port, a.family, undefined, 0);
+      if (typeof handle === 'number') {
+        problems.push(`cannot listen on ${a.key}: ${errnoName(handle)}`);
+        continue;
+      }
+      this.#entries.set(a.key, { key: a.key, handle, bound: boundAddress(handle, a.key) });
+    }
+    return problems;
+  }
+
+  /** Remove an entry without closing it (the admin server owns and closes its handle). */
+  forget(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  /** Close the sockets no one needs any more. */
+  closeExcept(keep: ReadonlySet<string>): string[] {
+    const closed: string[] = [];
+    for (const [key, entry] of this.#entries) {
+      if (keep.has(key)) continue;
+      entry.handle.close();
+      this.#entries.delete(key);
+      closed.push(key);
+    }
+    return closed;
+  }
+
+  closeAll(): void {
+    this.closeExcept(new Set());
+  }
+}

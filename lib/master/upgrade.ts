@@ -1,0 +1,62 @@
+/**
+ * @module Binary upgrade, the mechanism: spawn a new master from the code now on disk with our listening
+ * sockets as inherited fds (described by one environment variable) and an IPC channel back to us; and, on the
+ * new master's side, read what it inherited.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { INHERIT_ENV, isNewMasterToOld, type NewMasterToOld } from '../ipc/messages.js';
+import type { ListenerEntry } from './listeners.js';
+
+/** Names the old master's pid in the new master's environment. */
+export const UPGRADE_FROM_ENV = 'BATON_UPGRADE_FROM';
+
+const FIRST_FD = 4;
+
+/** The bin path exactly as this master was started (argv[1]); Node resolves it, and any symlink, afresh. */
+const STARTED_AS = { bin: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv, cwd: process.cwd() };
+
+export function spawnNewMaster(listeners: readonly ListenerEntry[], onMessage: (msg: NewMasterToOld) => void): ChildProcess {
+  const map: Record<string, number> = {};
+  listeners.forEach((l, i) => { map[l.key] = FIRST_FD + i; });
+  const env: NodeJS.ProcessEnv = { ...process.env, [INHERIT_ENV]: JSON.stringify(map), [UPGRADE_FROM_ENV]: String(process.pid) };
+  const child = spawn(process.execPath, [...STARTED_AS.execArgv, STARTED_AS.bin, ...STARTED_AS.args], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...listeners.map((l) => l.handle.fd)],
+    env,
+    cwd: STARTED_AS.cwd,
+  });
+  child.on('message', (msg: unknown) => {
+    if (isNewMasterToOld(msg)) onMessage(msg);
+  });
+  child.on('error', () => {});
+  return child;
+}
+
+export interface Inherited {
+  readonly fds: Record<string, number>;
+  /** The old master's pid when this master is the new binary of an upgrade. */
+  readonly oldMaster: number | null;
+}
+
+/** Read (and remove from the environment, so workers never see it) what an old master handed us. */
+export function takeInherited(): Inherited {
+  const raw = process.env[INHERIT_ENV];
+  const from = Number(process.env[UPGRADE_FROM_ENV]);
+  delete process.env[INHERIT_ENV];
+  delete process.env[UPGRADE_FROM_ENV];
+  let fds: Record<string, number> = {};
+  if (raw) {
+    try {
+      const parsed = JSON.parse(raw) as unknown;
+      if (parsed && typeof parsed === 'object') {
+        for (const [k, v] of Object.entries(parsed)) if (Number.isInteger(v)) fds[k] = v as number;
+      }
+    } catch {
+      fds = {};
+    }
+  }
+  return { fds, oldMaster: Number.isInteger(from) && from > 0 && typeof process.send === 'function' ? from : null };
+}
+
+export function tellOldMaster(msg: NewMasterToOld): void {
+  if (process.send && process.connected) process.send(msg, () => {});
+}

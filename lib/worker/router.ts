@@ -1,0 +1,154 @@
+/**
+ * @module Route selection: compiled once per config, then a pure `(hostname, path) → route` lookup.
+ *
+ * Matching rule (the config is a flat route list, not nginx `server` blocks): a route matches when its host
+ * matches (exact name, `*.suffix`, or absent = any host) and its path is a prefix of the request path. Among
+ * the matching routes the most specific *host* wins first (exact, then the longest wildcard, then host-less),
+ * and within that host the longest path. So a host group without a matching path falls back to the next less
+ * specific host group and finally to the host-less routes: a host-less route literally says "any host", and a
+ * global `/healthz` or catch-all `/` keeps working for every host. An operator who wants a host to 404 outside
+ * its paths adds `{host: that.host, path: /, return: {status: 404}}`.
+ */
+import type { RouteConfig } from '../config/types.js';
+
+export interface RouteEntry {
+  /** Position in `config.routes`: callers keep per-route state in arrays indexed by it. */
+  readonly index: number;
+  readonly route: RouteConfig;
+  /** `host` + `path` (or `*` + path for host-less routes), for logs. */
+  readonly label: string;
+}
+
+export interface Router {
+  /** `hostname` as returned by `normalizeHost`, `path` a routing path (see `routingPath`). */
+  match(hostname: string, path: string): RouteEntry | null;
+}
+
+/** Routes of one host, longest path first (ties keep config order: the first one written wins). */
+class PathTable {
+  readonly #paths: string[] = [];
+  readonly #entries: RouteEntry[] = [];
+
+  constructor(entries: RouteEntry[]) {
+    const sorted = entries.slice().sort((a, b) => b.route.path.length - a.route.path.length || a.index - b.index);
+    for (const e of sorted) {
+      this.#paths.push(e.route.path);
+      this.#entries.push(e);
+    }
+  }
+
+  match(path: string): RouteEntry | null {
+    const paths = this.#paths;
+    for (let i = 0; i < paths.length; i++) if (path.startsWith(paths[i]!)) return this.#entries[i]!;
+    return null;
+  }
+}
+
+export function compileRouter(routes: readonly RouteConfig[]): Router {
+  const exact = new Map<string, RouteEntry[]>();
+  const wild = new Map<string, RouteEntry[]>();
+  const any: RouteEntry[] = [];
+  routes.forEach((route, index) => {
+    const host = route.host === null ? null : normalizeConfiguredHost(route.host);
+    const entry: RouteEntry = { index, route, label: `${route.host ?? '*'}${route.path}` };
+    if (host === null) any.push(entry);
+    else if (host.startsWith('*.')) push(wild, host.slice(1), entry); // keep the dot: '.example.com'
+    else push(exact, host, entry);
+  });
+  const exactTables = new Map<string, PathTable>();
+  for (const [host, entries] of exact) exactTables.set(host, new PathTable(entries));
+  const wildSuffixes = [...wild.keys()].sort((a, b) => b.length - a.length);
+  const wildTables = wildSuffixes.map((s) => new PathTable(wild.get(s)!));
+  const anyTable = any.length > 0 ? new PathTable(any) : null;
+
+  return {
+    match(hostname: string, path: string): RouteEntry | null {
+      if (exactTables.size > 0) {
+        const t = exactTables.get(hostname);
+        if (t !== undefined) {
+          const hit = t.match(path);
+          if (hit !== null) return hit;
+        }
+      }
+      for (let i = 0; i < wildSuffixes.length; i++) {
+        const suffix = wildSuffixes[i]!;
+        // '*.example.com' matches 'a.example.com' and 'a.b.example.com', never 'example.com' itself.
+        if (hostname.length > suffix.length && hostname.endsWith(suffix)) {
+          const hit = wildTables[i]!.match(path);
+          if (hit !== null) return hit;
+        }
+      }
+      return anyTable === null ? null : anyTable.match(path);
+    },
+  };
+}
+
+function push(map: Map<string, RouteEntry[]>, key: string, entry: RouteEntry): void {
+  const list = map.get(key);
+  if (list) list.push(entry);
+  else map.set(key, [entry]);
+}
+
+function normalizeConfiguredHost(host: string): string {
+  return host.startsWith('*.') ? '*.' + normalizeHost(host.slice(2)) : normalizeHost(host);
+}
+
+/**
+ * The routing name of a `Host` / `:authority` value: lower-case, port and a trailing dot removed, IPv6
+ * brackets removed (`[::1]:8080` → `::1`). Returns '' for an empty or absent host.
+ */
+export function normalizeHost(authority: string): string {
+  let host = authority;
+  if (host.charCodeAt(0) === 91 /* [ */) {
+    const end = host.indexOf(']');
+    host = end === -1 ? host.slice(1) : host.slice(1, end);
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon !== -1) host = host.slice(0, colon);
+  }
+  if (host.charCodeAt(host.length - 1) === 46 /* . */) host = host.slice(0, -1);
+  return host.toLowerCase();
+}
+
+/**
+ * The path used for matching routes, from an origin-form request target: the query is cut off and, only when
+ * the path could disguise itself (`%`, `/.`, `//`, `\`), it is decoded and normalized the way nginx normalizes
+ * a URI before location matching. Without this `/public/../admin` or `/public/%2e%2e/admin` would be routed by
+ * the `/public/` route while the upstream serves `/admin`. The request is still forwarded with its original
+ * target. Returns null for a path that cannot be decoded (→ 400).
+ */
+export function routingPath(target: string): string | null {
+  const q = target.indexOf('?');
+  let path = q === -1 ? target : target.slice(0, q);
+  const hash = path.indexOf('#');
+  if (hash !== -1) path = path.slice(0, hash);
+  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1 && path.indexOf('//') === -1 && path.indexOf('\\') === -1) return path;
+  if (path.indexOf('%') !== -1) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return null;
+    }
+  }
+  return normalizeDotSegments(path.replace(/\\/g, '/'));
+}
+
+/** RFC 3986 §5.2.4 dot-segment removal plus merged slashes; never climbs above the root. */
+function normalizeDotSegments(path: string): string {
+  const out: string[] = [];
+  const parts = path.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const seg = parts[i]!;
+    if (seg === '' || seg === '.') {
+      if (i === parts.length - 1) out.push('');
+      continue;
+    }
+    if (seg === '..') {
+      out.pop();
+      if (i === parts.length - 1) out.push('');
+      continue;
+    }
+    out.push(seg);
+  }
+  return '/' + out.join('/');
+}

@@ -1,0 +1,224 @@
+/**
+ * @module Test harness in the spirit of nginx's Test::Nginx: a temp dir, a config written from a template,
+ * the real bin/baton started in it, helpers to wait on files and log lines, and a teardown that stops every
+ * process it started and asserts the error log holds no fatal lines.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(fileURLToPath(import.meta.url), '../../../..');
+export const BIN = path.join(ROOT, 'bin/baton');
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Poll until `check` returns a value (not undefined), or fail after `timeoutMs`. */
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run bin/baton to completion (for -t, -s, -v, reload, upgrade, status). */
+export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => { stdout += c; });
+    child.stderr.on('data', (c) => { stderr += c; });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`baton ${args.join(' ')} did not finish in time; stderr: ${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface DaemonOptions {
+  /** YAML for listeners, upstreams, routes (and any other key); `{{port}}` etc. are not substituted here. */
+  body: string;
+  /** Extra top-level YAML (workers, timeouts, log level). */
+  top?: string;
+  workers?: number;
+  /** Expect start-up to fail (do not wait for the pid file). */
+  expectFailure?: boolean;
+}
+
+export class Daemon {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly pidFile: string;
+  readonly errorLog: string;
+  readonly accessLog: string;
+  child: ChildProcess | null = null;
+  stderr = '';
+  stdout = '';
+
+  constructor(t: Tap, prefix = 'baton-test-') {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.configFile = path.join(this.dir, 'baton.yaml');
+    this.pidFile = path.join(this.dir, 'baton.pid');
+    this.errorLog = path.join(this.dir, 'error.log');
+    this.accessLog = path.join(this.dir, 'access.log');
+    t.teardown(() => this.cleanup());
+  }
+
+  /** Write the config: pid file, logs and an admin listener on port 0 in the temp dir, plus `opts`. */
+  writeConfig(opts: DaemonOptions): void {
+    const yaml = [
+      `pid_file: baton.pid`,
+      `workers: ${opts.workers ?? 1}`,
+      `shutdown_timeout: 10s`,
+      opts.top ?? '',
+      `log:`,
+      `  level: debug`,
+      `  error: error.log`,
+      `  access: access.log`,
+      `admin:`,
+      `  listen: 127.0.0.1:0`,
+      opts.body,
+    ].join('\n');
+    fs.writeFileSync(this.configFile, yaml);
+  }
+
+  async start(opts: DaemonOptions): Promise<this> {
+    this.writeConfig(opts);
+    this.child = spawn(process.execPath, [BIN, '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (c) => { this.stdout += c; });
+    this.child.stderr!.on('data', (c) => { this.stderr += c; });
+    if (opts.expectFailure) return this;
+    await waitFor('the pid file', 20_000, () => {
+      if (this.child!.exitCode !== null) throw new Error(`baton exited with ${this.child!.exitCode}: ${this.stderr}${this.readLog()}`);
+      return fs.existsSync(this.pidFile) ? true : undefined;
+    });
+    return this;
+  }
+
+  get masterPid(): number {
+    return Number(fs.readFileSync(this.pidFile, 'utf8').trim());
+  }
+
+  readLog(file = this.errorLog): string {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Parsed JSON lines of a log file (lines that are not JSON are skipped). */
+  lines(file = this.errorLog): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const line of this.readLog(file).split('\n')) {
+      if (!line) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* partial line being written */
+      }
+    }
+    return out;
+  }
+
+  /** Wait for an error-log line matching `pred`, return it. */
+  waitForLine(what: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000, file = this.errorLog): Promise<Record<string, unknown>> {
+    return waitFor(what, timeoutMs, () => this.lines(file).find(pred));
+  }
+
+  /** The port the OS picked for the admin listener (config says port 0). */
+  async adminPort(pid?: number): Promise<number> {
+    const line = await this.waitForLine('admin listening', (l) => l.msg === 'admin listening' && (pid === undefined || l.pid === pid));
+    return Number(String(line.address).split(':').pop());
+  }
+
+  /** The port the OS picked for listener `key` (e.g. `127.0.0.1:0`); the first such listener by default. */
+  async port(key = '127.0.0.1:0'): Promise<number> {
+    const line = await this.waitForLine(`listener ${key}`, (l) => l.msg === 'listening' && l.listener === key);
+    return Number(String(line.address).split(':').pop());
+  }
+
+  async status(pid?: number): Promise<Record<string, unknown>> {
+    const port = await this.adminPort(pid);
+    const res = await fetch(`http://127.0.0.1:${port}/status`);
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  signal(sig: NodeJS.Signals, pid = this.masterPid): void {
+    process.kill(pid, sig);
+  }
+
+  /** Live worker pids according to /proc (children of the master). */
+  workerPids(master = this.masterPid): number[] {
+    const out: number[] = [];
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (Number(fields[1]) === master && fields[0] !== 'Z') out.push(Number(name));
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
+  }
+
+  async waitForExit(timeoutMs = 20_000): Promise<number | null> {
+    const child = this.child;
+    if (!child) return null;
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('baton did not exit in time')), timeoutMs);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+  }
+
+  /** Every process whose command line mentions our temp dir (masters, new masters, workers). */
+  ownProcesses(): number[] {
+    const out: number[] = [];
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      try {
+        const env = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
+        if (env.includes(this.dir)) out.push(Number(name));
+      } catch {
+        /* gone */
+      }
+    }
+    return out;
+  }
+
+  async cleanup(): Promise<void> {
+    const masters = new Set(this.ownProcesses());
+    if (this.child && this.child.exitCode === null && this.child.pid) masters.add(this.child.pid);
+    const all = new Set(masters);
+    for (const m of masters) for (const w of this.workerPids(m)) all.add(w);
+    for (const p of all) {
+      try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
