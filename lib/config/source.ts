@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
+import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import { positionOf } from './locate.js';
 import type { ConfigError } from './types.js';
 
@@ -38,10 +38,15 @@ export function parseSource(abs: string, text: string): SourceResult {
   // prettyErrors would append a multi-line code frame to every message; we print one line per problem.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   // Warnings (an unknown !tag, for example) are errors here: a value silently read as something else is worse.
-  const problems = [...doc.errors, ...doc.warnings];
-  if (problems.length > 0) {
-    return { ok: false, errors: problems.map((e) => ({ file: abs, ...positionOf(lines, e.pos[0]), message: describe(e) })) };
-  }
+  const problems = [...doc.errors, ...doc.warnings].map((e) => ({ file: abs, ...positionOf(lines, e.pos[0]), message: describe(e) }));
+  // The parser accepts `*name` with no `&name` before it and only fails when converting to JS; catch it here
+  // so the readers can rely on every alias resolving.
+  visit(doc, {
+    Alias(_, node) {
+      if (node.resolve(doc) === undefined) problems.push({ file: abs, ...positionOf(lines, node), message: `unknown alias *${node.source}` });
+    },
+  });
+  if (problems.length > 0) return { ok: false, errors: problems };
   return { ok: true, source: { file: abs, dir: path.dirname(abs), doc, lines } };
 }
 

@@ -64,6 +64,26 @@ export class ListenerRegistry {
     return problems;
   }
 
+  /** Take over sockets systemd activated: each is keyed by the address it is bound to. */
+  adoptActivated(fds: readonly number[]): string[] {
+    const problems: string[] = [];
+    for (const fd of fds) {
+      const handle = internals._createServerHandle(null, null, null, fd);
+      if (typeof handle === 'number') {
+        problems.push(`cannot adopt activated socket fd ${fd}: ${errnoName(handle)}`);
+        continue;
+      }
+      const bound = boundAddress(handle, '');
+      if (!bound) {
+        problems.push(`activated fd ${fd} is not a TCP socket; ignored`);
+        handle.close();
+        continue;
+      }
+      this.#entries.set(bound, { key: bound, handle, bound });
+    }
+    return problems;
+  }
+
   /** Bind every address not held yet. Returns a message per failure; opened ones stay (closeUnused cleans up). */
   ensure(addresses: readonly Address[]): string[] {
     const problems: string[] = [];

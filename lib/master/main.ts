@@ -8,6 +8,7 @@ import { createLogs } from '../log/logger.js';
 import { ListenerRegistry } from './listeners.js';
 import { MasterRuntime } from './runtime.js';
 import { installSignalQueue } from './signal-queue.js';
+import { activatedFds } from './systemd.js';
 import { initialState } from './state.js';
 import { takeInherited, tellOldMaster } from './upgrade.js';
 import type { WorkerIdentity } from './worker-handle.js';
@@ -30,7 +31,8 @@ export async function runMaster(configFile: string, config: Config): Promise<num
   };
   const logs = createLogs(config.log, { role: 'master' });
   const registry = new ListenerRegistry();
-  const adoptProblems = registry.adopt(inherited.fds);
+  // Sockets from systemd (cold start) or from an old master (upgrade) are adopted before anything is bound.
+  const adoptProblems = [...registry.adoptActivated(activatedFds()), ...registry.adopt(inherited.fds)];
   for (const p of adoptProblems) logs.error.warn(p);
 
   let identity: WorkerIdentity;

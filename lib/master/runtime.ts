@@ -17,6 +17,7 @@ import { reduce, type Effect, type MasterEvent, type MasterState, type ReloadOut
 import { spawnNewMaster, tellOldMaster } from './upgrade.js';
 import type { WorkerIdentity } from './worker-handle.js';
 import { renderMetrics } from './metrics.js';
+import { notify } from './systemd.js';
 
 const NEW_MASTER_KILL_GRACE_MS = 3000;
 const FAST_STOP_KILL_AFTER_MS = 3000;
@@ -150,9 +151,20 @@ export class MasterRuntime {
         this.#pidFile = this.#state.config.pidFile;
         writePidFile(this.#pidFile);
         return;
-      case 'announceReady':
-        if (this.opts.oldMaster !== null) tellOldMaster({ type: 'upgrade-ready', pid: process.pid });
+      case 'announceReady': {
+        const fields = { MAINPID: String(process.pid), READY: '1', STATUS: `serving, generation ${this.#state.generations.at(-1)?.id ?? 1}` };
+        // A new master tells systemd it is the main process before telling the old master, which may then leave.
+        void notify(fields, (m) => this.log.warn(m)).then(() => {
+          if (this.opts.oldMaster !== null) tellOldMaster({ type: 'upgrade-ready', pid: process.pid });
+        });
         return;
+      }
+      case 'notify': {
+        const fields = { ...effect.fields };
+        if (fields.MAINPID === 'self') fields.MAINPID = String(process.pid);
+        void notify(fields, (m) => this.log.warn(m));
+        return;
+      }
       case 'renamePidToOldbin':
         this.#pidRenamed = renameToOldbin(this.#pidFile);
         return;

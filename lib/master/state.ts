@@ -89,6 +89,7 @@ export type Effect =
   | { readonly type: 'releaseAdmin' }
   | { readonly type: 'reclaimAdmin' }
   | { readonly type: 'armStopDeadline' }
+  | { readonly type: 'notify'; readonly fields: Readonly<Record<string, string>> }
   | { readonly type: 'exit'; readonly code: number };
 
 export interface Step {
@@ -169,7 +170,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
           effects,
         };
       }
-      effects.push(log('info', 'reloading configuration'), { type: 'loadConfig' });
+      effects.push(log('info', 'reloading configuration'), { type: 'notify', fields: { RELOADING: '1', STATUS: 'reloading' } }, { type: 'loadConfig' });
       return { state: { ...state, reload: { stage: 'loading', generation: null, replies } }, effects };
     }
 
@@ -178,6 +179,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       effects.push(
         log('error', 'reload failed: invalid configuration, nothing changed', { errors: event.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`) }),
         ...replyAll(state.reload.replies, { ok: false, errors: event.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`) }),
+        { type: 'notify', fields: { READY: '1', STATUS: 'reload failed: invalid configuration' } },
       );
       return runQueued({ ...state, reload: null }, effects);
     }
@@ -220,7 +222,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       }
       effects.push(log('info', 'generation ready', { generation: gen.id }));
       if (state.reload && state.reload.generation === gen.id) {
-        effects.push(...replyAll(state.reload.replies, { ok: true, generation: gen.id }));
+        effects.push(...replyAll(state.reload.replies, { ok: true, generation: gen.id }), { type: 'notify', fields: { READY: '1', STATUS: `serving, generation ${gen.id}` } });
         return runQueued({ ...next, reload: null }, effects);
       }
       return { state: next, effects };
@@ -240,7 +242,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       }
       effects.push(log('error', `reload failed, the running generation keeps serving: ${event.reason}`, { generation: gen.id }), { type: 'closeUnusedListeners' });
       if (state.reload && state.reload.generation === gen.id) {
-        effects.push(...replyAll(state.reload.replies, { ok: false, errors: [event.reason] }));
+        effects.push(...replyAll(state.reload.replies, { ok: false, errors: [event.reason] }), { type: 'notify', fields: { READY: '1', STATUS: 'reload failed' } });
         return runQueued({ ...next, reload: null }, effects);
       }
       return maybeExit(next, effects);
@@ -281,6 +283,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       let next: MasterState = { ...state, phase, reload: null, queuedReload: null };
       const pending = [...(state.reload?.replies ?? []), ...(state.queuedReload ?? [])];
       effects.push(log('info', event.type === 'quit' ? 'graceful stop' : 'fast stop'), ...replyAll(pending, { ok: false, errors: [`master is ${phase}`] }));
+      if (!state.upgrade || state.upgrade.stage !== 'ready') effects.push({ type: 'notify', fields: { STOPPING: '1' } });
       for (const g of state.generations) {
         if (event.type === 'quit') {
           if (g.status !== 'draining') effects.push({ type: 'drainGeneration', id: g.id });
@@ -343,6 +346,8 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
         { type: 'disarmUpgradeDeadline' },
         { type: 'restorePidFromOldbin' },
       );
+      // systemd follows whichever master serves: take MAINPID back.
+      effects.push({ type: 'notify', fields: { MAINPID: 'self', READY: '1', STATUS: 'upgrade rolled back' } });
       if (state.upgrade.stage === 'ready') effects.push({ type: 'reclaimAdmin' });
       let next: MasterState = { ...state, upgrade: null };
       if (state.winched && state.phase === 'running') {

@@ -62,6 +62,32 @@ export interface DaemonOptions {
   workers?: number;
   /** Expect start-up to fail (do not wait for the pid file). */
   expectFailure?: boolean;
+  /** Start from another copy of the package (upgrade tests change the code on disk). */
+  bin?: string;
+  /** A fixed admin port instead of port 0 (the CLI's reload/status need one). */
+  adminPort?: number;
+}
+
+/** Copy bin/, dist/ and package.json into `dir` (node_modules linked) so a test can change the code on disk. */
+export function copyPackage(dir: string): string {
+  fs.cpSync(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return path.join(dir, 'bin/baton');
+}
+
+/** A port that was free a moment ago (only where a fixed port is unavoidable). */
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export class Daemon {
@@ -95,7 +121,7 @@ export class Daemon {
       `  error: error.log`,
       `  access: access.log`,
       `admin:`,
-      `  listen: 127.0.0.1:0`,
+      `  listen: 127.0.0.1:${opts.adminPort ?? 0}`,
       opts.body,
     ].join('\n');
     fs.writeFileSync(this.configFile, yaml);
@@ -103,7 +129,7 @@ export class Daemon {
 
   async start(opts: DaemonOptions): Promise<this> {
     this.writeConfig(opts);
-    this.child = spawn(process.execPath, [BIN, '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [opts.bin ?? BIN, '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (c) => { this.stdout += c; });
     this.child.stderr!.on('data', (c) => { this.stderr += c; });
     if (opts.expectFailure) return this;

@@ -19,7 +19,12 @@ function run(events: MasterEvent[], opts = { oldMasterAlive: false }): { state: 
     step = reduce(step.state, e);
     effects.push(...step.effects);
   }
-  return { state: step.state, effects, types: effects.filter((e) => e.type !== 'log').map((e) => e.type) };
+  return { state: step.state, effects, types: mech(effects) };
+}
+
+/** Effect types that act on the world (logs and systemd notifications left out; they have their own test). */
+function mech(effects: readonly Effect[]): string[] {
+  return effects.filter((e) => e.type !== 'log' && e.type !== 'notify').map((e) => e.type);
 }
 
 const started: MasterEvent[] = [{ type: 'generationReady', id: 1 }];
@@ -41,7 +46,7 @@ t.test('HUP with a valid config starts a new generation and drains the old one o
   t.same(r1.types.slice(-2), ['loadConfig', 'startGeneration']);
   t.same(r1.state.generations.map((g) => [g.id, g.status]), [[1, 'active'], [2, 'starting']]);
   const r2 = reduce(r1.state, { type: 'generationReady', id: 2 });
-  t.same(r2.effects.filter((e) => e.type !== 'log').map((e) => e.type), ['drainGeneration', 'closeUnusedListeners']);
+  t.same(mech(r2.effects), ['drainGeneration', 'closeUnusedListeners']);
   t.equal(r2.state.config, newConfig);
   t.same(r2.state.generations.map((g) => [g.id, g.status]), [[1, 'draining'], [2, 'active']]);
 });
@@ -77,7 +82,7 @@ t.test('USR2 renames the pid file and spawns a new master', async (t) => {
 t.test('a second USR2 while an upgrade is in progress is refused', async (t) => {
   const r = run([...started, { type: 'upgrade' }, { type: 'newMasterSpawned', pid: 99 }]);
   const again = reduce(r.state, { type: 'upgrade' });
-  t.same(again.effects.map((e) => e.type), ['log']);
+  t.same(again.effects.map((e) => e.type), ['log'], 'nothing but a log line');
   t.match(again.effects[0], { level: 'warn', msg: /already in progress/ });
 });
 
@@ -156,4 +161,17 @@ t.test('a reload during QUIT is refused and its caller is told', async (t) => {
 
 t.test('USR1 reopens logs', async (t) => {
   t.same(run([...started, { type: 'reopen' }]).types.at(-1), 'reopenLogs');
+});
+
+t.test('systemd hears RELOADING then READY around a reload, STOPPING on quit, and MAINPID back after a rollback', async (t) => {
+  const notes = (effects: readonly Effect[]) => effects.filter((e) => e.type === 'notify').map((e) => (e as { fields: Record<string, string> }).fields);
+  const reload = run([...started, { type: 'reload' }, { type: 'configLoaded', config: newConfig }, { type: 'generationReady', id: 2 }]);
+  t.match(notes(reload.effects), [{ RELOADING: '1' }, { READY: '1' }]);
+  const bad = run([...started, { type: 'reload' }, { type: 'configInvalid', errors: [] }]);
+  t.match(notes(bad.effects), [{ RELOADING: '1' }, { READY: '1' }], 'a failed reload still ends with READY: the old config serves');
+  t.match(notes(run([...started, { type: 'quit' }]).effects), [{ STOPPING: '1' }]);
+  const rolled = run([...started, { type: 'upgrade' }, { type: 'newMasterSpawned', pid: 99 }, { type: 'newMasterReady', pid: 99 }, { type: 'newMasterExited', pid: 99, code: 0, signal: null }]);
+  t.match(notes(rolled.effects), [{ MAINPID: 'self', READY: '1' }]);
+  const handedOver = run([...started, { type: 'upgrade' }, { type: 'newMasterSpawned', pid: 99 }, { type: 'newMasterReady', pid: 99 }, { type: 'quit' }]);
+  t.same(notes(handedOver.effects), [], 'an old master leaving after a good upgrade does not tell systemd the service stops');
 });

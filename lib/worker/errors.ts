@@ -1,0 +1,85 @@
+/**
+ * @module The one table from a proxy failure's error code to what it means: the status the client gets, whether
+ * another target may be tried, whether the target is marked down, and the log level. Match on `err.code`, never
+ * on `instanceof` (undici's docs: error classes differ across copies of the library).
+ */
+
+export type FailureKind =
+  /** Nothing reached the upstream (no connection): the next target may be tried for any method. */
+  | 'connect'
+  /** The connection broke before a response byte: retry once only if idempotent and without a body. */
+  | 'reset'
+  /** The upstream was too slow. */
+  | 'timeout'
+  /** The upstream answered something we cannot relay. */
+  | 'protocol'
+  /** The client left or misbehaved: nothing (or a 4xx) is written. */
+  | 'client'
+  /** A bug on our side (e.g. undici refused arguments we built). */
+  | 'internal';
+
+export interface Failure {
+  readonly code: string;
+  /** What the client gets when no response byte was written yet; 499 = the client is gone, write nothing. */
+  readonly status: number;
+  readonly kind: FailureKind;
+  /** Passive health: skip this target for a while (connection-level failures only). */
+  readonly markDown: boolean;
+  readonly level: 'warn' | 'error';
+}
+
+/** Codes of our own, for failures that undici does not name. */
+export const CLIENT_GONE = 'BATON_CLIENT_GONE';
+export const CLIENT_IDLE = 'BATON_CLIENT_IDLE';
+export const CLIENT_SHORT_BODY = 'BATON_CLIENT_SHORT_BODY';
+export const UPSTREAM_IDLE = 'BATON_UPSTREAM_IDLE';
+export const BAD_RESPONSE = 'BATON_BAD_RESPONSE';
+export const INTERNAL = 'BATON_INTERNAL';
+
+const TABLE = new Map<string, Failure>();
+
+function add(codes: string[], status: number, kind: FailureKind, markDown: boolean, level: 'warn' | 'error' = 'error'): void {
+  for (const code of codes) TABLE.set(code, Object.freeze({ code, status, kind, markDown, level }));
+}
+
+// No connection was made: safe to try another target whatever the method.
+add(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'], 502, 'connect', true);
+add(['UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'], 504, 'connect', true);
+// Our own pool was closed or destroyed under the request (reload): nothing was sent, the target is fine.
+add(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'], 502, 'connect', false);
+// An established connection broke (e.g. the keep-alive race: the upstream closed an idle connection we reused).
+add(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'], 502, 'reset', false);
+add(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', UPSTREAM_IDLE], 504, 'timeout', false);
+add(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE', 'UND_ERR_INFO', BAD_RESPONSE], 502, 'protocol', false);
+// The client went away (or stopped sending): logged as 499 / 408 / 400, at warn level since it is not our fault.
+add([CLIENT_GONE, 'UND_ERR_ABORTED', 'UND_ERR_ABORT', 'AbortError', 'ERR_STREAM_PREMATURE_CLOSE'], 499, 'client', false, 'warn');
+add([CLIENT_IDLE], 408, 'client', false, 'warn');
+add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_SHORT_BODY], 400, 'client', false, 'warn');
+// undici refused what we built: a sanitizing bug (and undici 7 may have wedged a pool slot: the pool is replaced).
+add(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', INTERNAL], 500, 'internal', false);
+
+const UNKNOWN: Failure = Object.freeze({ code: 'UNKNOWN', status: 502, kind: 'protocol', markDown: false, level: 'error' });
+const PARSER: Failure = Object.freeze({ code: 'HPE', status: 502, kind: 'protocol', markDown: false, level: 'error' });
+
+export function errorCode(err: unknown): string {
+  if (err !== null && typeof err === 'object') {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return code;
+    const name = (err as { name?: unknown }).name;
+    if (typeof name === 'string' && name !== '') return name;
+  }
+  return 'UNKNOWN';
+}
+
+export function classify(code: string): Failure {
+  const hit = TABLE.get(code);
+  if (hit !== undefined) return hit;
+  // llhttp parse errors of the upstream's response (HPE_INVALID_CHUNK_SIZE, ...).
+  if (code.startsWith('HPE_')) return PARSER;
+  return UNKNOWN;
+}
+
+/** Every code the table knows, for tests and docs. */
+export function knownCodes(): string[] {
+  return [...TABLE.keys()];
+}

@@ -1,0 +1,259 @@
+/**
+ * @module Header rewriting between client and upstream (pure functions): the upstream request header list
+ * built from the client's raw headers through a strip list, with validation and the X-Forwarded-* / Via /
+ * X-Request-Id additions; and the client response header list built from the upstream's raw headers.
+ *
+ * Lists are flat `[name, value, name, value, ...]` arrays: that is what `req.rawHeaders` is, what undici's
+ * `headers` option and `res.writeHead` accept, and it keeps duplicates (set-cookie) without any object work.
+ * Names keep the sender's spelling; comparisons are on the lower-cased name.
+ */
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+/** Why a request was refused before anything was sent upstream (→ 400). */
+export class BadRequest extends Error {
+  override readonly name = 'BadRequest';
+}
+
+/**
+ * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1) and those undici 7 rejects (each
+ * rejected request wedges a pool slot: research/node-facts.md §2). `host` and the forwarding headers are
+ * re-added explicitly. `te` goes too (undici forwards it, but we do not relay trailers); `proxy-authorization`
+ * is meant for a proxy, i.e. us, and is not leaked to applications.
+ */
+const REQUEST_STRIP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+  'http2-settings', 'expect', 'host', 'proxy-authorization',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-request-id',
+]);
+
+/** Response headers that describe the upstream connection, not the message (and are illegal in HTTP/2). */
+const RESPONSE_STRIP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+]);
+
+/** For a tunnel (WebSocket) the upgrade itself must survive the strip list. */
+const TUNNEL_KEEP: ReadonlySet<string> = new Set(['upgrade']);
+
+const VIA = '1.1 baton';
+
+export interface ForwardContext {
+  /** The client's address as seen on the socket. */
+  readonly clientAddress: string;
+  /** `https` on TLS sockets. */
+  readonly proto: 'http' | 'https';
+  /** Keep `Upgrade` and send `Connection: upgrade` (WebSocket tunnels). */
+  readonly tunnel?: boolean;
+}
+
+export interface UpstreamHead {
+  /** Flat upstream header list, validated, ready for undici (or http.request for tunnels). */
+  readonly headers: string[];
+  /** `Host` (or `:authority`) as the client sent it; '' if none. */
+  readonly authority: string;
+  readonly requestId: string;
+  /** Declared `Content-Length`, or -1. */
+  readonly contentLength: number;
+  /** The client sent `Transfer-Encoding` (HTTP/1.1 chunked body). */
+  readonly chunked: boolean;
+}
+
+/**
+ * Build the upstream request headers from a client's raw header list (`req.rawHeaders`: HTTP/1.1, or
+ * HTTP/2 with its `:pseudo` headers). Throws `BadRequest` for anything undici would reject or that is
+ * ambiguous (invalid name or value, conflicting `Content-Length`).
+ */
+export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): UpstreamHead {
+  const out: string[] = [];
+  let authority = '';
+  let h2Authority = '';
+  let connection: string | null = null;
+  let xff: string | null = null;
+  let via: string | null = null;
+  let requestId: string | null = null;
+  let contentLength = -1;
+  let chunked = false;
+  let cookieAt = -1;
+  const tunnel = ctx.tunnel === true;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') h2Authority = value;
+      continue;
+    }
+    const lower = name.toLowerCase();
+    if (REQUEST_STRIP.has(lower)) {
+      switch (lower) {
+        case 'host': if (authority === '') authority = value; break;
+        case 'connection': connection = connection === null ? value : connection + ',' + value; break;
+        case 'transfer-encoding': chunked = true; break;
+        case 'x-forwarded-for': xff = xff === null ? value : xff + ', ' + value; break;
+        case 'via': via = via === null ? value : via + ', ' + value; break;
+        case 'x-request-id': if (requestId === null) requestId = value; break;
+        case 'upgrade': if (tunnel) push(out, name, value); break;
+      }
+      continue;
+    }
+    if (lower === 'content-length') {
+      const n = parseContentLength(value);
+      if (n === -1 || (contentLength !== -1 && n !== contentLength)) throw new BadRequest('invalid content-length');
+      if (contentLength !== -1) continue; // an identical duplicate: undici refuses duplicates, send one
+      contentLength = n;
+    } else if (lower === 'cookie') {
+      // HTTP/2 may split cookies into several fields; HTTP/1.1 allows one (RFC 9113 §8.2.3).
+      if (cookieAt !== -1) {
+        validate(name, value);
+        out[cookieAt] += '; ' + value;
+        continue;
+      }
+      cookieAt = out.length + 1;
+    }
+    push(out, name, value);
+  }
+  if (h2Authority !== '') authority = h2Authority;
+  // Both framings at once is the request-smuggling shape; Node's parser refuses it already, be sure anyway.
+  if (chunked && contentLength !== -1) throw new BadRequest('both transfer-encoding and content-length');
+  if (connection !== null) stripConnectionTokens(out, connection, tunnel ? TUNNEL_KEEP : null);
+  if (authority !== '') push(out, 'host', authority);
+  if (tunnel) out.push('connection', 'upgrade');
+  const id = requestId !== null && isSaneRequestId(requestId) ? requestId : nextRequestId();
+  const client = displayAddress(ctx.clientAddress);
+  out.push(
+    'x-forwarded-for', xff === null ? client : xff + ', ' + client,
+    'x-forwarded-proto', ctx.proto,
+  );
+  if (authority !== '') out.push('x-forwarded-host', authority);
+  push(out, 'via', via === null ? VIA : via + ', ' + VIA);
+  out.push('x-request-id', id);
+  return { headers: out, authority, requestId: id, contentLength, chunked };
+}
+
+function push(out: string[], name: string, value: string): void {
+  validate(name, value);
+  out.push(name, value);
+}
+
+function validate(name: string, value: string): void {
+  try {
+    http.validateHeaderName(name);
+    http.validateHeaderValue(name, value);
+  } catch {
+    throw new BadRequest(`invalid header ${JSON.stringify(name.slice(0, 64))}`);
+  }
+}
+
+function parseContentLength(value: string): number {
+  if (value.length === 0 || value.length > 15) return -1;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+  }
+  return Number(value);
+}
+
+/** Remove, in place, every header named by a `Connection` token (RFC 9110 §7.6.1). */
+function stripConnectionTokens(out: string[], connection: string, keep: ReadonlySet<string> | null): void {
+  const tokens = connection.toLowerCase().split(',');
+  const drop = new Set<string>();
+  for (const t of tokens) {
+    const token = t.trim();
+    // keep-alive / close / upgrade name headers already stripped; skip the common case quickly.
+    if (token === '' || token === 'keep-alive' || token === 'close' || (keep !== null && keep.has(token))) continue;
+    drop.add(token);
+  }
+  if (drop.size === 0) return;
+  let w = 0;
+  for (let r = 0; r < out.length; r += 2) {
+    if (drop.has(out[r]!.toLowerCase())) continue;
+    out[w++] = out[r]!;
+    out[w++] = out[r + 1]!;
+  }
+  out.length = w;
+}
+
+/** `::ffff:10.0.0.1` (a v4 client on a dual-stack socket) is logged and forwarded as `10.0.0.1`, like nginx. */
+export function displayAddress(address: string | undefined): string {
+  if (address === undefined) return 'unknown';
+  return address.startsWith('::ffff:') && address.indexOf('.') !== -1 ? address.slice(7) : address;
+}
+
+/** A client-supplied id is kept when it is short and made of harmless characters (it ends up in logs). */
+export function isSaneRequestId(id: string): boolean {
+  if (id.length === 0 || id.length > 200) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) ||
+      c === 45 || c === 46 || c === 95 || c === 58 || c === 64 || c === 47 || c === 43 || c === 61 || c === 126;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A random per-process prefix and a counter: unique across workers and restarts, and far cheaper than a UUID
+// per request (no crypto call on the hot path).
+const ID_PREFIX = randomBytes(6).toString('hex') + '-';
+let idCounter = 0;
+
+export function nextRequestId(): string {
+  idCounter = idCounter === Number.MAX_SAFE_INTEGER ? 1 : idCounter + 1;
+  return ID_PREFIX + idCounter.toString(36);
+}
+
+/**
+ * The client response header list from undici's raw response headers (Buffers, latin1 so bytes round-trip):
+ * hop-by-hop headers and the headers named by `Connection` removed, duplicates kept, and `x-request-id` added
+ * when the upstream did not set one. Nothing connection-specific survives, so the list is valid for HTTP/2.
+ */
+export function buildResponseHeaders(raw: readonly (Buffer | string)[], requestId: string): string[] {
+  const out: string[] = [];
+  let connection: string | null = null;
+  let hasId = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    const v = raw[i + 1]!;
+    const name = typeof n === 'string' ? n : n.toString('latin1');
+    const value = typeof v === 'string' ? v : v.toString('latin1');
+    const lower = name.toLowerCase();
+    if (RESPONSE_STRIP.has(lower)) {
+      if (lower === 'connection') connection = connection === null ? value : connection + ',' + value;
+      continue;
+    }
+    if (lower === 'x-request-id') hasId = true;
+    out.push(name, value);
+  }
+  if (connection !== null) stripConnectionTokens(out, connection, null);
+  if (!hasId) out.push('x-request-id', requestId);
+  return out;
+}
+
+/** Headers of a tunnel's 101 (or refused handshake) as an object, for http-proxy: hop-by-hop removed except the upgrade. */
+export function cleanTunnelResponseHeaders(headers: http.IncomingHttpHeaders, upgraded: boolean): void {
+  const connection = headers.connection;
+  for (const name of RESPONSE_STRIP) {
+    if (upgraded && (name === 'connection' || name === 'upgrade')) continue;
+    delete headers[name];
+  }
+  if (typeof connection === 'string') {
+    for (const t of connection.toLowerCase().split(',')) {
+      const token = t.trim();
+      if (token !== '' && token !== 'upgrade' && token !== 'close' && token !== 'keep-alive') delete headers[token];
+    }
+  }
+  if (upgraded) headers.connection = 'Upgrade';
+  else headers.connection = 'close';
+}
+
+/** A flat list as an object (multi-valued names become arrays), for APIs that want one. */
+export function toHeaderObject(flat: readonly string[]): Record<string, string | string[]> {
+  const obj: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < flat.length; i += 2) {
+    const k = flat[i]!.toLowerCase();
+    const v = flat[i + 1]!;
+    const prev = obj[k];
+    if (prev === undefined) obj[k] = v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else obj[k] = [prev, v];
+  }
+  return obj;
+}

@@ -1,0 +1,141 @@
+/**
+ * @module Target selection for one upstream: smooth weighted round robin (nginx's), weighted least
+ * connections, weighted random. A balancer picks the first target to try; `fallbacks` orders the others, so a
+ * failed connect simply moves on ("take the next one", as Pingora's `BackendIter`). Targets marked down
+ * (passive health, see pools.ts) are skipped unless every target is down.
+ */
+import type { Balance } from '../../config/types.js';
+
+/** What a balancer reads of a target; pools.ts keeps these fields up to date. */
+export interface BalancedTarget {
+  readonly weight: number;
+  /** Requests (and tunnels) in flight on this target, from this worker. */
+  inflight: number;
+  /** `Date.now()` before which the target counts as down; 0 when healthy. */
+  downUntil: number;
+}
+
+export interface Balancer {
+  /** Index of the first target to try. */
+  pick(now: number): number;
+}
+
+export function createBalancer(kind: Balance, targets: readonly BalancedTarget[]): Balancer {
+  switch (kind) {
+    case 'round_robin': return new SmoothRoundRobin(targets);
+    case 'least_conn': return new LeastConn(targets);
+    case 'random': return new WeightedRandom(targets);
+  }
+}
+
+function allDown(targets: readonly BalancedTarget[], now: number): boolean {
+  for (let i = 0; i < targets.length; i++) if (targets[i]!.downUntil <= now) return false;
+  return true;
+}
+
+/**
+ * nginx's smooth weighted round robin: every pick adds each weight to its target's score, takes the highest
+ * score and subtracts the total from it. Weights 5,1,1 give a,a,b,a,c,a,a: spread out, never bursts of 5.
+ */
+class SmoothRoundRobin implements Balancer {
+  readonly #targets: readonly BalancedTarget[];
+  readonly #current: Float64Array;
+
+  constructor(targets: readonly BalancedTarget[]) {
+    this.#targets = targets;
+    this.#current = new Float64Array(targets.length);
+  }
+
+  pick(now: number): number {
+    const targets = this.#targets;
+    if (targets.length === 1) return 0;
+    const ignoreDown = allDown(targets, now);
+    const current = this.#current;
+    let best = -1;
+    let total = 0;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
+      if (!ignoreDown && t.downUntil > now) continue;
+      current[i]! += t.weight;
+      total += t.weight;
+      if (best === -1 || current[i]! > current[best]!) best = i;
+    }
+    current[best]! -= total;
+    return best;
+  }
+}
+
+/** Fewest in-flight requests relative to weight; ties go round robin so equal targets share the load. */
+class LeastConn implements Balancer {
+  readonly #targets: readonly BalancedTarget[];
+  #next = 0;
+
+  constructor(targets: readonly BalancedTarget[]) {
+    this.#targets = targets;
+  }
+
+  pick(now: number): number {
+    const targets = this.#targets;
+    const n = targets.length;
+    if (n === 1) return 0;
+    const ignoreDown = allDown(targets, now);
+    const start = this.#next;
+    this.#next = start + 1 === n ? 0 : start + 1;
+    let best = -1;
+    for (let k = 0; k < n; k++) {
+      const i = start + k < n ? start + k : start + k - n;
+      const t = targets[i]!;
+      if (!ignoreDown && t.downUntil > now) continue;
+      // inflight/weight < best.inflight/best.weight, without division.
+      if (best === -1 || t.inflight * targets[best]!.weight < targets[best]!.inflight * t.weight) best = i;
+    }
+    return best;
+  }
+}
+
+class WeightedRandom implements Balancer {
+  readonly #targets: readonly BalancedTarget[];
+
+  constructor(targets: readonly BalancedTarget[]) {
+    this.#targets = targets;
+  }
+
+  pick(now: number): number {
+    const targets = this.#targets;
+    if (targets.length === 1) return 0;
+    const ignoreDown = allDown(targets, now);
+    let total = 0;
+    for (let i = 0; i < targets.length; i++) if (ignoreDown || targets[i]!.downUntil <= now) total += targets[i]!.weight;
+    let r = Math.random() * total;
+    let last = -1;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
+      if (!ignoreDown && t.downUntil > now) continue;
+      last = i;
+      r -= t.weight;
+      if (r < 0) return i;
+    }
+    return last; // floating-point leftovers
+  }
+}
+
+/**
+ * The targets to try after `first` failed, in order: healthy ones first, in ring order after `first` (so
+ * failovers spread instead of all landing on target 0), then the ones marked down as a last resort.
+ */
+export function fallbacks(targets: readonly BalancedTarget[], first: number, now: number): number[] {
+  const n = targets.length;
+  const healthy: number[] = [];
+  const down: number[] = [];
+  for (let k = 1; k < n; k++) {
+    const i = (first + k) % n;
+    (targets[i]!.downUntil > now ? down : healthy).push(i);
+  }
+  return healthy.concat(down);
+}
+
+/** The full candidate order for one request: the pick, then its fallbacks. */
+export function candidates(balancer: Balancer, targets: readonly BalancedTarget[], now: number): number[] {
+  const first = balancer.pick(now);
+  return [first, ...fallbacks(targets, first, now)];
+}

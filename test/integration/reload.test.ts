@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import t from 'tap';
+import { Daemon, freePort, runCli, waitFor } from '../helpers/daemon.js';
+import { request } from '../helpers/http.js';
+
+const body = (text: string, extra = '') => `
+listeners:
+  - listen: 127.0.0.1:0
+${extra}
+routes:
+  - path: /
+    return: { status: 200, body: "${text}" }
+`;
+
+t.test('HUP applies a new config: a new generation serves and the old one leaves', async (t) => {
+  const d = await new Daemon(t).start({ body: body('one'), workers: 2 });
+  const port = await d.port();
+  t.equal((await request(port, '/')).body, 'one');
+  const oldWorkers = d.workerPids();
+  d.writeConfig({ body: body('two'), workers: 3 });
+  d.signal('SIGHUP');
+  await waitFor('the new body', 15_000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
+  await waitFor('old workers gone, three new ones', 15_000, () => {
+    const w = d.workerPids();
+    return w.length === 3 && oldWorkers.every((p) => !w.includes(p)) ? true : undefined;
+  });
+  const s = await d.status();
+  t.equal(s.generation, 2);
+  t.equal(d.masterPid, s.pid, 'same master');
+});
+
+t.test('an invalid HUP logs file:line:col and the running config keeps serving', async (t) => {
+  const d = await new Daemon(t).start({ body: body('one') });
+  const port = await d.port();
+  fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8') + '\nbogus_key: 1\n');
+  d.signal('SIGHUP');
+  const line = await d.waitForLine('reload failure', (l) => typeof l.msg === 'string' && (l.msg as string).startsWith('reload failed'));
+  t.match((line.errors as string[])[0], new RegExp(`${d.configFile}:\\d+:1: .*bogus_key`));
+  t.equal((await request(port, '/')).body, 'one');
+  t.equal((await d.status()).generation, 1);
+});
+
+t.test('a listener added on reload opens, and one removed closes once no generation uses it', async (t) => {
+  const [a, b] = [await freePort(), await freePort()];
+  const d = await new Daemon(t).start({ body: body('x').replace('127.0.0.1:0', `127.0.0.1:${a}`) });
+  t.equal((await request(a, '/')).status, 200);
+  d.writeConfig({ body: body('y').replace('127.0.0.1:0', `127.0.0.1:${b}`) });
+  d.signal('SIGHUP');
+  await waitFor('new listener', 15_000, async () => ((await request(b, '/').catch(() => null))?.body === 'y' ? true : undefined));
+  await waitFor('old listener closed', 15_000, async () => ((await request(a, '/').catch(() => null)) === null ? true : undefined));
+  t.pass('listeners diffed by address');
+});
+
+t.test('baton reload reports success, and reports the errors with a non-zero exit when the config is bad', async (t) => {
+  const adminPort = await freePort();
+  const d = await new Daemon(t).start({ body: body('one'), adminPort });
+  const port = await d.port();
+  d.writeConfig({ body: body('two'), adminPort });
+  const ok = await runCli(['reload', '-c', d.configFile]);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /reload ok: generation 2 is serving/);
+  // Old workers may accept for the moment it takes the drain message to reach them.
+  await waitFor('the new config serving', 3000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
+  fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('workers: 1', 'workers: zero'));
+  const bad = await runCli(['reload', '-c', d.configFile]);
+  t.equal(bad.code, 5);
+  t.match(bad.stderr, /workers/);
+  t.equal((await request(port, '/')).body, 'two');
+});
+
+t.test('WINCH without an upgrade drains the workers and keeps the master and its sockets', async (t) => {
+  const d = await new Daemon(t).start({ body: body('one'), workers: 2 });
+  const port = await d.port();
+  const workers = await waitFor('workers', 10_000, () => { const w = d.workerPids(); return w.length === 2 ? w : undefined; });
+  d.signal('SIGWINCH');
+  await waitFor('workers gone', 15_000, () => (d.workerPids().length === 0 ? true : undefined));
+  t.ok(fs.existsSync(`/proc/${d.masterPid}`), 'master stays');
+  t.notOk(workers.some((p) => fs.existsSync(`/proc/${p}`)));
+  // The socket is still held: a HUP brings workers back and the same port serves.
+  d.signal('SIGHUP');
+  await waitFor('serving again', 15_000, async () => ((await request(port, '/').catch(() => null))?.status === 200 ? true : undefined));
+  t.pass();
+});
