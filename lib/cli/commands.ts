@@ -64,12 +64,21 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
   if (old === null) return EXIT.NOT_RUNNING;
   process.kill(old, 'SIGUSR2');
   out(`USR2 sent to master ${old}; waiting for the new master`);
+  const oldbin = oldbinPath(config.pidFile);
+  // The old master renames its pid file first; if it never does, it refused the upgrade (its log says why).
+  const renamed = await waitFor(5000, () => {
+    const ob = readPidFile(oldbin);
+    return ob.ok && ob.pid === old ? true : undefined;
+  });
+  if (!renamed) {
+    err(`upgrade refused by master ${old} (an upgrade already in progress, or it is itself a new binary whose old master still runs); see the error log`);
+    return EXIT.OPERATION_FAILED;
+  }
   const outcome = await waitFor(config.upgradeTimeout + 5000, () => {
     const cur = readPidFile(config.pidFile);
     if (cur.ok && cur.pid !== old && processAlive(cur.pid)) return { ok: true as const, pid: cur.pid };
-    const ob = readPidFile(oldbinPath(config.pidFile));
-    // The old master put the pid file back: the new one failed before it was ready.
-    if (!ob.ok && cur.ok && cur.pid === old) return { ok: false as const };
+    // The old master put its pid file back: the new one failed before it was ready.
+    if (!readPidFile(oldbin).ok && cur.ok && cur.pid === old) return { ok: false as const };
     if (!processAlive(old)) return { ok: false as const };
     return undefined;
   });

@@ -1,7 +1,4 @@
-/**
- * @module Load a config file: source → section readers (validate + normalize in one walk over the YAML nodes)
- * → deep-frozen Config. The one loader behind start, `-t` and reload; it never throws for a bad file.
- */
+/** @module The one config loader behind start, `-t` and reload: source → section readers → deep-frozen Config. */
 import { sortConfigErrors } from './errors.js';
 import { deepFreeze } from './freeze.js';
 import { Reader } from './reader.js';
@@ -9,6 +6,7 @@ import { readConfig } from './sections/root.js';
 import { readSource } from './source.js';
 import type { LoadResult } from './types.js';
 
+/** Never throws for a bad file: every problem comes back in `errors`, positioned, in file order. */
 export function loadConfig(file: string): LoadResult {
   const source = readSource(file);
   if (!source.ok) return { ok: false, errors: sortConfigErrors(source.errors) };

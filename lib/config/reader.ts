@@ -1,7 +1,4 @@
-/**
- * @module Typed reads of YAML nodes. Each read either returns a value or records a ConfigError positioned on
- * the offending node and returns undefined, so a section reader carries on and every problem is reported.
- */
+/** @module Typed reads of YAML nodes that record a positioned ConfigError instead of throwing, so every problem is reported. */
 import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, type Node } from 'yaml';
 import type { Parsed } from '../util/parsed.js';
@@ -72,7 +69,7 @@ export class Reader {
       const valueNode = pair.value as Node | null;
       const isNull = valueNode === null || (isScalar(valueNode) && valueNode.value === null);
       const value = isNull ? null : this.follow(valueNode, join(cur.path, key));
-      // An alias to nowhere was reported by follow(); skip the entry rather than report it twice.
+      // Only an alias to nowhere gives undefined (readSource rejects those first); it is reported once, in follow().
       if (value !== undefined) out.push({ key, keyNode, value });
     }
     return out;

@@ -1,7 +1,4 @@
-/**
- * @module Read a config file and parse it into a YAML document that keeps node positions; syntax errors
- * come back as positioned ConfigErrors, all of them.
- */
+/** @module Read a config file into a YAML document that keeps node positions; all syntax errors become ConfigErrors. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';

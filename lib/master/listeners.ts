@@ -94,6 +94,14 @@ export class ListenerRegistry {
         problems.push(`cannot listen on ${a.key}: ${errnoName(handle)}`);
         continue;
       }
+      // libuv defers EADDRINUSE from bind() to listen(), which only workers call: an fd left unbound would be
+      // auto-bound to a random port by the worker's listen(). The bound port is the only trace of the failure.
+      const out: Record<string, unknown> = {};
+      if (handle.getsockname(out) !== 0 || out.port === 0 || (a.port !== 0 && out.port !== a.port)) {
+        handle.close();
+        problems.push(`cannot listen on ${a.key}: EADDRINUSE`);
+        continue;
+      }
       this.#entries.set(a.key, { key: a.key, handle, bound: boundAddress(handle, a.key) });
     }
     return problems;

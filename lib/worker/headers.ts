@@ -44,6 +44,8 @@ export interface ForwardContext {
   readonly proto: 'http' | 'https';
   /** Keep `Upgrade` and send `Connection: upgrade` (WebSocket tunnels). */
   readonly tunnel?: boolean;
+  /** The authority of an absolute-form request target, which overrides `Host` (RFC 9112 §3.2.2). */
+  readonly authority?: string;
 }
 
 export interface UpstreamHead {
@@ -112,9 +114,10 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
     push(out, name, value);
   }
   if (h2Authority !== '') authority = h2Authority;
+  if (ctx.authority !== undefined) authority = ctx.authority;
   // Both framings at once is the request-smuggling shape; Node's parser refuses it already, be sure anyway.
   if (chunked && contentLength !== -1) throw new BadRequest('both transfer-encoding and content-length');
-  if (connection !== null) stripConnectionTokens(out, connection, tunnel ? TUNNEL_KEEP : null);
+  if (connection !== null && !isPlainConnection(connection)) stripConnectionTokens(out, connection, tunnel ? TUNNEL_KEEP : null);
   if (authority !== '') push(out, 'host', authority);
   if (tunnel) out.push('connection', 'upgrade');
   const id = requestId !== null && isSaneRequestId(requestId) ? requestId : nextRequestId();
@@ -150,6 +153,11 @@ function parseContentLength(value: string): number {
     if (c < 48 || c > 57) return -1;
   }
   return Number(value);
+}
+
+/** `keep-alive` / `close` alone (nearly every message): no token names another header. */
+function isPlainConnection(value: string): boolean {
+  return value.length <= 10 && /^(?:keep-alive|close)$/i.test(value);
 }
 
 /** Remove, in place, every header named by a `Connection` token (RFC 9110 §7.6.1). */
@@ -222,7 +230,7 @@ export function buildResponseHeaders(raw: readonly (Buffer | string)[], requestI
     if (lower === 'x-request-id') hasId = true;
     out.push(name, value);
   }
-  if (connection !== null) stripConnectionTokens(out, connection, null);
+  if (connection !== null && !isPlainConnection(connection)) stripConnectionTokens(out, connection, null);
   if (!hasId) out.push('x-request-id', requestId);
   return out;
 }

@@ -152,3 +152,27 @@ function normalizeDotSegments(path: string): string {
   }
   return '/' + out.join('/');
 }
+
+/**
+ * Split an absolute-form request target (`http://host:port/path?q`, sent to proxies) into its authority and
+ * origin-form path. Returns null for anything else that does not start with '/' (`*`, garbage, userinfo).
+ */
+export function splitAbsoluteTarget(target: string): { authority: string; path: string } | null {
+  let rest: string;
+  if (target.startsWith('http://')) rest = target.slice(7);
+  else if (target.startsWith('https://')) rest = target.slice(8);
+  else return null;
+  let end = rest.length;
+  for (let i = 0; i < rest.length; i++) {
+    const c = rest.charCodeAt(i);
+    if (c === 47 /* / */ || c === 63 /* ? */ || c === 35 /* # */) {
+      end = i;
+      break;
+    }
+  }
+  const authority = rest.slice(0, end);
+  if (authority === '' || authority.indexOf('@') !== -1) return null;
+  let path = rest.slice(end);
+  if (path === '' || path.charCodeAt(0) !== 47) path = '/' + path;
+  return { authority, path };
+}

@@ -285,6 +285,7 @@ class Cleanup {
   }
 
   run() {
+    this.stopping = true; // from now on nothing new is started (see spawnTracked / runCapture)
     if (!this.running) this.running = this._run();
     return this.running;
   }
@@ -315,6 +316,7 @@ export const cleanup = new Cleanup();
  * stdout/stderr go to files if given (paths), else are ignored.
  */
 export function spawnTracked(cmd, args, { cwd, env, stdout, stderr, ipc = false } = {}) {
+  if (cleanup.stopping) die('stopping: not starting anything new', 130);
   const out = stdout ? fs.openSync(stdout, 'a') : 'ignore';
   const err = stderr ? (stderr === stdout ? out : fs.openSync(stderr, 'a')) : 'ignore';
   const stdio = ['ignore', out, err];
@@ -330,6 +332,7 @@ export function spawnTracked(cmd, args, { cwd, env, stdout, stderr, ipc = false 
 /** Run a command to completion, capturing output (bounded by timeoutMs). */
 export function runCapture(cmd, args, { timeoutMs = 60_000, cwd, env } = {}) {
   return new Promise((resolve) => {
+    if (cleanup.stopping) return resolve({ code: 130, stdout: '', stderr: 'stopping: not started' });
     const cp = spawn(cmd, args, { cwd, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     cleanup.addChild(cp);
     let stdout = '';
@@ -402,10 +405,11 @@ export function fmtMs(ms) {
   return `${(ms / 1000).toFixed(1)}s`;
 }
 
-export function table(header, rows) {
+export function table(header, rows, { leftLast = false } = {}) {
   const all = [header, ...rows].map((r) => r.map((c) => String(c ?? '')));
   const w = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  const last = header.length - 1;
+  const line = (r) => r.map((c, i) => (i === 0 || (i === last && leftLast) ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ').trimEnd();
   return [line(all[0]), w.map((n) => '-'.repeat(n)).join('  '), ...all.slice(1).map(line)].join('\n');
 }
 
@@ -418,12 +422,15 @@ export function percentile(sorted, p) {
 // ---------------------------------------------------------------------------------------------------------
 // nginx
 
-export const NGINX_TEMP_PATHS = (dir) => `
+export const NGINX_TEMP_PATHS = (dir) => {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return `
     client_body_temp_path ${dir}/client_body;
     proxy_temp_path ${dir}/proxy;
     fastcgi_temp_path ${dir}/fastcgi;
     uwsgi_temp_path ${dir}/uwsgi;
     scgi_temp_path ${dir}/scgi;`;
+};
 
 /** nginx -t on a config; returns null when fine or the error text. */
 export async function nginxTest(nginxBin, conf, prefix) {
@@ -453,4 +460,87 @@ export function execOk(cmd, args) {
   } catch {
     return false;
   }
+}
+
+/** warn/error/fatal lines of a pino (JSON) or plain-text log: count and a few samples. */
+export function countErrorLines(file) {
+  let count = 0;
+  let errors = 0;
+  const sample = [];
+  const groups = new Map();
+  try {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (!line) continue;
+      let lvl = null;
+      try {
+        const j = JSON.parse(line);
+        lvl = typeof j.level === 'number' ? (j.level >= 50 ? 'error' : j.level >= 40 ? 'warn' : null) : j.level;
+      } catch {
+        const m = /\[(warn|error|crit|alert|emerg)\]/.exec(line); // nginx
+        lvl = m ? (m[1] === 'warn' ? 'warn' : 'error') : /^\d{4}\/\d\d\/\d\d /.test(line) ? null : /\b(error|warn)/i.test(line) ? 'error' : null;
+      }
+      if (lvl === 'error' || lvl === 'warn' || lvl === 'fatal') {
+        count++;
+        if (lvl !== 'warn') errors++;
+        let key = line.slice(0, 160);
+        try {
+          const j = JSON.parse(line);
+          const frame = /\n\s+at ([^\n]+)/.exec(j.err?.stack ?? '')?.[1]?.replace(/file:\/\/\S*\/dist\//, 'dist/') ?? '';
+          key = `${lvl}: ${j.msg ?? ''}${j.err ? ` — ${j.err.type ?? ''}: ${j.err.message ?? ''}${frame ? ` at ${frame}` : ''}` : ''}${j.code ? ` [${j.code}]` : ''}`;
+        } catch {
+          key = line.replace(/^\S+ \S+ /, '').replace(/\d+#\d+: \*\d+ /, '').replace(/client: .*$/, '').slice(0, 200);
+        }
+        groups.set(key, (groups.get(key) || 0) + 1);
+        if (sample.length < 8) sample.push(line.length > 400 ? line.slice(0, 400) + '…' : line);
+      }
+    }
+  } catch {}
+  return { count, errors, sample, groups: [...groups].sort((a, b) => b[1] - a[1]) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// listening sockets: which processes still hold the listening socket of a port (i.e. may still accept on it)
+
+/** Inodes of the LISTEN sockets bound to 127.0.0.1:port (from /proc/net/tcp). */
+export function listenInodes(port) {
+  const out = new Set();
+  const want = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  try {
+    for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && f[1] === want && f[3] === '0A') out.add(f[9]);
+    }
+  } catch {}
+  return out;
+}
+
+/** Does pid hold an fd on one of these socket inodes? */
+export function holdsSocket(pid, inodes) {
+  let fds;
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  for (const fd of fds) {
+    let l;
+    try {
+      l = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(l);
+    if (m && inodes.has(m[1])) return true;
+  }
+  return false;
+}
+
+/** Wait until none of pids holds the listening socket of port any more; resolves the ms it took, or null. */
+export async function waitStopAccepting(pids, port, ms) {
+  const t0 = Date.now();
+  const ok = await waitFor(() => {
+    const inodes = listenInodes(port);
+    return pids.every((p) => !isAlive(p) || !holdsSocket(p, inodes));
+  }, ms, 20);
+  return ok ? Date.now() - t0 : null;
 }

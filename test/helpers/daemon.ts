@@ -121,7 +121,8 @@ export class Daemon {
       `  error: error.log`,
       `  access: access.log`,
       `admin:`,
-      `  listen: 127.0.0.1:${opts.adminPort ?? 0}`,
+      // 127.0.0.2: a port-0 admin listener must not share the key of a port-0 listener on 127.0.0.1.
+      `  listen: 127.0.0.2:${opts.adminPort ?? 0}`,
       opts.body,
     ].join('\n');
     fs.writeFileSync(this.configFile, yaml);
@@ -171,10 +172,12 @@ export class Daemon {
     return waitFor(what, timeoutMs, () => this.lines(file).find(pred));
   }
 
-  /** The port the OS picked for the admin listener (config says port 0). */
-  async adminPort(pid?: number): Promise<number> {
-    const line = await this.waitForLine('admin listening', (l) => l.msg === 'admin listening' && (pid === undefined || l.pid === pid));
-    return Number(String(line.address).split(':').pop());
+  /** The address (host:port) the admin listener has (config says port 0, so the OS picked the port). */
+  async adminAddress(pid?: number): Promise<string> {
+    const match = (l: Record<string, unknown>) => l.msg === 'admin listening' && (pid === undefined || l.pid === pid);
+    await this.waitForLine('admin listening', match);
+    // The last one: a master that takes the admin listener back after a rollback binds it anew.
+    return String(this.lines().filter(match).at(-1)!.address);
   }
 
   /** The port the OS picked for listener `key` (e.g. `127.0.0.1:0`); the first such listener by default. */
@@ -184,8 +187,7 @@ export class Daemon {
   }
 
   async status(pid?: number): Promise<Record<string, unknown>> {
-    const port = await this.adminPort(pid);
-    const res = await fetch(`http://127.0.0.1:${port}/status`);
+    const res = await fetch(`http://${await this.adminAddress(pid)}/status`);
     return (await res.json()) as Record<string, unknown>;
   }
 

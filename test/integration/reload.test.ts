@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import t from 'tap';
 import { Daemon, freePort, runCli, waitFor } from '../helpers/daemon.js';
-import { request } from '../helpers/http.js';
+import { request, upstream } from '../helpers/http.js';
 
 const body = (text: string, extra = '') => `
 listeners:
@@ -61,11 +61,19 @@ t.test('baton reload reports success, and reports the errors with a non-zero exi
   t.match(ok.stdout, /reload ok: generation 2 is serving/);
   // Old workers may accept for the moment it takes the drain message to reach them.
   await waitFor('the new config serving', 3000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
+  // A config that cannot even be read: the CLI reports it, with positions, before asking the daemon.
   fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('workers: 1', 'workers: zero'));
   const bad = await runCli(['reload', '-c', d.configFile]);
-  t.equal(bad.code, 5);
-  t.match(bad.stderr, /workers/);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, new RegExp(`${d.configFile}:\\d+:\\d+: workers`));
+  // A valid config the daemon cannot apply (its new port is taken): the daemon's own answer, exit 5.
+  const taken = await upstream(t, (_req, res) => res.end());
+  d.writeConfig({ body: body('three', '').replace('127.0.0.1:0', `127.0.0.1:${taken.port}`), adminPort });
+  const refused = await runCli(['reload', '-c', d.configFile]);
+  t.equal(refused.code, 5);
+  t.match(refused.stderr, new RegExp(`reload failed, nothing changed:\\n.*cannot listen on 127.0.0.1:${taken.port}: EADDRINUSE`));
   t.equal((await request(port, '/')).body, 'two');
+  t.equal((await d.status()).generation, 2);
 });
 
 t.test('WINCH without an upgrade drains the workers and keeps the master and its sockets', async (t) => {

@@ -1,13 +1,13 @@
 /** @module The `listeners` section: addresses (unique by canonical key), h2c, and TLS. */
 import { ADDRESS_FORMAT, parseAddress } from '../../util/address.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
-import type { ListenerConfig } from '../types.js';
+import type { Address, ListenerConfig } from '../types.js';
 import { readTls } from './tls.js';
 
 export interface Listeners {
   readonly listeners: ListenerConfig[];
   /** Address key → path of the listener that has it, for the admin address check. */
-  readonly owners: ReadonlyMap<string, string>;
+  readonly owners: Map<string, string>;
 }
 
 export function readListeners(r: Reader, cur: Cursor): Listeners {
@@ -16,19 +16,26 @@ export function readListeners(r: Reader, cur: Cursor): Listeners {
   for (const item of r.list(cur, 'listener') ?? []) {
     const f = r.fields(item, ['listen', 'h2c', 'tls']);
     if (f === undefined) continue;
-    const listenCur = f.required('listen');
-    const address = optional(listenCur, (c) => r.parse(c, ADDRESS_FORMAT, parseAddress));
-    const owner = address && owners.get(address.key);
-    // One kernel socket per address: a second listener on it would never receive a connection.
-    if (address !== undefined && owner !== undefined) r.fail(listenCur!.node, listenCur!.path, `${address.key} is already used by ${owner}`);
-    else if (address !== undefined) owners.set(address.key, item.path);
-
+    const address = optional(f.required('listen'), (c) => claimAddress(r, c, owners, item.path));
     const h2cCur = f.get('h2c');
     const h2c = optional(h2cCur, (c) => r.bool(c)) ?? false;
     const tlsCur = f.get('tls');
     const tls = optional(tlsCur, (c) => readTls(r, c));
-    if (h2c && tlsCur !== undefined) r.fail(h2cCur!.node, h2cCur!.path, 'not allowed with tls: HTTP/2 over TLS is negotiated by ALPN');
+    if (h2cCur !== undefined && h2c && tlsCur !== undefined) r.fail(h2cCur.node, h2cCur.path, 'not allowed with tls: HTTP/2 over TLS is negotiated by ALPN');
     if (address !== undefined) listeners.push({ address, h2c, tls: tls ?? null });
   }
   return { listeners, owners };
+}
+
+/**
+ * Read an address and record `owner` as its user. The master keeps one socket per address key, so a second user
+ * of an address (listener or admin server) would silently share the first one's socket: an error on the second.
+ */
+export function claimAddress(r: Reader, cur: Cursor, owners: Map<string, string>, owner: string): Address | undefined {
+  const address = r.parse(cur, ADDRESS_FORMAT, parseAddress);
+  if (address === undefined) return undefined;
+  const first = owners.get(address.key);
+  if (first !== undefined) return r.fail(cur.node, cur.path, `${address.key} is already used by ${first}`);
+  owners.set(address.key, owner);
+  return address;
 }

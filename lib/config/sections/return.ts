@@ -14,7 +14,7 @@ export function readReturn(r: Reader, cur: Cursor): ReturnAction | undefined {
   const bodyCur = f.get('body');
   const body = optional(bodyCur, (c) => r.string(c, true)) ?? '';
   // Node drops such a body without a word; whoever wrote one should hear about it.
-  if (status !== undefined && NO_BODY(status) && body !== '') r.fail(bodyCur!.node, bodyCur!.path, `a ${status} response has no body`);
+  if (bodyCur !== undefined && status !== undefined && NO_BODY(status) && body !== '') r.fail(bodyCur.node, bodyCur.path, `a ${status} response has no body`);
   const headers = optional(f.get('headers'), (c) => readHeaders(r, c)) ?? {};
   if (body !== '' && !('content-type' in headers)) headers['content-type'] = 'text/plain; charset=utf-8';
   return status === undefined ? undefined : { status, body, headers };

@@ -2,11 +2,10 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar } from 'yaml';
-import { ADDRESS_FORMAT, parseAddress } from '../../util/address.js';
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
-import { readListeners } from './listeners.js';
+import { claimAddress, readListeners } from './listeners.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
 import { readUpstreams } from './upstreams.js';
@@ -47,12 +46,8 @@ function readWorkers(r: Reader, cur: Cursor | undefined): number | undefined {
   return r.integer(cur, 1, Number.MAX_SAFE_INTEGER, 'an integer >= 1 or "auto"');
 }
 
-/** `owners` maps listener address keys to their path: the admin server cannot share a listener's socket. */
-function readAdmin(r: Reader, cur: Cursor, owners: ReadonlyMap<string, string>): AdminConfig | undefined {
-  const listenCur = r.fields(cur, ['listen'])?.required('listen');
-  const listen = optional(listenCur, (c) => r.parse(c, ADDRESS_FORMAT, parseAddress));
-  if (listenCur === undefined || listen === undefined) return undefined;
-  const owner = owners.get(listen.key);
-  if (owner !== undefined) return r.fail(listenCur.node, listenCur.path, `${listen.key} is already used by ${owner}`);
-  return { listen };
+/** `owners` holds the listeners' addresses: the admin server cannot share a listener's socket. */
+function readAdmin(r: Reader, cur: Cursor, owners: Map<string, string>): AdminConfig | undefined {
+  const listen = optional(r.fields(cur, ['listen'])?.required('listen'), (c) => claimAddress(r, c, owners, 'admin'));
+  return listen === undefined ? undefined : { listen };
 }

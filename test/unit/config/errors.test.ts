@@ -1,3 +1,4 @@
+/** @module The `file:line:col: message` format and file-order sorting of config errors. */
 import t from 'tap';
 import { formatConfigError, sortConfigErrors } from '../../../lib/config/errors.js';
 

@@ -1,7 +1,4 @@
-/**
- * @module Golden tests (Caddy's adapt tests): each fixture `<case>.yaml` is loaded and compared with
- * `<case>.expected.txt` (every error, in order) or `<case>.expected.json` (the normalized config).
- */
+/** @module Golden tests, as Caddy's adapt tests: each `<case>.yaml` against `<case>.expected.txt` or `<case>.expected.json`. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,3 +1,4 @@
+/** @module loadConfig end to end: defaults, paths, freezing, aliases and an unreadable file. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';

@@ -1,3 +1,4 @@
+/** @module YAML parsing with positions: syntax errors, tags, multiple documents, aliases. */
 import t from 'tap';
 import { parseSource } from '../../../lib/config/source.js';
 
@@ -16,9 +17,9 @@ t.test('valid YAML parses to a document that knows its file and directory', asyn
 });
 
 t.test('every YAML syntax error is reported at its own line and column', async (t) => {
-  t.strictSame(positions('a: 1\na: 2\nb: "unterminated\n'), [
+  t.strictSame(positions('a: 1\na: 2\nb: [1, 2\nc: 3\n'), [
     '2:1: map keys must be unique',
-    '3:4: missing closing "quote',
+    '4:1: flow sequence in block collection must be sufficiently indented and end with a ]',
   ]);
 });
 

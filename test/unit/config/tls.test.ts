@@ -83,7 +83,7 @@ t.test('a certificate or key file that is not PEM is an error on its value', asy
 t.test('a missing certificate file is an error on its value with the OS message', async (t) => {
   const result = load('      cert: certs/gone.crt\n      key: certs/site.key\n');
   t.strictSame(errors(result), [
-    'baton.yaml:4:13: listeners[0].tls.cert: ENOENT: no such file or directory, open 'certs/gone.crt'',
+    "baton.yaml:4:13: listeners[0].tls.cert: ENOENT: no such file or directory, open 'certs/gone.crt'",
   ]);
 });
 

@@ -1,3 +1,4 @@
+/** @module Listen address parsing and canonical keys. */
 import t from 'tap';
 import { parseAddress } from '../../../lib/util/address.js';
 

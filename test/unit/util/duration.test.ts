@@ -1,3 +1,4 @@
+/** @module Duration parsing. */
 import t from 'tap';
 import { parseDuration } from '../../../lib/util/duration.js';
 

@@ -1,3 +1,4 @@
+/** @module Host name patterns for routes and SNI. */
 import t from 'tap';
 import { parseHostPattern } from '../../../lib/util/host-pattern.js';
 

@@ -1,3 +1,4 @@
+/** @module Size parsing. */
 import t from 'tap';
 import { parseSize } from '../../../lib/util/size.js';
 

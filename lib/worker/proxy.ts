@@ -1,0 +1,61 @@
+/**
+ * @module The request path of a worker: `createRequestHandler(config)` compiles routes, return actions and
+ * upstream pools once per config snapshot, then serves HTTP requests (exchange.ts) and upgrades
+ * (websocket.ts) until `close()`.
+ */
+import type http from 'node:http';
+import type stream from 'node:stream';
+import type { Config } from '../config/types.js';
+import type { Logs } from '../log/logger.js';
+import { compileRouter } from './router.js';
+import { compileReturn } from './respond.js';
+import { closeUpstreams, createUpstreams } from './upstream/pools.js';
+import { IdleSweeper } from './idle.js';
+import { serve, type HandlerContext, type RouteAction } from './exchange.js';
+import { Tunnels } from './websocket.js';
+
+export interface RequestHandler {
+  /** Serve one request (HTTP/1.1, or an HTTP/2 compat request: `:authority`, no connection headers). Never throws. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** An Upgrade request (WebSocket etc.), from the server's 'upgrade' event. Never throws. */
+  upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): void;
+  /** WebSocket tunnels open now (handshakes in progress included). */
+  openTunnels(): number;
+  /** Close every tunnel at once (drain deadline); each one is logged as it closes. */
+  closeTunnels(): void;
+  /** Close all upstream pools (after drain): waits for requests still running on them. */
+  close(): Promise<void>;
+}
+
+export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
+  const upstreams = createUpstreams(config);
+  const actions: RouteAction[] = config.routes.map((r) => ({
+    ret: r.return !== null ? compileReturn(r.return) : null,
+    upstream: r.upstream !== null ? upstreams.get(r.upstream) ?? null : null,
+  }));
+  let shortestIdle = Infinity;
+  for (const up of upstreams.values()) if (up.config.idleTimeout > 0) shortestIdle = Math.min(shortestIdle, up.config.idleTimeout);
+  const ctx: HandlerContext = {
+    router: compileRouter(config.routes),
+    actions,
+    logs,
+    sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
+  };
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => serve(ctx, req, res);
+  const tunnels = new Tunnels(ctx, handle);
+  logs.error.debug({ generation: info.generation, routes: config.routes.length, upstreams: upstreams.size }, 'request handler ready');
+  return {
+    handle,
+    upgrade(req, socket, head) {
+      tunnels.upgrade(req, socket, head);
+    },
+    openTunnels: () => tunnels.open,
+    closeTunnels() {
+      tunnels.closeAll();
+    },
+    async close() {
+      ctx.sweeper.close();
+      await closeUpstreams(upstreams);
+    },
+  };
+}
