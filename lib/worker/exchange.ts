@@ -70,6 +70,8 @@ export class Exchange implements IdleWatched {
   readonly start = performance.now();
   readonly client: string;
   readonly method: string;
+  /** req.socket at arrival (see `closed`). */
+  readonly socket: http.IncomingMessage['socket'] | null;
   requestId = '';
   hostname = '';
   entry: RouteEntry | null = null;
@@ -106,8 +108,9 @@ export class Exchange implements IdleWatched {
     this.req = req;
     this.res = res;
     this.method = req.method ?? 'GET';
-    // Read now: undici may detach req.socket once the request body is consumed.
-    this.client = displayAddress(req.socket?.remoteAddress);
+    // Read now: undici detaches req.socket when it destroys a consumed request body.
+    this.socket = req.socket ?? null;
+    this.client = displayAddress(this.socket?.remoteAddress);
     (res as Response)[kExchange] = this;
     res.on('close', onResponseClose);
   }
@@ -449,6 +452,9 @@ export class Exchange implements IdleWatched {
       }
     }
     this.stopWatching();
+    // undici sets req.socket = null before destroying a request body it consumed (so that Node does not destroy
+    // the connection with it). Give it back: listeners after us (drain accounting) expect req.socket.
+    if (this.req.socket === null && this.socket !== null) (this.req as { socket: unknown }).socket = this.socket;
     this.logAccess();
   }
 
