@@ -48,7 +48,9 @@ export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
       (config.access.kind !== 'file' || (config.error.kind === 'file' && config.error.path === config.access.path));
     const accessSink = sameAsError ? errorSink : openSink(config.access, report('access'));
     if (!sameAsError) sinks.push([config.access, accessSink]);
-    access = pino({ level: 'info', base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', formatters: { level: () => ({}) } }, accessSink);
+    // No level on access lines. pino writes the timestamp right after the (here empty) level, so it must not
+    // start with the comma its stock time functions put first, or the line would open with "{,".
+    access = pino({ level: 'info', base: null, timestamp: () => `"time":"${new Date().toISOString()}"`, formatters: { level: () => ({}) } }, accessSink);
   }
   return {
     error: errorLog,

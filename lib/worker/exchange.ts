@@ -16,6 +16,7 @@ import { BAD_RESPONSE, CLIENT_GONE, CLIENT_IDLE, classify, errorCode, type Failu
 import { sendError, sendReturn, type CompiledReturn } from './respond.js';
 import { markDown, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
+import { logAccess, ms, protocolName } from './access-log.js';
 
 /** What a route does, compiled once per config; indexed like `config.routes`. */
 export interface RouteAction {
@@ -37,7 +38,6 @@ type Response = http.ServerResponse & { [kExchange]?: Exchange };
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** undici refuses these request-target characters, and each refusal wedges a pool slot. */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
-const PROTOCOLS: Readonly<Record<string, string>> = { '1.1': 'HTTP/1.1', '1.0': 'HTTP/1.0', '2.0': 'HTTP/2.0' };
 const EMPTY: string[] = [];
 
 /** Shared (never thrown, only handed to undici's abort): stack traces of client disconnects are worthless. */
@@ -45,10 +45,6 @@ const CLIENT_GONE_ERROR = Object.assign(new Error('client closed the connection'
 
 function coded(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
-}
-
-function ms(from: number, to: number): number {
-  return Math.round((to - from) * 1000) / 1000;
 }
 
 const enum Phase {
@@ -133,7 +129,7 @@ export class Exchange implements IdleWatched {
       head = buildUpstreamHead(req.rawHeaders, {
         clientAddress: this.client,
         proto: (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
-        ...(authority !== undefined ? { authority } : {}),
+        authority,
       });
     } catch (err) {
       if (err instanceof BadRequest) return this.reject(err.message);
@@ -455,7 +451,7 @@ export class Exchange implements IdleWatched {
     // undici sets req.socket = null before destroying a request body it consumed (so that Node does not destroy
     // the connection with it). Give it back: listeners after us (drain accounting) expect req.socket.
     if (this.req.socket === null && this.socket !== null) (this.req as { socket: unknown }).socket = this.socket;
-    this.logAccess();
+    this.writeAccessLog();
   }
 
   drained(): void {
@@ -466,22 +462,22 @@ export class Exchange implements IdleWatched {
     if (resume !== null) resume();
   }
 
-  logAccess(): void {
+  writeAccessLog(): void {
     const access = this.ctx.logs.access;
     if (access === null) return;
     const req = this.req;
-    access.info({
+    logAccess(access, {
       client: this.client,
       method: this.method,
       host: this.hostname,
-      path: req.url,
+      path: req.url ?? '',
       status: this.clientGone ? 499 : this.status || this.res.statusCode,
       bytes: this.bytes,
       duration: ms(this.start, performance.now()),
       upstream: this.target === null ? null : this.target.origin,
       upstream_time: this.headersAt === 0 ? null : ms(this.upstreamAt, this.headersAt),
       request_id: this.requestId,
-      protocol: PROTOCOLS[req.httpVersion] ?? `HTTP/${req.httpVersion}`,
+      protocol: protocolName(req.httpVersion),
     });
   }
 }

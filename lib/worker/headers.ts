@@ -45,7 +45,7 @@ export interface ForwardContext {
   /** Keep `Upgrade` and send `Connection: upgrade` (WebSocket tunnels). */
   readonly tunnel?: boolean;
   /** The authority of an absolute-form request target, which overrides `Host` (RFC 9112 §3.2.2). */
-  readonly authority?: string;
+  readonly authority?: string | undefined;
 }
 
 export interface UpstreamHead {

@@ -16,7 +16,7 @@ let logs: Logs | null = null;
 let handler: RequestHandler | null = null;
 let shutdownTimeout = 30_000;
 const drainer = new Drainer();
-const servers: http.Server[] = [];
+const servers: net.Server[] = [];
 
 function send(msg: WorkerToMaster): void {
   if (process.send && process.connected) process.send(msg, () => {});
@@ -73,8 +73,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   for (const fd of msg.listeners) {
     const listener = config.listeners.find((x) => x.address.key === fd.key);
     if (!listener) continue;
-    const server = createServer(listener, handlers);
-    drainer.watch(server);
+    const server = createServer(listener, handlers, drainer);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ fd: fd.fd }, () => {

@@ -15,6 +15,7 @@ import { CLIENT_GONE, classify, errorCode } from './errors.js';
 import { rawError, rawReturn } from './respond.js';
 import { markDown, type Target, type Upstream } from './upstream/pools.js';
 import type { HandlerContext } from './exchange.js';
+import { logAccess, ms } from './access-log.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
@@ -129,7 +130,7 @@ export class Tunnels {
         clientAddress,
         proto: (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
         tunnel: true,
-        ...(authority !== undefined ? { authority } : {}),
+        authority,
       });
       headers = h.headers;
       requestId = h.requestId;
@@ -270,7 +271,7 @@ export class Tunnels {
     tunnel.upstreamSocket?.destroy();
     const access = this.#ctx.logs.access;
     if (access === null) return;
-    access.info({
+    logAccess(access, {
       client: tunnel.clientAddress,
       method: tunnel.method,
       host: tunnel.hostname,
@@ -278,7 +279,7 @@ export class Tunnels {
       status: tunnel.status === 0 ? 499 : tunnel.status,
       // The socket belongs to this tunnel alone, so its counter is exact (handshake answer included).
       bytes: (tunnel.client as Partial<net.Socket>).bytesWritten ?? 0,
-      duration: Math.round((performance.now() - tunnel.start) * 1000) / 1000,
+      duration: ms(tunnel.start, performance.now()),
       upstream: tunnel.target.origin,
       upstream_time: null,
       request_id: tunnel.requestId,

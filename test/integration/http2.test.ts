@@ -1,0 +1,168 @@
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import t from 'tap';
+import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
+import { upstream } from '../helpers/http.js';
+
+/** A test CA and certificates made with openssl for this run only: nothing secret is committed. */
+function makeCerts(dir: string): Record<string, string> {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=baton test CA');
+  for (const [name, cn] of [['site', 'site.test'], ['api', 'api.example.test']] as const) {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${cn},DNS:*.${cn}\n`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  }
+  return { ca: path.join(dir, 'ca.crt') };
+}
+
+function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => execFile(cmd, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd}: ${err.message}\n${stderr}`)) : resolve(stdout))));
+}
+
+t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTTP/1.1 upstream', async (t) => {
+  const up = await upstream(t, (req, res) => {
+    res.setHeader('x-seen-host', req.headers.host ?? '');
+    res.end(`hello ${req.url} over ${req.headers['x-forwarded-proto']}\n`);
+  });
+  const d = new Daemon(t);
+  const certs = makeCerts(d.dir);
+  const [tlsPort, h2cPort] = [await freePort(), await freePort()];
+  await d.start({
+    workers: 2,
+    body: `
+listeners:
+  - listen: 127.0.0.1:${tlsPort}
+    tls:
+      cert: site.crt
+      key: site.key
+      sni:
+        - names: [api.example.test, "*.api.example.test"]
+          cert: api.crt
+          key: api.key
+  - listen: 127.0.0.1:${h2cPort}
+    h2c: true
+upstreams:
+  app:
+    targets: [{ url: "${up.url}" }]
+routes:
+  - path: /
+    upstream: app
+`,
+  });
+
+  t.test('curl --http2 over TLS negotiates h2 and is proxied with :authority as Host', async (t) => {
+    const r = await curl(['--http2', '--cacert', certs.ca, '--resolve', `site.test:${tlsPort}:127.0.0.1`, '-D', '-', `https://site.test:${tlsPort}/a`]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /^HTTP\/2 200/);
+    t.match(r.stdout, /x-seen-host: site\.test:\d+/);
+    t.match(r.stdout, /hello \/a over https/);
+    t.notMatch(r.stdout, /^(connection|keep-alive|transfer-encoding):/im, 'no connection-specific headers in an HTTP/2 response');
+  });
+
+  t.test('curl --http1.1 over TLS still works on the same port', async (t) => {
+    const r = await curl(['--http1.1', '--cacert', certs.ca, '--resolve', `site.test:${tlsPort}:127.0.0.1`, '-D', '-', `https://site.test:${tlsPort}/b`]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /^HTTP\/1\.1 200/);
+  });
+
+  t.test('SNI picks the certificate for the name, with wildcards; unknown names get the default', async (t) => {
+    const subject = (servername: string) => new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: tlsPort, servername, rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+        const cn = String(s.getPeerCertificate().subject.CN);
+        s.destroy();
+        resolve(cn);
+      });
+      s.on('error', reject);
+    });
+    t.equal(await subject('api.example.test'), 'api.example.test');
+    t.equal(await subject('v2.api.example.test'), 'api.example.test');
+    t.equal(await subject('site.test'), 'site.test');
+    t.equal(await subject('unknown.test'), 'site.test');
+  });
+
+  t.test('h2c with prior knowledge and HTTP/1.1 share one cleartext port', async (t) => {
+    const h2 = await curl(['--http2-prior-knowledge', '-D', '-', `http://127.0.0.1:${h2cPort}/c`]);
+    t.equal(h2.code, 0, h2.stderr);
+    t.match(h2.stdout, /^HTTP\/2 200/);
+    t.match(h2.stdout, /hello \/c over http/);
+    const h1 = await curl(['--http1.1', '-D', '-', `http://127.0.0.1:${h2cPort}/d`]);
+    t.match(h1.stdout, /^HTTP\/1\.1 200/);
+  });
+
+  t.test('h2load completes every stream over h2c and over TLS', async (t) => {
+    const c = await run('h2load', ['-n', '400', '-c', '4', '-m', '10', `http://127.0.0.1:${h2cPort}/load`]);
+    t.match(c, /requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored/);
+    const s = await run('h2load', ['-n', '400', '-c', '4', '-m', '10', `https://127.0.0.1:${tlsPort}/load`]);
+    t.match(s, /requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored/);
+  });
+
+  t.test('broken TLS handshakes and junk on the h2c port never take a worker down', async (t) => {
+    const workers = d.workerPids();
+    const junk = async (port: number, bytes: Buffer) => new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.end(bytes));
+      s.resume(); // read the answer, or the server's FIN is never seen
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.setTimeout(3000, () => s.destroy());
+    });
+    for (let i = 0; i < 20; i++) {
+      await junk(tlsPort, Buffer.from('\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage-hello'));
+      await junk(tlsPort, Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+      await junk(h2cPort, Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\xff\xff\xff\xff'));
+      await junk(h2cPort, Buffer.from('PRI * HTTP/2.0\r\nnot a preface'));
+      await junk(h2cPort, Buffer.from([0, 1, 2, 3, 255, 254]));
+    }
+    t.same(d.workerPids().sort(), workers.sort(), 'the same workers are alive');
+    const r = await curl(['--http2-prior-knowledge', `http://127.0.0.1:${h2cPort}/after`]);
+    t.match(r.stdout, /hello \/after/);
+  });
+});
+
+t.test('a draining worker sends GOAWAY(2^31-1), keeps serving, then a final GOAWAY with the real last stream id', async (t) => {
+  const up = await upstream(t, (req, res) => setTimeout(() => res.end(`done ${req.url}`), req.url === '/slow' ? 800 : 0));
+  const d = new Daemon(t);
+  await d.start({ body: `
+listeners:
+  - listen: 127.0.0.1:0
+    h2c: true
+upstreams:
+  app:
+    targets: [{ url: "${up.url}" }]
+routes:
+  - path: /
+    upstream: app
+` });
+  const port = await d.port();
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+  const goaways: number[] = [];
+  client.on('goaway', (_code: number, lastStreamId: number) => goaways.push(lastStreamId));
+  const get = (p: string) => new Promise<string>((resolve, reject) => {
+    const s = client.request({ ':path': p });
+    let body = '';
+    s.on('data', (c) => { body += c; });
+    s.on('end', () => resolve(body));
+    s.on('error', reject);
+  });
+  t.equal(await get('/first'), 'done /first');
+  const slow = get('/slow');
+  await new Promise((r) => setTimeout(r, 100));
+  d.signal('SIGHUP'); // the same config again: a new generation, and this one drains
+  await waitFor('first GOAWAY', 10_000, () => (goaways.length >= 1 ? true : undefined));
+  t.equal(goaways[0], 2 ** 31 - 1, 'first GOAWAY announces the maximum stream id');
+  t.equal(await slow, 'done /slow', 'the stream in flight completes');
+  await waitFor('final GOAWAY', 10_000, () => (goaways.length >= 2 ? true : undefined));
+  t.equal(goaways[1], 3, 'final GOAWAY names the last stream really processed');
+});
