@@ -4,7 +4,21 @@
  */
 import pino from 'pino';
 import type { LogConfig } from '../config/types.js';
-import { openSink, reopenSink, type Sink } from './destination.js';
+import { flushEvery, openSink, reopenSink, type Sink } from './destination.js';
+
+const ACCESS_FLUSH_MS = 1000;
+
+/** The ISO time of the current millisecond, formatted once per millisecond rather than once per line. */
+let lastMs = 0;
+let lastTime = '';
+function accessTime(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
 
 export type Logger = pino.Logger;
 
@@ -46,11 +60,14 @@ export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
   if (config.access) {
     const sameAsError = config.access.kind === config.error.kind &&
       (config.access.kind !== 'file' || (config.error.kind === 'file' && config.error.path === config.access.path));
-    const accessSink = sameAsError ? errorSink : openSink(config.access, report('access'));
-    if (!sameAsError) sinks.push([config.access, accessSink]);
+    const accessSink = sameAsError ? errorSink : openSink(config.access, report('access'), { buffered: true });
+    if (!sameAsError) {
+      sinks.push([config.access, accessSink]);
+      if (config.access.kind === 'file') flushEvery(accessSink, ACCESS_FLUSH_MS);
+    }
     // No level on access lines. pino writes the timestamp right after the (here empty) level, so it must not
     // start with the comma its stock time functions put first, or the line would open with "{,".
-    access = pino({ level: 'info', base: null, timestamp: () => `"time":"${new Date().toISOString()}"`, formatters: { level: () => ({}) } }, accessSink);
+    access = pino({ level: 'info', base: null, timestamp: accessTime, formatters: { level: () => ({}) } }, accessSink);
   }
   return {
     error: errorLog,

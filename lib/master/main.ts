@@ -44,7 +44,7 @@ export async function runMaster(configFile: string, config: Config): Promise<num
     return fail(`unknown user ${config.user}`);
   }
 
-  const runtime = new MasterRuntime(initialState(config, { oldMasterAlive: inherited.oldMaster !== null }), {
+  const runtime = new MasterRuntime(initialState(config, { oldMasterAlive: inherited.oldMaster !== null, firstGeneration: inherited.firstGeneration }), {
     configFile, logs, registry, identity, oldMaster: inherited.oldMaster, startedAt,
   });
   installSignalQueue((e) => runtime.enqueue(e), { onTerminal: Boolean(process.stdin.isTTY) });

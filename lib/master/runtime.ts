@@ -239,7 +239,7 @@ export class MasterRuntime {
       return;
     }
     const entries = this.opts.registry.entries();
-    const child = spawnNewMaster(entries, (msg) => {
+    const child = spawnNewMaster(entries, this.#state.nextGeneration, (msg) => {
       if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
     });
     this.#newMaster = child;

@@ -97,19 +97,20 @@ export interface Step {
   readonly effects: readonly Effect[];
 }
 
-export function initialState(config: Config, opts: { oldMasterAlive: boolean }): Step {
+export function initialState(config: Config, opts: { oldMasterAlive: boolean; firstGeneration?: number }): Step {
+  const first = opts.firstGeneration ?? 1;
   const state: MasterState = {
     phase: 'starting',
     config,
-    generations: [{ id: 1, config, status: 'starting' }],
-    nextGeneration: 2,
+    generations: [{ id: first, config, status: 'starting' }],
+    nextGeneration: first + 1,
     reload: null,
     queuedReload: null,
     upgrade: null,
     oldMasterAlive: opts.oldMasterAlive,
     winched: false,
   };
-  return { state, effects: [{ type: 'startGeneration', id: 1, config }] };
+  return { state, effects: [{ type: 'startGeneration', id: first, config }] };
 }
 
 const log = (level: LogLevel, msg: string, fields?: Record<string, unknown>): Effect => ({ type: 'log', level, msg, ...(fields ? { fields } : {}) });

@@ -9,16 +9,18 @@ import type { ListenerEntry } from './listeners.js';
 
 /** Names the old master's pid in the new master's environment. */
 export const UPGRADE_FROM_ENV = 'BATON_UPGRADE_FROM';
+/** The generation number the new master starts at, so numbers never repeat across an upgrade. */
+export const GENERATION_ENV = 'BATON_FIRST_GENERATION';
 
 const FIRST_FD = 4;
 
 /** The bin path exactly as this master was started (argv[1]); Node resolves it, and any symlink, afresh. */
 const STARTED_AS = { bin: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv, cwd: process.cwd() };
 
-export function spawnNewMaster(listeners: readonly ListenerEntry[], onMessage: (msg: NewMasterToOld) => void): ChildProcess {
+export function spawnNewMaster(listeners: readonly ListenerEntry[], firstGeneration: number, onMessage: (msg: NewMasterToOld) => void): ChildProcess {
   const map: Record<string, number> = {};
   listeners.forEach((l, i) => { map[l.key] = FIRST_FD + i; });
-  const env: NodeJS.ProcessEnv = { ...process.env, [INHERIT_ENV]: JSON.stringify(map), [UPGRADE_FROM_ENV]: String(process.pid) };
+  const env: NodeJS.ProcessEnv = { ...process.env, [INHERIT_ENV]: JSON.stringify(map), [UPGRADE_FROM_ENV]: String(process.pid), [GENERATION_ENV]: String(firstGeneration) };
   const child = spawn(process.execPath, [...STARTED_AS.execArgv, STARTED_AS.bin, ...STARTED_AS.args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...listeners.map((l) => l.handle.fd)],
     env,
@@ -35,14 +37,17 @@ export interface Inherited {
   readonly fds: Record<string, number>;
   /** The old master's pid when this master is the new binary of an upgrade. */
   readonly oldMaster: number | null;
+  readonly firstGeneration: number;
 }
 
 /** Read (and remove from the environment, so workers never see it) what an old master handed us. */
 export function takeInherited(): Inherited {
   const raw = process.env[INHERIT_ENV];
   const from = Number(process.env[UPGRADE_FROM_ENV]);
+  const gen = Number(process.env[GENERATION_ENV]);
   delete process.env[INHERIT_ENV];
   delete process.env[UPGRADE_FROM_ENV];
+  delete process.env[GENERATION_ENV];
   let fds: Record<string, number> = {};
   if (raw) {
     try {
@@ -54,7 +59,11 @@ export function takeInherited(): Inherited {
       fds = {};
     }
   }
-  return { fds, oldMaster: Number.isInteger(from) && from > 0 && typeof process.send === 'function' ? from : null };
+  return {
+    fds,
+    oldMaster: Number.isInteger(from) && from > 0 && typeof process.send === 'function' ? from : null,
+    firstGeneration: Number.isInteger(gen) && gen > 0 ? gen : 1,
+  };
 }
 
 export function tellOldMaster(msg: NewMasterToOld): void {

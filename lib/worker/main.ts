@@ -37,6 +37,7 @@ function drain(): void {
   logs?.error.info('draining');
   const deadline = setTimeout(() => {
     logs?.error.warn({ connections: drainer.connections() }, 'shutdown_timeout reached: closing what is left');
+    handler?.closeTunnels();
     drainer.closeAll();
     finish(0);
   }, shutdownTimeout);

@@ -48,6 +48,7 @@ t.test('USR2 starts a new master from the code on disk on the same sockets; WINC
     return s && s.pid === fresh ? s : undefined;
   });
   t.equal(status.version, '2.0.0-new', 'the new master runs the new code');
+  t.equal(status.generation, 2, 'generation numbers go on from the old master, never repeat');
   t.match(status.upgrade, { oldMaster: old, newMaster: fresh });
   t.equal((await request(port, '/')).status, 200, 'the listener serves throughout');
 
