@@ -18,6 +18,7 @@ import { spawnNewMaster, tellOldMaster } from './upgrade.js';
 import type { WorkerIdentity } from './worker-handle.js';
 import { renderMetrics } from './metrics.js';
 import { notify } from './systemd.js';
+import { prepareLogFiles } from './log-files.js';
 
 const NEW_MASTER_KILL_GRACE_MS = 3000;
 const FAST_STOP_KILL_AFTER_MS = 3000;
@@ -137,6 +138,7 @@ export class MasterRuntime {
       }
       case 'reopenLogs':
         logs.reopen();
+        for (const p of prepareLogFiles(this.#state.config, this.opts.identity)) this.log.error(p);
         for (const g of this.#generations.values()) g.reopenLogs();
         return;
       case 'reply': {
@@ -218,6 +220,7 @@ export class MasterRuntime {
       queueMicrotask(() => this.enqueue({ type: 'generationFailed', id, reason: problems.join('; ') }));
       return;
     }
+    for (const p of prepareLogFiles(config, this.opts.identity)) this.log.error(p);
     const keys = config.listeners.map((l) => l.address.key);
     const gen = new Generation(id, config, () => keys.map((k) => this.opts.registry.get(k)).filter((e) => e !== undefined), this.opts.identity, this.log);
     this.#generations.set(id, gen);

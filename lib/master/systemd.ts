@@ -7,11 +7,12 @@ import { execFile } from 'node:child_process';
 /** Send `KEY=value` lines to NOTIFY_SOCKET. Returns when systemd-notify is done; never throws. */
 export function notify(fields: Record<string, string>, log: (msg: string) => void): Promise<void> {
   if (!process.env.NOTIFY_SOCKET) return Promise.resolve();
-  const args = [`--pid=${fields.MAINPID ?? process.pid}`];
+  // --pid makes systemd-notify add MAINPID (and, as root, send with that pid's credentials): only when the
+  // main process is what we announce, or a stray old master could claim MAINPID back.
+  const args = fields.MAINPID ? [`--pid=${fields.MAINPID}`] : [];
   for (const [k, v] of Object.entries(fields)) {
     if (k !== 'MAINPID') args.push(`${k}=${v}`);
   }
-  if (fields.MAINPID) args.push(`MAINPID=${fields.MAINPID}`);
   return new Promise((resolve) => {
     execFile('systemd-notify', args, { timeout: 5000 }, (err) => {
       if (err) log(`systemd-notify ${args.join(' ')} failed: ${err.message}`);

@@ -66,6 +66,10 @@ export interface DaemonOptions {
   bin?: string;
   /** A fixed admin port instead of port 0 (the CLI's reload/status need one). */
   adminPort?: number;
+  /** Extra environment for the daemon (NOTIFY_SOCKET, ...). */
+  env?: NodeJS.ProcessEnv;
+  /** Run it through another command first (e.g. systemd-socket-activate ARGS...). */
+  wrapper?: string[];
 }
 
 /** Copy bin/, dist/ and package.json into `dir` (node_modules linked) so a test can change the code on disk. */
@@ -130,7 +134,9 @@ export class Daemon {
 
   async start(opts: DaemonOptions): Promise<this> {
     this.writeConfig(opts);
-    this.child = spawn(process.execPath, [opts.bin ?? BIN, '-c', this.configFile], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [process.execPath, opts.bin ?? BIN, '-c', this.configFile];
+    const [cmd, ...args] = opts.wrapper ? [...opts.wrapper, ...argv] : argv;
+    this.child = spawn(cmd, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     this.child.stdout!.on('data', (c) => { this.stdout += c; });
     this.child.stderr!.on('data', (c) => { this.stderr += c; });
     if (opts.expectFailure) return this;
