@@ -16,7 +16,7 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/lib ./dist/lib
 COPY --from=build /app/bin ./bin
-COPY conf/baton.yaml /etc/baton/baton.yaml
+COPY conf/baton.container.yaml /etc/baton/baton.yaml
 RUN mkdir -p /run/baton && chown node:node /run/baton
 USER node
 EXPOSE 8080

@@ -74,6 +74,10 @@ t.test('baton reload reports success, and reports the errors with a non-zero exi
   t.match(refused.stderr, new RegExp(`reload failed, nothing changed:\\n.*cannot listen on 127.0.0.1:${taken.port}: EADDRINUSE`));
   t.equal((await request(port, '/')).body, 'two');
   t.equal((await d.status()).generation, 2);
+  const status = await runCli(['status', '-c', d.configFile]);
+  t.equal(status.code, 0, status.stderr);
+  t.match(status.stdout, new RegExp(`^baton \\S+  master ${d.masterPid}  running  generation 2`));
+  t.match(status.stdout, /worker +\d+ +gen 2 +ready/);
 });
 
 t.test('WINCH without an upgrade drains the workers and keeps the master and its sockets', async (t) => {
