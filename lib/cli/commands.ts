@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import type { Config } from '../config/types.js';
 import { signalForVerb } from '../control/signals.js';
 import { oldbinPath, processAlive, readPidFile } from '../control/pid-file.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT } from '../control/exit-codes.js';
 import { adminBase, adminCall, childrenOf, waitFor } from './control-client.js';
 
 type Out = (line: string) => void;

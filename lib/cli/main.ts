@@ -9,7 +9,7 @@ import { formatConfigError } from '../config/errors.js';
 import type { Config } from '../config/types.js';
 import { PACKAGE_ROOT, VERSION } from '../version.js';
 import { parseArgv, USAGE } from './argv.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT } from '../control/exit-codes.js';
 import { daemonCommand, reloadCommand, signalCommand, statusCommand, upgradeCommand } from './commands.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
@@ -68,8 +68,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     case 'run': {
       if (cmd.daemon) return exit(await daemonCommand(config, argv, err));
       const { runMaster } = await import('../master/main.js');
-      const code = await runMaster(file, config);
-      if (code !== undefined) process.exit(code === 1 ? EXIT.STARTUP_FAILED : code);
+      await runMaster(file, config);
       return;
     }
   }

@@ -3,6 +3,7 @@
  * old master during a binary upgrade. Messages are plain JSON discriminated on `type`.
  */
 import type { Config } from '../config/types.js';
+import type { MetricsSnapshot } from '../metrics/snapshot.js';
 
 /** A listening socket handed to a worker: its config key and the fd number it has in the worker. */
 export interface ListenerFd {
@@ -21,6 +22,8 @@ export interface WorkerStats {
   /** Open client connections (HTTP/1 sockets + HTTP/2 sessions + tunnels). */
   readonly connections: number;
   readonly requests: number;
+  /** Cumulative counters, histograms and gauges for /metrics (lib/metrics/snapshot.ts). */
+  readonly metrics?: MetricsSnapshot;
 }
 
 export type WorkerToMaster =
@@ -29,13 +32,12 @@ export type WorkerToMaster =
   /** A start-up failure the master should log (then the worker exits). */
   | { readonly type: 'fatal'; readonly message: string };
 
-export type NewMasterToOld =
-  | { readonly type: 'upgrade-ready'; readonly pid: number }
-  | { readonly type: 'upgrade-failed'; readonly message: string };
+/** A new master that fails simply exits: its exit, not a message, is what the old master acts on. */
+export type NewMasterToOld = { readonly type: 'upgrade-ready'; readonly pid: number };
 
 const WORKER_TYPES = new Set(['ready', 'stats', 'fatal']);
 const MASTER_TYPES = new Set(['start', 'drain', 'reopen']);
-const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed']);
+const NEW_MASTER_TYPES = new Set(['upgrade-ready']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   return typeof msg === 'object' && msg !== null && types.has((msg as { type?: unknown }).type as string);

@@ -20,6 +20,10 @@ export interface GenerationEvents {
   ready: [];
   failed: [reason: string];
   gone: [];
+  /** A worker pushed its stats (`worker.stats` holds them). */
+  workerStats: [worker: WorkerHandle];
+  /** A worker process exited (asked or not), before the generation reacts to it. */
+  workerExit: [worker: WorkerHandle];
 }
 
 export class Generation extends EventEmitter<GenerationEvents> {
@@ -44,6 +48,21 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   start(): void {
     for (let slot = 0; slot < this.workers.length; slot++) this.#spawn(slot);
+    // Same bound as for a new master: a generation that is not ready by then never will be.
+    const deadline = setTimeout(() => {
+      if (this.status === 'starting') this.#fail(`workers not ready within ${this.config.upgradeTimeout} ms`);
+    }, this.config.upgradeTimeout);
+    deadline.unref();
+    this.#timers.add(deadline);
+  }
+
+  #fail(reason: string): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#clearTimers();
+    for (const other of this.live()) other.kill('SIGKILL');
+    this.emit('failed', reason);
+    if (this.live().length === 0) this.emit('gone');
   }
 
   live(): WorkerHandle[] {
@@ -55,10 +74,13 @@ export class Generation extends EventEmitter<GenerationEvents> {
       if (msg.type === 'ready') {
         this.log.debug({ generation: this.id, worker: worker.pid }, 'worker ready');
         if (this.status === 'draining') worker.drain();
-        else if (this.status === 'starting' && this.workers.every((x) => x?.state === 'ready')) {
+        else if (this.status === 'starting' && !this.#stopping && this.workers.every((x) => x?.state === 'ready')) {
           this.status = 'active';
+          this.#clearTimers();
           this.emit('ready');
         }
+      } else if (msg.type === 'stats') {
+        this.emit('workerStats', worker);
       } else if (msg.type === 'fatal') {
         this.log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
       }
@@ -67,6 +89,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   }
 
   #exited(w: WorkerHandle): void {
+    this.emit('workerExit', w);
     const how = w.exit?.signal ? `signal ${w.exit.signal}` : `code ${w.exit?.code}`;
     if (this.status === 'draining' || this.#stopping) {
       this.log.debug({ generation: this.id, worker: w.pid }, `worker left (${how})`);
@@ -76,12 +99,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       }
       return;
     }
-    if (this.status === 'starting' && w.state !== 'ready' && w.fatal) {
-      // A worker that cannot even start on this config will not do better on a retry: the generation fails.
-      this.#stopping = true;
-      for (const other of this.live()) other.kill('SIGKILL');
-      this.emit('failed', w.fatal);
-      if (this.live().length === 0) this.emit('gone');
+    if (this.status === 'starting' && w.state !== 'ready') {
+      // A worker that cannot even start on this config will not do better on a retry: the generation fails,
+      // and a reload reports it instead of waiting forever while the old generation keeps serving.
+      this.#fail(w.fatal ?? `worker ${w.pid} exited (${how}) before it was ready`);
       return;
     }
     const lived = Date.now() - w.startedAt;

@@ -16,9 +16,10 @@ import type { ListenerRegistry } from './listeners.js';
 import { reduce, type Effect, type MasterEvent, type MasterState, type ReloadOutcome } from './state.js';
 import { spawnNewMaster, tellOldMaster } from './upgrade.js';
 import type { WorkerIdentity } from './worker-handle.js';
-import { renderMetrics } from './metrics.js';
+import { MasterMetrics } from './metrics.js';
 import { notify } from './systemd.js';
 import { prepareLogFiles } from './log-files.js';
+import { workerIdentity } from './identity.js';
 
 const NEW_MASTER_KILL_GRACE_MS = 3000;
 const FAST_STOP_KILL_AFTER_MS = 3000;
@@ -27,7 +28,6 @@ export interface RuntimeOptions {
   readonly configFile: string;
   readonly logs: Logs;
   readonly registry: ListenerRegistry;
-  readonly identity: WorkerIdentity;
   readonly oldMaster: number | null;
   readonly startedAt: number;
 }
@@ -45,8 +45,9 @@ export class MasterRuntime {
   #admin: http.Server | null = null;
   #adminKey: string | null = null;
   #pidFile: string;
-  #reloads = { ok: 0, failed: 0 };
-  #upgrades = { ok: 0, failed: 0 };
+  /** Who the newest generation's workers run as (log files are handed to them on reopen). */
+  #identity: WorkerIdentity = {};
+  readonly #metrics = new MasterMetrics();
 
   constructor(initial: { state: MasterState; effects: readonly Effect[] }, private readonly opts: RuntimeOptions) {
     this.#state = initial.state;
@@ -65,6 +66,7 @@ export class MasterRuntime {
     this.#running = true;
     try {
       for (let e = this.#queue.shift(); e; e = this.#queue.shift()) {
+        this.#metrics.observe(this.#state, e);
         const step = reduce(this.#state, e);
         this.#state = step.state;
         this.#perform(step.effects);
@@ -138,12 +140,10 @@ export class MasterRuntime {
       }
       case 'reopenLogs':
         logs.reopen();
-        for (const p of prepareLogFiles(this.#state.config, this.opts.identity)) this.log.error(p);
+        for (const p of prepareLogFiles(this.#state.config, this.#identity)) this.log.error(p);
         for (const g of this.#generations.values()) g.reopenLogs();
         return;
       case 'reply': {
-        if (effect.outcome.ok) this.#reloads.ok++;
-        else this.#reloads.failed++;
         const resolve = this.#replies.get(effect.id);
         this.#replies.delete(effect.id);
         resolve?.(effect.outcome);
@@ -198,7 +198,6 @@ export class MasterRuntime {
           this.#admin.close();
           this.#admin = null;
         }
-        this.#upgrades.ok++;
         return;
       case 'reclaimAdmin':
         if (!this.#admin) {
@@ -216,14 +215,22 @@ export class MasterRuntime {
 
   #startGeneration(id: number, config: Config): void {
     const problems = this.opts.registry.ensure(config.listeners.map((l) => l.address));
+    let identity: WorkerIdentity = {};
+    try {
+      identity = workerIdentity(config.user);
+    } catch {
+      problems.push(`unknown user "${config.user}"`);
+    }
     if (problems.length) {
       queueMicrotask(() => this.enqueue({ type: 'generationFailed', id, reason: problems.join('; ') }));
       return;
     }
-    for (const p of prepareLogFiles(config, this.opts.identity)) this.log.error(p);
+    this.#identity = identity;
+    for (const p of prepareLogFiles(config, identity)) this.log.error(p);
     const keys = config.listeners.map((l) => l.address.key);
-    const gen = new Generation(id, config, () => keys.map((k) => this.opts.registry.get(k)).filter((e) => e !== undefined), this.opts.identity, this.log);
+    const gen = new Generation(id, config, () => keys.map((k) => this.opts.registry.get(k)).filter((e) => e !== undefined), identity, this.log);
     this.#generations.set(id, gen);
+    this.#metrics.watch(gen);
     gen.on('ready', () => this.enqueue({ type: 'generationReady', id }));
     gen.on('failed', (reason) => this.enqueue({ type: 'generationFailed', id, reason }));
     gen.on('gone', () => {
@@ -242,15 +249,12 @@ export class MasterRuntime {
       return;
     }
     const entries = this.opts.registry.entries();
-    const child = spawnNewMaster(entries, this.#state.nextGeneration, (msg) => {
-      if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
-    });
+    const child = spawnNewMaster(entries, this.#state.nextGeneration, (msg) => this.enqueue({ type: 'newMasterReady', pid: msg.pid }));
     this.#newMaster = child;
     child.once('spawn', () => this.enqueue({ type: 'newMasterSpawned', pid: child.pid! }));
     child.once('error', (err) => this.enqueue({ type: 'newMasterSpawnFailed', reason: err.message }));
     child.once('exit', (code, signal) => {
       if (this.#newMaster === child) this.#newMaster = null;
-      if (code !== 0 || signal) this.#upgrades.failed += this.#state.upgrade?.stage === 'spawning' ? 1 : 0;
       this.enqueue({ type: 'newMasterExited', pid: child.pid ?? -1, code, signal });
     });
   }
@@ -295,17 +299,11 @@ export class MasterRuntime {
         : s.oldMasterAlive && this.opts.oldMaster !== null
           ? { oldMaster: this.opts.oldMaster, newMaster: process.pid, stage: 'ready' }
           : null,
-      reloads: this.#reloads,
+      reloads: this.#metrics.reloads,
     };
   }
 
   metrics(): string {
-    const workers = [];
-    for (const g of this.#generations.values()) {
-      for (const w of g.workers) if (w && w.state !== 'exited') workers.push({ generation: g.id, state: w.state, stats: w.stats });
-    }
-    let restarts = 0;
-    for (const g of this.#generations.values()) restarts += g.restarts;
-    return renderMetrics({ version: VERSION, workers, restarts, reloads: this.#reloads, upgrades: this.#upgrades, startedAt: this.opts.startedAt });
+    return this.#metrics.render({ version: VERSION, startedAt: this.opts.startedAt });
   }
 }

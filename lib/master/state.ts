@@ -4,6 +4,7 @@
  * Every nginx edge case (double USR2, HUP after WINCH, new master dying, ...) is one unit test of this file.
  */
 import type { Config, ConfigError } from '../config/types.js';
+import { EXIT } from '../control/exit-codes.js';
 
 export type GenerationStatus = 'starting' | 'active' | 'draining';
 
@@ -127,7 +128,7 @@ function replyAll(replies: readonly number[], outcome: ReloadOutcome): Effect[] 
 function maybeExit(state: MasterState, effects: Effect[]): Step {
   if ((state.phase === 'quitting' || state.phase === 'stopping') && state.generations.length === 0) {
     // The pid file (or .oldbin) is removed by the exit effect, only where it still names this master.
-    effects.push(log('info', 'master exiting'), { type: 'exit', code: 0 });
+    effects.push(log('info', 'master exiting'), { type: 'exit', code: EXIT.OK });
   }
   return { state, effects };
 }
@@ -234,7 +235,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       if (!gen) return { state, effects };
       const next: MasterState = { ...state, generations: state.generations.filter((g) => g.id !== gen.id) };
       if (state.phase === 'starting') {
-        effects.push(log('error', `cannot start: ${event.reason}`, { generation: gen.id }), { type: 'exit', code: 1 });
+        effects.push(log('error', `cannot start: ${event.reason}`, { generation: gen.id }), { type: 'exit', code: EXIT.STARTUP_FAILED });
         return { state: next, effects };
       }
       if (gen.status !== 'starting') {

@@ -17,6 +17,7 @@ import { sendError, sendReturn, type CompiledReturn } from './respond.js';
 import { markDown, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
 import { logAccess, ms, protocolName } from './access-log.js';
+import { recorder } from '../metrics/recorder.js';
 
 /** What a route does, compiled once per config; indexed like `config.routes`. */
 export interface RouteAction {
@@ -371,6 +372,7 @@ export class Exchange implements IdleWatched {
       code = CLIENT_GONE;
     }
     const failure = classify(code);
+    if (failure.kind !== 'client') recorder.upstreamFailure(this.entry === null ? -1 : this.entry.index, failure.kind, failure.code);
     const target = this.target!;
     if (wasWaiting && failure.kind !== 'client') {
       const now = Date.now();
@@ -451,7 +453,18 @@ export class Exchange implements IdleWatched {
     // undici sets req.socket = null before destroying a request body it consumed (so that Node does not destroy
     // the connection with it). Give it back: listeners after us (drain accounting) expect req.socket.
     if (this.req.socket === null && this.socket !== null) (this.req as { socket: unknown }).socket = this.socket;
+    this.recordMetrics();
     this.writeAccessLog();
+  }
+
+  /** The request's counts for /metrics (same status as the access log; a few array increments). */
+  recordMetrics(): void {
+    recorder.request(
+      this.entry === null ? -1 : this.entry.index,
+      this.clientGone ? 499 : this.status || this.res.statusCode,
+      performance.now() - this.start,
+      this.headersAt === 0 ? -1 : this.headersAt - this.upstreamAt,
+    );
   }
 
   drained(): void {

@@ -4,8 +4,10 @@
  */
 import type net from 'node:net';
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import { createLogs, type Logs } from '../log/logger.js';
-import { isMasterToWorker, type MasterToWorker, type WorkerToMaster } from '../ipc/messages.js';
+import { isMasterToWorker, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
+import { recorder } from '../metrics/recorder.js';
 import { createRequestHandler, type RequestHandler } from './proxy.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
@@ -22,10 +24,39 @@ function send(msg: WorkerToMaster): void {
   if (process.send && process.connected) process.send(msg, () => {});
 }
 
+/** HTTP/2 sessions open now, learnt from their first request (a session without any request yet counts as http1). */
+const h2Sessions = new WeakSet<object>();
+let h2Open = 0;
+
+function countSession(req: http.IncomingMessage): void {
+  const session = (req as unknown as { stream?: { session?: http2.ServerHttp2Session } }).stream?.session;
+  if (session === undefined || h2Sessions.has(session)) return;
+  h2Sessions.add(session);
+  h2Open++;
+  session.once('close', () => h2Open--);
+}
+
+function stats(): WorkerStats {
+  const connections = drainer.connections();
+  const websocket = Math.min(connections, handler?.openTunnels() ?? 0);
+  const h2 = Math.min(connections - websocket, h2Open);
+  return {
+    connections,
+    requests: drainer.requests,
+    metrics: recorder.snapshot({ http1: connections - websocket - h2, h2, websocket }, drainer.draining),
+  };
+}
+
 function finish(code: number): void {
+  let exiting = false;
   const done = () => {
+    if (exiting) return;
+    exiting = true;
     logs?.flush();
-    process.exit(code);
+    // A last push, so that the master's totals include what this worker served since the previous one.
+    if (process.send && process.connected) process.send({ type: 'stats', stats: stats() } satisfies WorkerToMaster, () => process.exit(code));
+    else process.exit(code);
+    setTimeout(() => process.exit(code), 500).unref();
   };
   if (handler) handler.close().then(done, done);
   else done();
@@ -55,8 +86,12 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   const l = logs;
   const h = createRequestHandler(config, l, { generation });
   handler = h;
+  recorder.configure(config.routes);
   const handlers = {
-    request: (req: http.IncomingMessage, res: http.ServerResponse) => h.handle(req, res),
+    request: (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (req.httpVersionMajor === 2) countSession(req);
+      h.handle(req, res);
+    },
     upgrade: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       drainer.markUpgraded(socket);
       h.upgrade(req, socket, head);
@@ -85,7 +120,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
     server.on('error', (err) => l.error.error({ err }, 'server error'));
     servers.push(server);
   }
-  setInterval(() => send({ type: 'stats', stats: { connections: drainer.connections(), requests: drainer.requests } }), STATS_INTERVAL_MS).unref();
+  setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   send({ type: 'ready' });
 }

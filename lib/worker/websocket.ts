@@ -16,6 +16,7 @@ import { rawError, rawReturn } from './respond.js';
 import { markDown, type Target, type Upstream } from './upstream/pools.js';
 import type { HandlerContext } from './exchange.js';
 import { logAccess, ms } from './access-log.js';
+import { recorder } from '../metrics/recorder.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
@@ -235,6 +236,7 @@ export class Tunnels {
       let code = errorCode(err);
       if (tunnel.closed || tunnel.client.destroyed) code = CLIENT_GONE;
       const failure = classify(code);
+      if (failure.kind !== 'client') recorder.upstreamFailure(tunnel.entry.index, failure.kind, failure.code);
       const fields = { code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.target.address, route: tunnel.entry.label, request_id: tunnel.requestId, path: tunnel.path };
       if (failure.kind === 'client') {
         this.#ctx.logs.error.info(fields, 'websocket client left');
@@ -269,6 +271,7 @@ export class Tunnels {
     }
     if (!tunnel.upgraded) tunnel.proxyReq?.destroy();
     tunnel.upstreamSocket?.destroy();
+    recorder.tunnel(tunnel.entry.index, tunnel.status === 0 ? 499 : tunnel.status);
     const access = this.#ctx.logs.access;
     if (access === null) return;
     logAccess(access, {

@@ -14,6 +14,15 @@ export const BIN = path.join(ROOT, 'bin/baton');
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Is `pid` a live process (zombies, which only wait for their parent to reap them, count as gone)? */
+export function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Poll until `check` returns a value (not undefined), or fail after `timeoutMs`. */
 export async function waitFor<T>(what: string, timeoutMs: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
   const end = Date.now() + timeoutMs;

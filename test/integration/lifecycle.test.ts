@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Daemon, ROOT, sleep, waitFor } from '../helpers/daemon.js';
+import { alive, Daemon, ROOT, sleep, waitFor } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
 
 const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
@@ -83,7 +83,7 @@ t.test('TERM stops at once and removes the pid file', async (t) => {
   d.signal('SIGTERM');
   t.equal(await d.waitForExit(10_000), 0);
   t.notOk(fs.existsSync(d.pidFile));
-  await waitFor('workers gone', 5000, () => (workers.every((p) => !fs.existsSync(`/proc/${p}`)) ? true : undefined));
+  await waitFor('workers gone', 5000, () => (!workers.some(alive) ? true : undefined));
 });
 
 t.test('USR1 reopens the access log: after logrotate renames it, new lines go to a new file', async (t) => {

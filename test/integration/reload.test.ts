@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import t from 'tap';
-import { Daemon, freePort, runCli, waitFor } from '../helpers/daemon.js';
+import { alive, copyPackage, Daemon, freePort, runCli, waitFor } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
 
 const body = (text: string, extra = '') => `
@@ -86,10 +86,29 @@ t.test('WINCH without an upgrade drains the workers and keeps the master and its
   const workers = await waitFor('workers', 10_000, () => { const w = d.workerPids(); return w.length === 2 ? w : undefined; });
   d.signal('SIGWINCH');
   await waitFor('workers gone', 15_000, () => (d.workerPids().length === 0 ? true : undefined));
-  t.ok(fs.existsSync(`/proc/${d.masterPid}`), 'master stays');
-  t.notOk(workers.some((p) => fs.existsSync(`/proc/${p}`)));
+  t.ok(alive(d.masterPid), 'master stays');
+  t.notOk(workers.some(alive), 'the old workers are gone');
   // The socket is still held: a HUP brings workers back and the same port serves.
   d.signal('SIGHUP');
   await waitFor('serving again', 15_000, async () => ((await request(port, '/').catch(() => null))?.status === 200 ? true : undefined));
   t.pass();
+});
+
+t.test('a reload whose workers cannot start fails, and the running generation keeps serving', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+  // Workers of the new config run as nobody, who cannot read the code in this root-only copy: they die at once.
+  const d = new Daemon(t);
+  const pkg = fs.mkdtempSync(`${d.dir}/pkg-`);
+  const bin = copyPackage(pkg);
+  fs.chmodSync(pkg, 0o700);
+  fs.chmodSync(d.dir, 0o755);
+  await d.start({ body: body('one'), bin });
+  const port = await d.port();
+  d.writeConfig({ body: body('two'), top: 'user: nobody' });
+  d.signal('SIGHUP');
+  const line = await d.waitForLine('reload failure', (l) => typeof l.msg === 'string' && (l.msg as string).startsWith('reload failed, the running generation keeps serving'));
+  t.match(line.msg, /exited .* before it was ready/);
+  t.equal((await request(port, '/')).body, 'one');
+  const s = await d.status();
+  t.equal(s.generation, 1);
+  t.equal((s.workers as unknown[]).length, 1);
 });

@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Daemon, ROOT, freePort, runCli, waitFor } from '../helpers/daemon.js';
+import { alive, Daemon, ROOT, freePort, runCli, waitFor } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
 
 const BODY = (listen: string) => `
@@ -37,7 +37,6 @@ async function fakeSystemd(t: { teardown(fn: () => unknown): void }, dir: string
   return { socket, notes };
 }
 
-const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
 t.test('systemd hears READY, RELOADING/READY, the new MAINPID before the old master leaves, and STOPPING', async (t) => {
   const d = new Daemon(t);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { copyPackage, Daemon, runCli, freePort, waitFor } from '../helpers/daemon.js';
+import { alive, copyPackage, Daemon, runCli, freePort, waitFor } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
 
 const BODY = `
@@ -19,7 +19,6 @@ function setVersion(bin: string, version: string): void {
   fs.writeFileSync(pkg, JSON.stringify(json));
 }
 
-const alive = (pid: number) => fs.existsSync(`/proc/${pid}`) && !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
 async function startCopy(t: { teardown(fn: () => unknown): void }, opts: { workers?: number; adminPort?: number } = {}) {
   const d = new Daemon(t);

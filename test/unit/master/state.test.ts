@@ -38,7 +38,7 @@ t.test('the master writes its pid file and announces ready only once the first g
 
 t.test('a first generation that cannot start makes the master exit non-zero', async (t) => {
   const { effects } = run([{ type: 'generationFailed', id: 1, reason: 'EADDRINUSE' }]);
-  t.same(effects.at(-1), { type: 'exit', code: 1 });
+  t.same(effects.at(-1), { type: 'exit', code: 4 }, 'exit code 4: could not start');
 });
 
 t.test('HUP with a valid config starts a new generation and drains the old one once it is ready', async (t) => {

@@ -1,0 +1,84 @@
+/**
+ * @module The catalogue of metric families: one name, type and help text per family, shared by the workers
+ * (which count) and the master (which aggregates and renders), so both sides agree on every name.
+ */
+
+export type FamilyType = 'counter' | 'gauge' | 'histogram';
+
+export interface FamilyDef {
+  readonly name: string;
+  readonly type: FamilyType;
+  readonly help: string;
+  /** Histograms only: upper bounds (seconds), ascending; `+Inf` is implicit. */
+  readonly buckets?: readonly number[];
+}
+
+/**
+ * Fixed latency buckets (seconds), from 1 ms to a minute. Fixed so that every worker's histogram merges with
+ * every other one's by adding arrays; never change them without a new family name.
+ */
+export const LATENCY_BUCKETS: readonly number[] = Object.freeze([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
+
+/** Label value for "no route matched" and "the route has no upstream". */
+export const NONE = '(none)';
+
+export const STATUS_CLASSES: readonly string[] = Object.freeze(['1xx', '2xx', '3xx', '4xx', '5xx']);
+export const PROTOCOLS = Object.freeze(['http1', 'h2', 'websocket'] as const);
+export type Protocol = (typeof PROTOCOLS)[number];
+export const CONNECTION_STATES = Object.freeze(['active', 'draining'] as const);
+
+// ---- counted by the workers, summed by the master -------------------------------------------------------------
+
+export const REQUESTS: FamilyDef = {
+  name: 'baton_requests_total',
+  type: 'counter',
+  help: 'HTTP requests finished, by route, upstream and status class (a client that left counts as 499).',
+};
+
+export const REQUEST_DURATION: FamilyDef = {
+  name: 'baton_request_duration_seconds',
+  type: 'histogram',
+  help: 'Time from the request\'s arrival to the end of its response, by route and upstream.',
+  buckets: LATENCY_BUCKETS,
+};
+
+export const UPSTREAM_LATENCY: FamilyDef = {
+  name: 'baton_upstream_latency_seconds',
+  type: 'histogram',
+  help: 'Time from the first upstream dispatch (failovers included) to the upstream\'s response headers, by upstream.',
+  buckets: LATENCY_BUCKETS,
+};
+
+export const UPSTREAM_FAILURES: FamilyDef = {
+  name: 'baton_upstream_failures_total',
+  type: 'counter',
+  help: 'Failed upstream attempts (each failover or retry counts), by upstream, kind (connect, reset, timeout, protocol, internal) and error code.',
+};
+
+export const WEBSOCKET_TUNNELS: FamilyDef = {
+  name: 'baton_websocket_tunnels_total',
+  type: 'counter',
+  help: 'WebSocket tunnels closed, by route, upstream and handshake status class (101 = 1xx, 499 = client left first).',
+};
+
+export const CONNECTIONS: FamilyDef = {
+  name: 'baton_connections',
+  type: 'gauge',
+  help: 'Open client connections of the live workers, by protocol and worker state (active or draining).',
+};
+
+/** The families a worker snapshot may carry, in rendering order. */
+export const WORKER_FAMILIES: readonly FamilyDef[] = Object.freeze([REQUESTS, REQUEST_DURATION, UPSTREAM_LATENCY, UPSTREAM_FAILURES, WEBSOCKET_TUNNELS, CONNECTIONS]);
+
+// ---- known to the master only -------------------------------------------------------------------------------------
+
+export const BUILD_INFO: FamilyDef = { name: 'baton_build_info', type: 'gauge', help: 'Always 1; the labels name the version of the master and of Node.js.' };
+export const START_TIME: FamilyDef = { name: 'baton_start_time_seconds', type: 'gauge', help: 'When this master started (unix time).' };
+export const WORKERS: FamilyDef = { name: 'baton_workers', type: 'gauge', help: 'Worker processes by generation and state.' };
+export const WORKER_RESTARTS: FamilyDef = { name: 'baton_worker_restarts_total', type: 'counter', help: 'Workers replaced after dying unasked.' };
+export const RELOADS: FamilyDef = { name: 'baton_reloads_total', type: 'counter', help: 'Reloads (HUP or POST /reload) by outcome.' };
+export const UPGRADES: FamilyDef = {
+  name: 'baton_upgrades_total',
+  type: 'counter',
+  help: 'Binary upgrades started by this master, by outcome (ok = the new master became ready; rolled_back = it left after that).',
+};

@@ -1,0 +1,152 @@
+import { EventEmitter } from 'node:events';
+import t from 'tap';
+import type { Config } from '../../../lib/config/types.js';
+import type { Generation } from '../../../lib/master/generation.js';
+import { MasterMetrics, reloadOutcome, upgradeOutcome } from '../../../lib/master/metrics.js';
+import { initialState, reduce, type MasterEvent, type MasterState } from '../../../lib/master/state.js';
+import type { WorkerHandle } from '../../../lib/master/worker-handle.js';
+import { parseExposition, sampleValue } from '../../../lib/metrics/parse.js';
+import { Recorder } from '../../../lib/metrics/recorder.js';
+
+function config(): Config {
+  return {
+    file: '/tmp/baton.yaml', pidFile: '/tmp/x.pid', workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
+    log: { level: 'info', error: { kind: 'stderr' }, access: null }, admin: null,
+    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: 'app', return: null }],
+  } as unknown as Config;
+}
+
+/** Feed events through the reducer and MasterMetrics.observe, as the runtime does. */
+function drive(events: MasterEvent[]): MasterMetrics {
+  const m = new MasterMetrics();
+  let state: MasterState = initialState(config(), { oldMasterAlive: false }).state;
+  for (const e of [{ type: 'generationReady', id: 1 } as MasterEvent, ...events]) {
+    m.observe(state, e);
+    state = reduce(state, e).state;
+  }
+  return m;
+}
+
+t.test('a reload is counted once when its generation serves, however many admin requests wait for it', async (t) => {
+  const m = drive([{ type: 'reload', reply: 1 }, { type: 'reload', reply: 2 }, { type: 'configLoaded', config: config() }, { type: 'generationReady', id: 2 }]);
+  // The second request was queued behind the first and starts its own reload once the first ends.
+  t.same(m.reloads, { ok: 1, failed: 0 });
+});
+
+t.test('a HUP reload (no admin request waiting) is counted too', async (t) => {
+  t.same(drive([{ type: 'reload' }, { type: 'configLoaded', config: config() }, { type: 'generationReady', id: 2 }]).reloads, { ok: 1, failed: 0 });
+});
+
+t.test('an invalid config, a generation that cannot start and an interrupted reload count as failed', async (t) => {
+  t.same(drive([{ type: 'reload' }, { type: 'configInvalid', errors: [] }]).reloads, { ok: 0, failed: 1 });
+  t.same(drive([{ type: 'reload' }, { type: 'configLoaded', config: config() }, { type: 'generationFailed', id: 2, reason: 'x' }]).reloads, { ok: 0, failed: 1 });
+  t.same(drive([{ type: 'reload' }, { type: 'winch' }]).reloads, { ok: 0, failed: 1 });
+  t.same(drive([{ type: 'reload' }, { type: 'quit' }, { type: 'stop' }]).reloads, { ok: 0, failed: 1 });
+});
+
+t.test('the first generation becoming ready is a start, not a reload', async (t) => {
+  t.same(drive([]).reloads, { ok: 0, failed: 0 });
+  t.equal(reloadOutcome(initialState(config(), { oldMasterAlive: false }).state, { type: 'generationReady', id: 1 }), null);
+});
+
+t.test('upgrades count ok when the new master is ready, failed when it dies or times out first, rolled_back after', async (t) => {
+  const spawned: MasterEvent[] = [{ type: 'upgrade' }, { type: 'newMasterSpawned', pid: 42 }];
+  t.same(drive([...spawned, { type: 'newMasterReady', pid: 42 }]).upgrades, { ok: 1, failed: 0, rolled_back: 0 });
+  t.same(drive([...spawned, { type: 'newMasterExited', pid: 42, code: 1, signal: null }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
+  t.same(drive([...spawned, { type: 'upgradeDeadline' }, { type: 'newMasterExited', pid: 42, code: null, signal: 'SIGTERM' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
+  t.same(drive([{ type: 'upgrade' }, { type: 'newMasterSpawnFailed', reason: 'x' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
+  t.same(drive([...spawned, { type: 'newMasterReady', pid: 42 }, { type: 'newMasterExited', pid: 42, code: 0, signal: null }]).upgrades, { ok: 1, failed: 0, rolled_back: 1 });
+  t.same(drive([...spawned, { type: 'newMasterExited', pid: 7, code: 1, signal: null }]).upgrades, { ok: 0, failed: 0, rolled_back: 0 }, 'another pid: not ours');
+  t.equal(upgradeOutcome(initialState(config(), { oldMasterAlive: false }).state, { type: 'newMasterReady', pid: 1 }), null);
+});
+
+/** Just what MasterMetrics uses of a Generation and its WorkerHandles. */
+class FakeGeneration extends EventEmitter {
+  restarts = 0;
+  workers: { state: string; stats: { connections: number; requests: number; metrics?: unknown } }[] = [];
+  constructor(readonly id: number) {
+    super();
+  }
+  live() {
+    return this.workers.filter((w) => w.state !== 'exited');
+  }
+  spawn() {
+    const w = { state: 'ready', stats: { connections: 0, requests: 0 } as { connections: number; requests: number; metrics?: unknown } };
+    this.workers.push(w);
+    return w;
+  }
+  push(w: this['workers'][number], r: Recorder) {
+    w.stats = { connections: 0, requests: 0, metrics: JSON.parse(JSON.stringify(r.snapshot({ http1: 1, h2: 0, websocket: 0 }, false))) };
+    this.emit('workerStats', w as unknown as WorkerHandle);
+  }
+  exit(w: this['workers'][number]) {
+    w.state = 'exited';
+    this.emit('workerExit', w as unknown as WorkerHandle);
+  }
+}
+
+const ROUTES = [{ host: null, path: '/', upstream: 'app' }];
+const OK = { route: '*/', upstream: 'app', status_class: '2xx' };
+
+t.test('/metrics totals and restarts never go backwards when workers exit and generations leave', async (t) => {
+  const m = new MasterMetrics();
+  const g1 = new FakeGeneration(1);
+  m.watch(g1 as unknown as Generation);
+  const [a, b] = [g1.spawn(), g1.spawn()];
+  const [ra, rb] = [new Recorder(ROUTES), new Recorder(ROUTES)];
+  for (let i = 0; i < 3; i++) ra.request(0, 200, 1, 1);
+  rb.request(0, 200, 1, 1);
+  g1.push(a, ra);
+  g1.push(b, rb);
+  const read = () => parseExposition(m.render({ version: '1.2.3', startedAt: 1_700_000_000_000 })).samples;
+  t.equal(sampleValue(read(), 'baton_requests_total', OK), 4);
+  t.equal(sampleValue(read(), 'baton_connections', { protocol: 'http1', state: 'active' }), 2);
+  t.equal(sampleValue(read(), 'baton_workers', { generation: '1', state: 'ready' }), 2);
+
+  g1.exit(a); // killed; replaced
+  g1.restarts = 1;
+  const c = g1.spawn();
+  const rc = new Recorder(ROUTES);
+  rc.request(0, 200, 1, 1);
+  g1.push(c, rc);
+  t.equal(sampleValue(read(), 'baton_requests_total', OK), 5);
+  t.equal(sampleValue(read(), 'baton_worker_restarts_total'), 1);
+  t.equal(sampleValue(read(), 'baton_connections', { protocol: 'http1', state: 'active' }), 2);
+
+  // A reload: generation 2 starts, generation 1 leaves.
+  const g2 = new FakeGeneration(2);
+  m.watch(g2 as unknown as Generation);
+  const d = g2.spawn();
+  const rd = new Recorder(ROUTES);
+  rd.request(0, 200, 1, 1);
+  g2.push(d, rd);
+  g1.exit(b);
+  g1.exit(c);
+  g1.emit('gone');
+  g1.emit('gone'); // twice must not count its restarts twice
+  const after = read();
+  t.equal(sampleValue(after, 'baton_requests_total', OK), 6);
+  t.equal(sampleValue(after, 'baton_request_duration_seconds_count', { route: '*/', upstream: 'app' }), 6);
+  t.equal(sampleValue(after, 'baton_upstream_latency_seconds_count', { upstream: 'app' }), 6);
+  t.equal(sampleValue(after, 'baton_worker_restarts_total'), 1);
+  t.equal(sampleValue(after, 'baton_workers', { generation: '1' }), undefined);
+  t.equal(sampleValue(after, 'baton_connections', { protocol: 'http1', state: 'active' }), 1);
+  t.equal(sampleValue(after, 'baton_connections', { protocol: 'websocket', state: 'draining' }), 0, 'every protocol × state is present');
+});
+
+t.test('/metrics renders every family once, with build info, start time, reloads and upgrades', async (t) => {
+  const m = drive([{ type: 'reload' }, { type: 'configLoaded', config: config() }, { type: 'generationReady', id: 2 }]);
+  const { families, samples } = parseExposition(m.render({ version: '1.2.3', startedAt: 1_700_000_000_500 }));
+  t.same([...families.keys()], [
+    'baton_build_info', 'baton_start_time_seconds', 'baton_workers', 'baton_requests_total', 'baton_request_duration_seconds',
+    'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_connections',
+    'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total',
+  ]);
+  for (const f of families.values()) t.ok(f.help.length > 0, `${f.name} has a help text`);
+  t.equal(sampleValue(samples, 'baton_build_info', { version: '1.2.3', node: process.version }), 1);
+  t.equal(sampleValue(samples, 'baton_start_time_seconds'), 1_700_000_000);
+  t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'ok' }), 1);
+  t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'failed' }), 0);
+  t.equal(sampleValue(samples, 'baton_upgrades_total', { outcome: 'rolled_back' }), 0);
+});
