@@ -7,7 +7,7 @@ import type http from 'node:http';
 import type { ChildProcess } from 'node:child_process';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import type { Logs } from '../log/logger.js';
+import { createLogs, type Logs } from '../log/logger.js';
 import { oldbinPath, removePidFileIfOurs, renameToOldbin, restoreFromOldbin, writePidFile } from '../control/pid-file.js';
 import { VERSION } from '../version.js';
 import { createAdminServer, listenOnHandle } from './admin.js';
@@ -48,15 +48,18 @@ export class MasterRuntime {
   /** Who the newest generation's workers run as (log files are handed to them on reopen). */
   #identity: WorkerIdentity = {};
   readonly #metrics = new MasterMetrics();
+  /** The master's own logs follow the config of the serving generation (a reload may move them). */
+  #logs: Logs;
 
   constructor(initial: { state: MasterState; effects: readonly Effect[] }, private readonly opts: RuntimeOptions) {
     this.#state = initial.state;
+    this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
     this.#perform(initial.effects);
   }
 
   get log() {
-    return this.opts.logs.error;
+    return this.#logs.error;
   }
 
   /** Events from signals, children, timers and the admin listener all arrive here and are handled in order. */
@@ -108,7 +111,8 @@ export class MasterRuntime {
   }
 
   #do(effect: Effect): void {
-    const { registry, logs } = this.opts;
+    const { registry } = this.opts;
+    const logs = this.#logs;
     switch (effect.type) {
       case 'log':
         logs.error[effect.level](effect.fields ?? {}, effect.msg);
@@ -152,6 +156,9 @@ export class MasterRuntime {
       case 'writePidFile':
         this.#pidFile = this.#state.config.pidFile;
         writePidFile(this.#pidFile);
+        return;
+      case 'applyMasterSettings':
+        this.#applyMasterSettings(effect.previous);
         return;
       case 'announceReady': {
         const fields = { MAINPID: String(process.pid), READY: '1', STATUS: `serving, generation ${this.#state.generations.at(-1)?.id ?? 1}` };
@@ -259,6 +266,26 @@ export class MasterRuntime {
     });
   }
 
+  /** After a reload: move the master's logs and pid file where the new config says (nginx does the same). */
+  #applyMasterSettings(previous: Config): void {
+    const next = this.#state.config;
+    if (JSON.stringify(previous.log) !== JSON.stringify(next.log)) {
+      const old = this.#logs;
+      this.#logs = createLogs(next.log, { role: 'master' });
+      old.error.info({ log: next.log }, 'error log moves as the new configuration says');
+      old.flush();
+    }
+    if (previous.pidFile !== next.pidFile && this.#state.upgrade === null && this.#pidFile === previous.pidFile) {
+      try {
+        writePidFile(next.pidFile);
+        removePidFileIfOurs(previous.pidFile);
+        this.#pidFile = next.pidFile;
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, pidFile: next.pidFile }, 'cannot move the pid file; keeping the old one');
+      }
+    }
+  }
+
   #clearUpgradeTimer(): void {
     if (this.#upgradeTimer) clearTimeout(this.#upgradeTimer);
     this.#upgradeTimer = null;
@@ -270,7 +297,7 @@ export class MasterRuntime {
     this.opts.registry.closeAll();
     removePidFileIfOurs(this.#pidFile);
     removePidFileIfOurs(oldbinPath(this.#pidFile));
-    this.opts.logs.flush();
+    this.#logs.flush();
     process.exit(code);
   }
 

@@ -80,6 +80,8 @@ export type Effect =
   | { readonly type: 'reopenLogs' }
   | { readonly type: 'reply'; readonly id: number; readonly outcome: ReloadOutcome }
   | { readonly type: 'writePidFile' }
+  /** A reload changed the config: the master's own settings (its log, its pid file) follow. */
+  | { readonly type: 'applyMasterSettings'; readonly previous: Config }
   | { readonly type: 'announceReady' }
   | { readonly type: 'renamePidToOldbin' }
   | { readonly type: 'restorePidFromOldbin' }
@@ -218,6 +220,7 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
         }
       }
       effects.push({ type: 'closeUnusedListeners' });
+      if (state.phase !== 'starting' && gen.config !== state.config) effects.push({ type: 'applyMasterSettings', previous: state.config });
       if (state.phase === 'starting') {
         effects.push(log('info', 'serving', { generation: gen.id }), { type: 'writePidFile' }, { type: 'announceReady' });
         return { state: { ...next, phase: 'running' }, effects };

@@ -112,3 +112,21 @@ t.test('a reload whose workers cannot start fails, and the running generation ke
   t.equal(s.generation, 1);
   t.equal((s.workers as unknown[]).length, 1);
 });
+
+t.test('a reload that moves the error log and the pid file moves the master too', async (t) => {
+  const d = await new Daemon(t).start({ body: body('one') });
+  const port = await d.port();
+  const yaml = fs.readFileSync(d.configFile, 'utf8').replace('pid_file: baton.pid', 'pid_file: moved.pid').replace('error: error.log', 'error: moved-error.log');
+  fs.writeFileSync(d.configFile, yaml);
+  const master = d.masterPid;
+  d.signal('SIGHUP');
+  await waitFor('the new pid file', 15_000, () => (fs.existsSync(`${d.dir}/moved.pid`) ? true : undefined));
+  t.equal(fs.readFileSync(`${d.dir}/moved.pid`, 'utf8').trim(), String(master));
+  await waitFor('old pid file removed', 5000, () => (fs.existsSync(d.pidFile) ? undefined : true));
+  d.signal('SIGUSR1', master);
+  await waitFor('master lines in the new error log', 5000, () => (d.readLog(`${d.dir}/moved-error.log`).includes('"role":"master"') ? true : undefined));
+  t.equal((await request(port, '/')).body, 'one');
+  d.signal('SIGQUIT', master);
+  await d.waitForExit();
+  t.notOk(fs.existsSync(`${d.dir}/moved.pid`), 'the moved pid file is removed at exit');
+});

@@ -46,7 +46,8 @@ t.test('HUP with a valid config starts a new generation and drains the old one o
   t.same(r1.types.slice(-2), ['loadConfig', 'startGeneration']);
   t.same(r1.state.generations.map((g) => [g.id, g.status]), [[1, 'active'], [2, 'starting']]);
   const r2 = reduce(r1.state, { type: 'generationReady', id: 2 });
-  t.same(mech(r2.effects), ['drainGeneration', 'closeUnusedListeners']);
+  t.same(mech(r2.effects), ['drainGeneration', 'closeUnusedListeners', 'applyMasterSettings']);
+  t.match(r2.effects.find((e) => e.type === 'applyMasterSettings'), { previous: config() }, 'the master moves its own settings from the old config');
   t.equal(r2.state.config, newConfig);
   t.same(r2.state.generations.map((g) => [g.id, g.status]), [[1, 'draining'], [2, 'active']]);
 });
