@@ -288,7 +288,8 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
       let next: MasterState = { ...state, phase, reload: null, queuedReload: null };
       const pending = [...(state.reload?.replies ?? []), ...(state.queuedReload ?? [])];
       effects.push(log('info', event.type === 'quit' ? 'graceful stop' : 'fast stop'), ...replyAll(pending, { ok: false, errors: [`master is ${phase}`] }));
-      if (!state.upgrade || state.upgrade.stage !== 'ready') effects.push({ type: 'notify', fields: { STOPPING: '1' } });
+      // With a new master started (ready or not yet), the service does not stop: that master is its future.
+      if (!state.upgrade) effects.push({ type: 'notify', fields: { STOPPING: '1' } });
       for (const g of state.generations) {
         if (event.type === 'quit') {
           if (g.status !== 'draining') effects.push({ type: 'drainGeneration', id: g.id });

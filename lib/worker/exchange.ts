@@ -8,6 +8,10 @@
  * are module functions that find their Exchange through a symbol on the response.
  */
 import type http from 'node:http';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { constants as h2constants } from 'node:http2';
+
+const { NGHTTP2_INTERNAL_ERROR } = h2constants;
 import { PassThrough, type Readable } from 'node:stream';
 import type { Logs } from '../log/logger.js';
 import { BadRequest, buildResponseHeaders, buildUpstreamHead, displayAddress, nextRequestId, type UpstreamHead } from './headers.js';
@@ -335,13 +339,14 @@ export class Exchange implements IdleWatched {
     return false;
   }
 
-  onComplete(): void {
+  onComplete(trailers: string[] | null): void {
     this.phase = Phase.Done;
     this.abortUpstream = null;
     this.release();
     this.stopWatching();
     if (!this.clientGone) {
       try {
+        if (trailers && trailers.length > 0) relayTrailers(this.res, trailers);
         this.res.end();
       } catch (err) {
         this.internalError(err);
@@ -409,7 +414,11 @@ export class Exchange implements IdleWatched {
       // Headers are out: ending now would pass a truncated body off as complete. Cut the connection/stream.
       this.log(failure.level, failure, err, 'upstream failed after the response started, response cut');
       this.cut = true;
-      res.destroy();
+      // HTTP/2: RST_STREAM with INTERNAL_ERROR; a plain destroy() resets with NO_ERROR, which clients may
+      // take for a normal end. HTTP/1: closing the connection is the only signal there is.
+      const stream = (res as unknown as { stream?: { close(code: number): void } }).stream;
+      if (stream) stream.close(NGHTTP2_INTERNAL_ERROR);
+      else res.destroy();
     }
   }
 
@@ -441,7 +450,10 @@ export class Exchange implements IdleWatched {
 
   /** The response closed: finished, cut by us, or the client left. */
   closed(): void {
-    if (!this.res.writableFinished && !this.cut) {
+    // While the upstream exchange runs the response cannot be complete: onComplete ends it and moves to Done.
+    // (An HTTP/2 response whose stream the client reset reports writableFinished === true: not a witness.)
+    const running = this.phase === Phase.Waiting || this.phase === Phase.Streaming;
+    if ((running || !this.res.writableFinished) && !this.cut) {
       this.clientGone = true;
       if (this.phase === Phase.Waiting || this.phase === Phase.Streaming) {
         const abort = this.abortUpstream;
@@ -493,6 +505,32 @@ export class Exchange implements IdleWatched {
       protocol: protocolName(req.httpVersion),
     });
   }
+}
+
+/** Names that are never trailers worth relaying (RFC 9110 §6.5.1), and never legal in an HTTP/2 frame. */
+const NOT_TRAILERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host']);
+
+/**
+ * Upstream trailers (e.g. checksums, grpc-status) reach HTTP/2 clients as a trailing HEADERS frame, and HTTP/1.1
+ * clients when the response is chunked (Node writes them only then). Invalid ones are dropped, not fatal.
+ */
+function relayTrailers(res: http.ServerResponse, raw: readonly (string | Buffer)[]): void {
+  // Typed as strings, delivered by undici's HTTP/1 parser as raw Buffers.
+  const text = (x: string | Buffer) => (typeof x === 'string' ? x : x.toString('latin1'));
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = text(raw[i]).toLowerCase();
+    if (NOT_TRAILERS.has(name) || name.startsWith(':')) continue;
+    const value = text(raw[i + 1]);
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      continue;
+    }
+    out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+  }
+  res.addTrailers(out);
 }
 
 function onResponseClose(this: Response): void {

@@ -130,7 +130,7 @@ routes:
 });
 
 t.test('a draining worker sends GOAWAY(2^31-1), keeps serving, then a final GOAWAY with the real last stream id', async (t) => {
-  const up = await upstream(t, (req, res) => setTimeout(() => res.end(`done ${req.url}`), req.url === '/slow' ? 800 : 0));
+  const up = await upstream(t, (req, res) => setTimeout(() => res.end(`done ${req.url}`), req.url === '/slow' ? 1500 : 0));
   const d = new Daemon(t);
   await d.start({ body: `
 listeners:
@@ -159,10 +159,83 @@ routes:
   t.equal(await get('/first'), 'done /first');
   const slow = get('/slow');
   await new Promise((r) => setTimeout(r, 100));
-  d.signal('SIGHUP'); // the same config again: a new generation, and this one drains
+  d.signal('SIGWINCH'); // the workers drain at once, with the slow stream in flight
   await waitFor('first GOAWAY', 10_000, () => (goaways.length >= 1 ? true : undefined));
   t.equal(goaways[0], 2 ** 31 - 1, 'first GOAWAY announces the maximum stream id');
   t.equal(await slow, 'done /slow', 'the stream in flight completes');
   await waitFor('final GOAWAY', 10_000, () => (goaways.length >= 2 ? true : undefined));
   t.equal(goaways[1], 3, 'final GOAWAY names the last stream really processed');
+});
+
+t.test('HTTP/2 clients get trailers, a reset stream when the upstream breaks, and cancel upstream requests by resetting', async (t) => {
+  let upstreamClosed!: () => void;
+  const closed = new Promise<void>((r) => { upstreamClosed = r; });
+  const up = await upstream(t, (req, res) => {
+    if (req.url === '/trailers') {
+      res.writeHead(200, { trailer: 'x-checksum' });
+      res.write('body');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end();
+    } else if (req.url === '/break') {
+      res.writeHead(200, { 'content-length': '1000000' });
+      res.write(Buffer.alloc(1000));
+      setTimeout(() => res.socket?.destroy(), 50);
+    } else if (req.url === '/endless') {
+      res.on('close', () => upstreamClosed());
+      const timer = setInterval(() => res.write(Buffer.alloc(8192)), 5);
+      res.on('close', () => clearInterval(timer));
+    } else if (req.url === '/big') {
+      res.end(Buffer.alloc(20 * 1024 * 1024, 1));
+    }
+  });
+  const d = new Daemon(t);
+  await d.start({ body: `
+listeners:
+  - listen: 127.0.0.1:0
+    h2c: true
+upstreams:
+  app:
+    targets: [{ url: "${up.url}" }]
+routes:
+  - path: /
+    upstream: app
+` });
+  const port = await d.port();
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+
+  const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+    const s = client.request({ ':path': '/trailers' });
+    s.on('trailers', resolve);
+    s.on('error', reject);
+    s.resume();
+  });
+  t.equal(trailers['x-checksum'], 'abc123', 'upstream trailers arrive as HTTP/2 trailers');
+
+  const broken = await new Promise<{ ended: boolean; rst: number }>((resolve) => {
+    const s = client.request({ ':path': '/break' });
+    let ended = false;
+    s.resume();
+    s.on('end', () => { ended = true; });
+    s.on('error', () => {});
+    s.on('close', () => resolve({ ended, rst: s.rstCode ?? 0 }));
+  });
+  t.equal(broken.ended, false, 'a response cut upstream never ends as if complete');
+  t.not(broken.rst, 0, 'the stream is reset (RST_STREAM with an error code)');
+
+  const s = client.request({ ':path': '/endless' });
+  await new Promise<void>((r) => s.once('data', () => r()));
+  s.close(http2.constants.NGHTTP2_CANCEL);
+  await closed;
+  t.pass('resetting the stream cancelled the upstream request');
+
+  const size = await new Promise<number>((resolve, reject) => {
+    const big = client.request({ ':path': '/big' });
+    let n = 0;
+    big.on('data', (c: Buffer) => { n += c.length; });
+    big.on('end', () => resolve(n));
+    big.on('error', reject);
+  });
+  t.equal(size, 20 * 1024 * 1024, 'a 20 MB response crosses HTTP/2 flow control intact');
 });

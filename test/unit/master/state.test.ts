@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Config } from '../../../lib/config/types.js';
+import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
 import { initialState, reduce, type Effect, type MasterEvent, type MasterState } from '../../../lib/master/state.js';
 
 function config(pidFile = '/tmp/x.pid'): Config {
@@ -7,7 +8,8 @@ function config(pidFile = '/tmp/x.pid'): Config {
     file: '/tmp/baton.yaml', pidFile, workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
     log: { level: 'info', error: { kind: 'stderr' }, access: null }, admin: null,
     listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
-    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} } }],
+    limits: DEFAULT_LIMITS,
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0 }],
   };
 }
 
@@ -175,4 +177,6 @@ t.test('systemd hears RELOADING then READY around a reload, STOPPING on quit, an
   t.match(notes(rolled.effects), [{ MAINPID: 'self', READY: '1' }]);
   const handedOver = run([...started, { type: 'upgrade' }, { type: 'newMasterSpawned', pid: 99 }, { type: 'newMasterReady', pid: 99 }, { type: 'quit' }]);
   t.same(notes(handedOver.effects), [], 'an old master leaving after a good upgrade does not tell systemd the service stops');
+  const early = run([...started, { type: 'upgrade' }, { type: 'newMasterSpawned', pid: 99 }, { type: 'quit' }]);
+  t.same(notes(early.effects), [], 'nor when it leaves before the new master said it was ready');
 });
