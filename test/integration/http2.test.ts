@@ -20,6 +20,15 @@ function makeCerts(dir: string): Record<string, string> {
   return { ca: path.join(dir, 'ca.crt') };
 }
 
+/** Every path to one upstream. */
+const proxyAll = (url: string) => `upstreams:
+  app:
+    targets: [{ url: "${url}" }]
+routes:
+  - path: /
+    upstream: app
+`;
+
 function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
@@ -52,13 +61,7 @@ listeners:
           key: api.key
   - listen: 127.0.0.1:${h2cPort}
     h2c: true
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-`,
+${proxyAll(up.url)}`,
   });
 
   t.test('curl --http2 over TLS negotiates h2 and is proxied with :authority as Host', async (t) => {
@@ -136,13 +139,7 @@ t.test('a draining worker sends GOAWAY(2^31-1), keeps serving, then a final GOAW
 listeners:
   - listen: 127.0.0.1:0
     h2c: true
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+${proxyAll(up.url)}` });
   const port = await d.port();
   const client = http2.connect(`http://127.0.0.1:${port}`);
   t.teardown(() => client.destroy());
@@ -193,13 +190,7 @@ t.test('HTTP/2 clients get trailers, a reset stream when the upstream breaks, an
 listeners:
   - listen: 127.0.0.1:0
     h2c: true
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+${proxyAll(up.url)}` });
   const port = await d.port();
   const client = http2.connect(`http://127.0.0.1:${port}`);
   t.teardown(() => client.destroy());
