@@ -33,7 +33,9 @@ let draining = false;
 /** Every response decides keep-alive when its headers are written, not when its request arrived. */
 export class DrainAwareResponse extends http.ServerResponse {
   override writeHead(statusCode: number, ...rest: unknown[]): this {
-    if (draining) this.shouldKeepAlive = false;
+    // Node marks the last response allowed by maxRequestsPerSocket (keepalive_requests) with Connection: close
+    // but leaves the connection open for the client to close; nginx closes it, and so do we.
+    if (draining || (this as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached) this.shouldKeepAlive = false;
     return (super.writeHead as (code: number, ...a: unknown[]) => this)(statusCode, ...rest);
   }
 }
@@ -132,9 +134,14 @@ export class Drainer {
   }
 
   /**
-   * RFC 9113 §6.8: GOAWAY with the maximum stream id first, so streams the client opened meanwhile are still
-   * served; about one round trip later the final GOAWAY with the real last stream id (session.close), after
-   * which the session ends when its streams do.
+   * RFC 9113 §6.8: GOAWAY with the maximum stream id first, then about one round trip later the final GOAWAY
+   * with the real last stream id (session.close), after which the session ends when its streams do.
+   *
+   * Known limit: nghttp2 treats any GOAWAY it sent as final and ignores streams opened after it, whatever id it
+   * announced; only its shutdown notice does not, and Node does not expose that. Such streams are above the
+   * final GOAWAY's last stream id, so clients know they were not processed and may retry them (browsers, curl
+   * and Go do; h2load does not). Writing the frame ourselves on the socket is not an option: on a TLS socket the
+   * write completes asynchronously into the session, which aborts the process (is_write_in_progress).
    */
   #goaway(session: http2.ServerHttp2Session): void {
     if (session.closed || session.destroyed) return;

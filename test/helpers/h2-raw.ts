@@ -1,0 +1,45 @@
+/**
+ * @module A raw HTTP/2 client that writes frames itself: unlike Node's client, it can open a stream after a
+ * GOAWAY, as a real client does whose request crossed the GOAWAY on the wire.
+ */
+import type { Duplex } from 'node:stream';
+
+export interface Frame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
+
+export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, GOAWAY: 7 } as const;
+
+export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+/** HPACK for GET / over http with :authority as a literal without indexing (static table entries 2, 6, 4, 1). */
+export function getHeaders(authority: string): Buffer {
+  return Buffer.concat([Buffer.from([0x82, 0x86, 0x84, 0x01, authority.length]), Buffer.from(authority)]);
+}
+
+/** Send the preface and settings; call `onFrame` for every frame received (SETTINGS are acknowledged). */
+export function h2raw(socket: Duplex, onFrame: (f: Frame) => void): void {
+  let buf = Buffer.alloc(0);
+  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(FRAME.SETTINGS, 0, 0)]));
+  socket.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + len) break;
+      const f = { type: buf[3], flags: buf[4], stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) };
+      buf = buf.subarray(9 + len);
+      if (f.type === FRAME.SETTINGS && !(f.flags & 1)) socket.write(frame(FRAME.SETTINGS, 1, 0));
+      onFrame(f);
+    }
+  });
+}
