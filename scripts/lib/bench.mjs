@@ -1,4 +1,5 @@
-// scripts/bench — baton vs nginx vs a bare undici proxy, same upstream, same run, ratios printed.
+// scripts/bench — baton vs nginx vs a bare undici proxy, same upstream, same run, ratios printed; then HTTP/2
+// (h2load, cleartext h2c and TLS) baton vs nginx.
 // Run `scripts/bench --help` for flags.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,10 +16,14 @@ import {
   httpGet,
   isAlive,
   log,
+  makeCert,
   mkTempDir,
   nginxTest,
   parseDuration,
+  parseH2load,
   parseWrk,
+  percentile,
+  readH2loadLog,
   runCapture,
   sleep,
   spawnTracked,
@@ -35,6 +40,9 @@ Starts one upstream (nginx, 2 workers, return 200 "hello\\n") and three proxies 
 127.0.0.1 port: baton (2 workers, access log on), nginx (2 workers, upstream keepalive, buffered access log) and a
 bare undici proxy (2 cluster workers, pool.stream(), no header processing). Then runs wrk against each, keep-alive
 and with "Connection: close", targets alternating (A B C A B C), two rounds; reports the better round per cell.
+HTTP/2 (default on): baton and nginx also listen for h2c (HTTP/2 with prior knowledge, cleartext) and for TLS
+(h2 by ALPN, self-signed certificate made with openssl in the temp dir); h2load runs against each, alternating,
+same number of rounds. The bare proxy has no HTTP/2 row.
 
   --duration D      length of each measured wrk run (default 10s)
   --warmup D        unmeasured wrk run per target before measuring (default 2s; 1s with --quick)
@@ -43,8 +51,14 @@ and with "Connection: close", targets alternating (A B C A B C), two rounds; rep
   --rounds N        rounds of A B C per mode (default 2)
   --quick           3s runs, 1 round-trip of warm-up: a smoke test (~1 min)
   --baton PATH      baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
-  --keep            keep access logs in the temp dir (they are deleted otherwise; other logs are kept)
-  --h2              reserved: HTTP/2 (h2load) is not implemented in baton yet; parsed and ignored
+  --keep            keep access logs and h2load per-request logs in the temp dir (deleted otherwise)
+  --h2              HTTP/2 rows too (the default)
+  --no-h2           HTTP/1.1 (wrk) rows only
+  --h2-only         HTTP/2 (h2load) rows only
+  --h2-duration D   length of each measured h2load run (default 8s; 3s with --quick)
+  --h2-clients N    h2load -c (default 16)
+  --h2-streams N    h2load -m, concurrent streams per connection (default 10)
+  --h2-threads N    h2load -t (default 1)
   -h, --help        this text`;
 
 function parseArgs(argv) {
@@ -56,7 +70,12 @@ function parseArgs(argv) {
     rounds: 2,
     quick: false,
     keep: false,
-    h2: false,
+    h2: true,
+    h1: true,
+    h2Duration: null,
+    h2Clients: 16,
+    h2Streams: 10,
+    h2Threads: 1,
     baton: path.join(REPO_DIR, 'bin/baton'),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -76,6 +95,12 @@ function parseArgs(argv) {
       case '--quick': o.quick = true; break;
       case '--keep': o.keep = true; break;
       case '--h2': o.h2 = true; break;
+      case '--no-h2': o.h2 = false; break;
+      case '--h2-only': o.h2 = true; o.h1 = false; break;
+      case '--h2-duration': o.h2Duration = parseDuration(v()); break;
+      case '--h2-clients': o.h2Clients = Number(v()); break;
+      case '--h2-streams': o.h2Streams = Number(v()); break;
+      case '--h2-threads': o.h2Threads = Number(v()); break;
       case '--baton': o.baton = path.resolve(v()); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
@@ -83,8 +108,11 @@ function parseArgs(argv) {
   }
   if (o.quick && !o.durationSet) o.duration = 3000;
   if (o.warmup === null) o.warmup = o.quick ? 1000 : 2000;
-  for (const k of ['connections', 'threads', 'rounds'])
-    if (!Number.isInteger(o[k]) || o[k] < 1 || o[k] > 10_000) die(`--${k} must be a positive integer`);
+  if (o.h2Duration === null) o.h2Duration = o.quick ? 3000 : 8000;
+  for (const k of ['connections', 'threads', 'rounds', 'h2Clients', 'h2Streams', 'h2Threads'])
+    if (!Number.isInteger(o[k]) || o[k] < 1 || o[k] > 10_000) die(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be a positive integer`);
+  if (o.h2Duration < 1000 || o.h2Duration > 600_000) die('--h2-duration must be between 1s and 10m');
+  if (o.h2Clients < o.h2Threads) o.h2Threads = o.h2Clients;
   if (o.duration < 1000 || o.duration > 600_000) die('--duration must be between 1s and 10m');
   if (o.connections < o.threads) o.threads = o.connections;
   return o;
@@ -113,7 +141,18 @@ ${NGINX_TEMP_PATHS(dir + '/upstream-tmp')}
 `;
 }
 
-function proxyNginxConf(dir, port, upPort) {
+function proxyNginxConf(dir, port, upPort, h2) {
+  // h2: {h2cPort, tlsPort, cert, key} or null. nginx 1.22: "listen ... http2" without ssl is HTTP/2 with prior
+  // knowledge only (no HTTP/1.1 on that port), hence its own port; keepalive_requests also bounds HTTP/2 streams
+  // per connection since 1.19.7 (a GOAWAY at the limit would stop h2load clients).
+  const h2Listen = h2
+    ? `
+        listen ${HOST}:${h2.h2cPort} http2 backlog=4096;
+        listen ${HOST}:${h2.tlsPort} ssl http2 backlog=4096;
+        ssl_certificate ${h2.cert};
+        ssl_certificate_key ${h2.key};
+        ssl_protocols TLSv1.2 TLSv1.3;  # 1.22's default has no TLSv1.3 (baton, i.e. Node, negotiates 1.3)`
+    : '';
   return `# nginx as a reverse proxy for scripts/bench
 daemon off;
 master_process on;
@@ -132,7 +171,7 @@ ${NGINX_TEMP_PATHS(dir + '/proxy-tmp')}
         keepalive_requests 1000000;
     }
     server {
-        listen ${HOST}:${port} backlog=4096;
+        listen ${HOST}:${port} backlog=4096;${h2Listen}
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -143,7 +182,14 @@ ${NGINX_TEMP_PATHS(dir + '/proxy-tmp')}
 `;
 }
 
-function batonConf(dir, port, adminPort, upPort) {
+function batonConf(dir, port, adminPort, upPort, h2) {
+  const h2Listeners = h2
+    ? `
+  - listen: ${HOST}:${h2.h2cPort}
+    h2c: true
+  - listen: ${HOST}:${h2.tlsPort}
+    tls: { cert: "${h2.cert}", key: "${h2.key}" }`
+    : '';
   return `# baton for scripts/bench
 pid_file: baton.pid
 workers: 2
@@ -152,7 +198,7 @@ upgrade_timeout: 60s
 log: { level: info, error: baton-error.log, access: baton-access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
-  - listen: ${HOST}:${port}
+  - listen: ${HOST}:${port}${h2Listeners}
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
@@ -175,23 +221,26 @@ async function waitServing(port, cp, ms) {
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   cleanup.install();
-  if (opt.h2) log('note: --h2 is reserved; baton has no HTTP/2 yet (a later issue), so it is ignored in this run');
 
   const wrk = which('wrk');
+  const h2load = which('h2load');
   const nginx = which('nginx') || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
-  const missing = [!wrk && 'wrk', !nginx && 'nginx'].filter(Boolean);
-  if (missing.length) die(`missing tools: ${missing.join(', ')} (apt-get install -y wrk nginx-light)`);
+  const missing = [opt.h1 && !wrk && 'wrk', !nginx && 'nginx', opt.h2 && !h2load && 'h2load', opt.h2 && !which('openssl') && 'openssl'].filter(Boolean);
+  if (missing.length) die(`missing tools: ${missing.join(', ')} (apt-get install -y wrk nginx-light nghttp2-client openssl; or --no-h2)`);
   if (!fs.existsSync(opt.baton)) die(`baton executable not found: ${opt.baton}`);
 
   const dir = mkTempDir('baton-bench-');
-  log(`temp dir (configs, logs, raw wrk output): ${dir}`);
-  const [upPort, batonPort, adminPort, nginxPort, barePort] = await freePorts(5);
+  log(`temp dir (configs, logs, raw wrk and h2load output): ${dir}`);
+  const [upPort, batonPort, adminPort, nginxPort, barePort, batonH2cPort, batonTlsPort, nginxH2cPort, nginxTlsPort] = await freePorts(9);
+  const cert = opt.h2 ? await makeCert(dir) : null;
+  const batonH2 = opt.h2 ? { h2cPort: batonH2cPort, tlsPort: batonTlsPort, ...cert } : null;
+  const nginxH2 = opt.h2 ? { h2cPort: nginxH2cPort, tlsPort: nginxTlsPort, ...cert } : null;
 
   // ---- upstream
   const failures = [];
   const targets = [];
   fs.writeFileSync(path.join(dir, 'upstream-nginx.conf'), upstreamNginxConf(dir, upPort));
-  fs.writeFileSync(path.join(dir, 'proxy-nginx.conf'), proxyNginxConf(dir, nginxPort, upPort));
+  fs.writeFileSync(path.join(dir, 'proxy-nginx.conf'), proxyNginxConf(dir, nginxPort, upPort, nginxH2));
   for (const name of ['upstream-nginx', 'proxy-nginx']) {
     const err = await nginxTest(nginx, path.join(dir, `${name}.conf`), dir);
     if (err) die(`${name}.conf does not pass nginx -t:\n${err}`);
@@ -211,9 +260,10 @@ async function main() {
     {
       name: 'baton',
       port: batonPort,
+      h2: batonH2,
       logs: ['baton.out', 'baton-error.log'],
       start() {
-        fs.writeFileSync(path.join(dir, 'baton.yaml'), batonConf(dir, batonPort, adminPort, upPort));
+        fs.writeFileSync(path.join(dir, 'baton.yaml'), batonConf(dir, batonPort, adminPort, upPort, batonH2));
         return spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], {
           cwd: dir,
           stdout: path.join(dir, 'baton.out'),
@@ -224,6 +274,7 @@ async function main() {
     {
       name: 'nginx',
       port: nginxPort,
+      h2: nginxH2,
       logs: ['proxy-nginx.out', 'proxy-nginx-error.log'],
       start() {
         return spawnTracked(nginx, ['-p', dir + '/', '-c', path.join(dir, 'proxy-nginx.conf'), '-e', path.join(dir, 'proxy-nginx-error.log')], {
@@ -248,6 +299,7 @@ async function main() {
   ];
   cleanup.addPidFile(path.join(dir, 'baton.pid'));
   for (const s of starters) {
+    if (s.name === 'bare' && !opt.h1) continue; // no HTTP/2 in the bare proxy
     const cp = s.start();
     const state = await waitServing(s.port, cp, 20_000);
     if (state === 'ok') {
@@ -286,17 +338,73 @@ async function main() {
   };
 
   const loadBefore = os.loadavg()[0].toFixed(2);
-  const totalRuns = targets.length * modes.length * opt.rounds;
+  const h1Targets = opt.h1 ? targets : [];
+  // HTTP/2 targets: each of baton and nginx over h2c (cleartext, prior knowledge) and over TLS (ALPN h2)
+  const h2Targets = [];
+  if (opt.h2) {
+    for (const t of targets.filter((x) => x.h2)) {
+      for (const proto of ['h2c', 'tls']) {
+        const port = proto === 'h2c' ? t.h2.h2cPort : t.h2.tlsPort;
+        const url = `${proto === 'h2c' ? 'http' : 'https'}://${HOST}:${port}/`;
+        const h = { name: t.name, proto, url, cp: t.cp, key: `${t.name}/${proto}` };
+        // smoke check: 20 requests over 1 connection must succeed with the right protocol
+        const r = await runCapture(h2load, ['-n', '20', '-c', '1', '-m', '1', url], { timeoutMs: 20_000 });
+        const p = parseH2load(r.stdout);
+        const want = proto === 'h2c' ? 'h2c' : 'h2';
+        if (p.ok && p.succeeded === 20 && p.status['2xx'] === 20 && p.proto === want) {
+          h2Targets.push(h);
+          log(`${t.name} ${proto} on ${HOST}:${port}: ok (${p.proto}${p.cipher ? `, ${p.tlsProtocol} ${p.cipher}` : ''})`);
+        } else {
+          failures.push(`${t.name} ${proto} (${url}) failed the h2load smoke check: ${p.ok ? `${p.succeeded}/20 succeeded, protocol ${p.proto}` : 'no result'}`);
+          log(`ERROR ${failures.at(-1)}\n${(r.stdout + r.stderr).trim().split('\n').slice(-12).join('\n')}`);
+        }
+      }
+    }
+  }
+  const h2Args = (ms) => ['-t', String(opt.h2Threads), '-c', String(opt.h2Clients), '-m', String(opt.h2Streams), '-D', String(Math.round(ms / 1000))];
+  const runH2 = async (h, ms, label) => {
+    if (cleanup.stopping) die('interrupted', 130);
+    const logFile = path.join(dir, `h2load-${label}-${h.name}-${h.proto}.log.tsv`);
+    // the same TLS 1.3 suite for both (nginx would follow the client's order, baton its own)
+    const tlsArgs = h.proto === 'tls' ? ['--tls13-ciphers', 'TLS_AES_128_GCM_SHA256'] : [];
+    const args = [...h2Args(ms), ...tlsArgs, ...(label === 'warmup' ? [] : ['--log-file', logFile]), h.url];
+    const r = await runCapture(h2load, args, { timeoutMs: ms + 30_000 });
+    fs.writeFileSync(path.join(dir, `h2load-${label}-${h.name}-${h.proto}.txt`), `$ h2load ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    const p = parseH2load(r.stdout);
+    p.exit = r.code;
+    p.alive = h.cp.exitCode === null && h.cp.signalCode === null;
+    if (label !== 'warmup') {
+      // h2load gives min/max/mean/sd only: the percentiles come from its per-request log (2xx/3xx streams)
+      const l = readH2loadLog(logFile, { maxBad: 0 });
+      p.p50 = percentile(l.lat, 50);
+      p.p99 = percentile(l.lat, 99);
+      p.logged = l.lines;
+      if (!opt.keep) fs.rmSync(logFile, { force: true });
+    }
+    // In -D mode "started - done" includes the streams still in flight when the duration ends (at most -c x -m);
+    // only what exceeds that is certainly lost with a connection.
+    p.lostExcess = p.ok ? Math.max(0, p.started - p.done - opt.h2Clients * opt.h2Streams) : 0;
+    p.errors = (p.failed ?? 0) + p.lostExcess + (p.idleClient ? 1 : 0);
+    if (!p.ok) log(`h2load against ${h.key} produced no result: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+    if (!p.alive) log(`ERROR ${h.name} is no longer running after the ${h.proto} run`);
+    return p;
+  };
+
+  const h1Runs = h1Targets.length * modes.length * opt.rounds;
+  const h2Runs = h2Targets.length * opt.rounds;
+  const estimate = h1Runs * opt.duration + h1Targets.length * Math.max(1000, opt.warmup) + h2Runs * opt.h2Duration + h2Targets.length * 1000;
   log(
     `load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}, ${os.cpus().length} CPUs; ` +
-      `${totalRuns} runs of ${opt.duration / 1000}s (wrk -t${opt.threads} -c${opt.connections}) + ${opt.warmup / 1000}s warm-up per target`,
+      (h1Runs ? `${h1Runs} runs of ${opt.duration / 1000}s (wrk -t${opt.threads} -c${opt.connections}) + ${opt.warmup / 1000}s warm-up per target; ` : '') +
+      (h2Runs ? `${h2Runs} runs of ${opt.h2Duration / 1000}s (h2load ${h2Args(opt.h2Duration).join(' ')}) + 1s warm-up per target; ` : '') +
+      `about ${Math.round(estimate / 1000)} s of load`,
   );
-  for (const t of targets) await runWrk(t, modes[0], Math.max(1000, opt.warmup), 'warmup');
+  for (const t of h1Targets) await runWrk(t, modes[0], Math.max(1000, opt.warmup), 'warmup');
 
   const results = new Map(); // `${target}/${mode}` -> [runs]
-  for (let round = 1; round <= opt.rounds; round++) {
+  for (let round = 1; round <= opt.rounds && h1Targets.length; round++) {
     for (const mode of modes) {
-      for (const t of targets) {
+      for (const t of h1Targets) {
         const p = await runWrk(t, mode, opt.duration, `r${round}`);
         const key = `${t.name}/${mode.name}`;
         if (!results.has(key)) results.set(key, []);
@@ -309,67 +417,140 @@ async function main() {
     }
   }
 
+  const h2Results = new Map(); // `${target}/${proto}` -> [runs]
+  for (const h of h2Targets) await runH2(h, 1000, 'warmup');
+  for (let round = 1; round <= opt.rounds && h2Targets.length; round++) {
+    for (const proto of ['h2c', 'tls']) {
+      for (const h of h2Targets.filter((x) => x.proto === proto)) {
+        const p = await runH2(h, opt.h2Duration, `r${round}`);
+        if (!h2Results.has(h.key)) h2Results.set(h.key, []);
+        h2Results.get(h.key).push(p);
+        log(
+          `round ${round} ${proto.padEnd(9)} ${h.name.padEnd(5)} ${p.rps ?? '-'} req/s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}  mean ${fmtMs(p.reqTime?.mean)}` +
+            (p.errors ? `  errors: failed ${p.failed} (errored ${p.errored}, timeout ${p.timeout}), lost ${p.lostExcess}${p.idleClient ? ', a client completed nothing' : ''}` : ''),
+        );
+      }
+    }
+  }
+
   // ---- report: the better (highest req/s) of the rounds for each cell
-  const best = (key) => {
-    const runs = (results.get(key) || []).filter((p) => p.ok);
+  const bestOf = (map, key) => {
+    const runs = (map.get(key) || []).filter((p) => p.ok);
     if (!runs.length) return null;
     return runs.reduce((a, b) => (b.rps > a.rps ? b : a));
   };
-  const rows = [];
-  for (const mode of modes) {
-    for (const t of ['baton', 'nginx', 'bare']) {
-      const runs = results.get(`${t}/${mode.name}`);
-      const b = best(`${t}/${mode.name}`);
-      if (!b) {
-        rows.push([t, mode.name, 'failed', '-', '-', '-', '-']);
-        continue;
+  const ratio = (x, y) => (x && y ? (x / y).toFixed(2) : '-');
+  const out = [''];
+  const loadLine =
+    `${os.cpus().length} CPUs shared by the load generator, proxy and upstream: compare ratios, not absolute numbers. ` +
+    `Load average before/after: ${loadBefore} / ${os.loadavg()[0].toFixed(2)}` +
+    (Number(loadBefore) > os.cpus().length / 2 ? ' (other work was running: figures are noisy)' : '');
+  if (h1Targets.length) {
+    const rows = [];
+    for (const mode of modes) {
+      for (const t of ['baton', 'nginx', 'bare']) {
+        const runs = results.get(`${t}/${mode.name}`);
+        const b = bestOf(results, `${t}/${mode.name}`);
+        if (!b) {
+          rows.push([t, mode.name, 'failed', '-', '-', '-', '-']);
+          continue;
+        }
+        const errs = runs.reduce((n, p) => n + p.socketErrors + p.non2xx, 0);
+        rows.push([t, mode.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
       }
-      const errs = runs.reduce((n, p) => n + p.socketErrors + p.non2xx, 0);
-      rows.push([t, mode.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
+      const a = bestOf(results, `baton/${mode.name}`);
+      for (const other of ['nginx', 'bare']) {
+        const o = bestOf(results, `${other}/${mode.name}`);
+        rows.push([`baton/${other}`, mode.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
+      }
     }
-    const a = best(`baton/${mode.name}`);
-    for (const other of ['nginx', 'bare']) {
-      const o = best(`${other}/${mode.name}`);
-      const ratio = (x, y) => (x && y ? (x / y).toFixed(2) : '-');
-      rows.push([`baton/${other}`, mode.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
-    }
+    out.push(
+      `scripts/bench — wrk -t${opt.threads} -c${opt.connections} -d${opt.duration / 1000}s --latency, GET / (upstream: nginx return 200 "hello\\n", 2 workers)`,
+      `${opt.rounds} rounds per cell, targets alternating; figures are from the BETTER round (highest req/s); "runs" lists every round.`,
+      `proxies: baton (2 workers, access log on), nginx 2 workers (upstream keepalive 64, buffered access log), bare undici (2 cluster workers)`,
+      loadLine,
+      '',
+      table(['target', 'mode', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
+      '',
+      'errors = wrk socket errors (connect/read/write/timeout) + non-2xx responses, summed over all rounds.',
+      'ratio rows: req/s ratio > 1 means baton is faster; p50/p99 ratio > 1 means baton is slower.',
+    );
   }
-  const out = [
-    '',
-    `scripts/bench — wrk -t${opt.threads} -c${opt.connections} -d${opt.duration / 1000}s --latency, GET / (upstream: nginx return 200 "hello\\n", 2 workers)`,
-    `${opt.rounds} rounds per cell, targets alternating; figures are from the BETTER round (highest req/s); "runs" lists every round.`,
-    `proxies: baton (2 workers, access log on), nginx 2 workers (upstream keepalive 64, buffered access log), bare undici (2 cluster workers)`,
-    `${os.cpus().length} CPUs shared by wrk, proxy and upstream: compare ratios, not absolute numbers. ` +
-      `Load average before/after: ${loadBefore} / ${os.loadavg()[0].toFixed(2)}` +
-      (Number(loadBefore) > os.cpus().length / 2 ? ' (other work was running: figures are noisy)' : ''),
-    '',
-    table(['target', 'mode', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
-    '',
-    'errors = wrk socket errors (connect/read/write/timeout) + non-2xx responses, summed over all rounds.',
-    'ratio rows: req/s ratio > 1 means baton is faster; p50/p99 ratio > 1 means baton is slower.',
-  ];
-  if (opt.h2) out.push('--h2: ignored (HTTP/2 not implemented in baton yet).');
+  if (opt.h2) {
+    const rows = [];
+    for (const proto of ['h2c', 'tls']) {
+      for (const t of ['baton', 'nginx']) {
+        const key = `${t}/${proto}`;
+        const runs = h2Results.get(key);
+        const b = bestOf(h2Results, key);
+        if (!b) {
+          rows.push([t, proto, 'failed', '-', '-', '-', '-', '-']);
+          continue;
+        }
+        const failed = runs.reduce((n, p) => n + (p.failed ?? 0), 0);
+        const errored = runs.reduce((n, p) => n + (p.errored ?? 0), 0);
+        const other = runs.reduce((n, p) => n + p.lostExcess + (p.idleClient ? 1 : 0), 0);
+        rows.push([
+          t,
+          proto,
+          b.rps.toFixed(0),
+          fmtMs(b.p50),
+          fmtMs(b.p99),
+          fmtMs(b.reqTime?.mean),
+          `${failed}/${errored}${other ? ` +${other}` : ''}`,
+          runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / '),
+        ]);
+      }
+      const a = bestOf(h2Results, `baton/${proto}`);
+      const o = bestOf(h2Results, `nginx/${proto}`);
+      rows.push(['baton/nginx', proto, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), ratio(a?.reqTime?.mean, o?.reqTime?.mean), '', '']);
+    }
+    const tlsInfo = [...h2Results.entries()]
+      .filter(([k]) => k.endsWith('/tls'))
+      .map(([k, runs]) => `${k.split('/')[0]} ${runs.find((p) => p.cipher)?.tlsProtocol ?? '?'} ${runs.find((p) => p.cipher)?.cipher ?? '?'}`)
+      .join(', ');
+    out.push(
+      ...(h1Targets.length ? [''] : []),
+      `HTTP/2 — h2load ${h2Args(opt.h2Duration).join(' ')}, GET / (same upstream); h2c = cleartext with prior knowledge, tls = h2 by ALPN`,
+      `${opt.rounds} rounds per cell, targets alternating; figures from the BETTER round (highest req/s). TLS: ${tlsInfo || '-'}`,
+      `baton: h2c and TLS listeners of the same 2 workers; nginx: "listen ... http2" and "listen ... ssl http2" in the same server`,
+      ...(h1Targets.length ? [] : [loadLine]),
+      '',
+      table(['target', 'proto', 'req/s', 'p50', 'p99', 'mean', 'failed/errored', 'runs (req/s)'], rows),
+      '',
+      'p50/p99: from h2load --log-file (per stream, 2xx/3xx only); mean: h2load "time for request" (same streams).',
+      'failed/errored: h2load counts summed over all rounds; "+N" = streams lost with their connection (started - done',
+      '  beyond the -c x -m still in flight at the end) plus runs where a client completed nothing (h2load counts neither).',
+    );
+  }
   process.stdout.write(out.join('\n') + '\n');
 
-  // ---- stop everything, then report where the logs are
+  // ---- stop everything, then report where the logs are. The proxies first, while the upstream still answers: the
+  // load generators leave requests in flight when their duration ends, and an upstream stopped under them would
+  // put "other side closed" errors in the proxies' logs that have nothing to do with the measurement.
+  await sleep(500);
+  const proxies = targets.map((t) => t.cp).filter((cp) => cp.exitCode === null && cp.signalCode === null);
+  for (const cp of proxies) cp.kill('SIGTERM');
+  await waitFor(() => proxies.every((cp) => cp.exitCode !== null || cp.signalCode !== null), 10_000, 100);
   await cleanup.run();
   if (!opt.keep) for (const f of ['baton-access.log', 'proxy-nginx-access.log']) fs.rmSync(path.join(dir, f), { force: true });
   for (const d of ['upstream-tmp', 'proxy-tmp']) fs.rmSync(path.join(dir, d), { recursive: true, force: true });
   const batonErrors = countErrorLines(path.join(dir, 'baton-error.log'));
   process.stdout.write(
-    `\nlogs: ${dir} (baton.out, baton-error.log${opt.keep ? ', baton-access.log' : ''}, proxy-nginx-error.log, upstream-nginx-error.log, bare.out, wrk-*.txt)\n` +
+    `\nlogs: ${dir} (baton.out, baton-error.log${opt.keep ? ', baton-access.log' : ''}, proxy-nginx-error.log, upstream-nginx-error.log` +
+      `${opt.h1 ? ', bare.out, wrk-*.txt' : ''}${opt.h2 ? `, h2load-*.txt${opt.keep ? ', h2load-*.log.tsv' : ''}` : ''})\n` +
       (batonErrors.count
         ? `baton-error.log has ${batonErrors.count} warn/error lines (${batonErrors.errors} at error level), grouped:\n` +
           batonErrors.groups.slice(0, 10).map(([k, n]) => `  ${String(n).padStart(5)} x ${k}\n`).join('')
         : ''),
   );
-  const anyErrors = [...results.values()].flat().some((p) => !p.ok || !p.alive);
+  const anyErrors = [...results.values(), ...h2Results.values()].flat().some((p) => !p.ok || !p.alive);
   if (failures.length) {
     process.stdout.write(`\nFAILED: ${failures.join('\n        ')}\n`);
     return 1;
   }
   if (anyErrors) {
-    process.stdout.write('\nFAILED: a wrk run produced no result or a proxy died during the run (see above)\n');
+    process.stdout.write('\nFAILED: a wrk or h2load run produced no result or a proxy died during the run (see above)\n');
     return 1;
   }
   return 0;

@@ -544,3 +544,117 @@ export async function waitStopAccepting(pids, port, ms) {
   }, ms, 20);
   return ok ? Date.now() - t0 : null;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// TLS certificate for HTTP/2 runs: self-signed, generated into the temp dir (nothing committed)
+
+/** openssl req -x509 into dir; returns {cert, key} (absolute paths). */
+export async function makeCert(dir) {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const r = await runCapture(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', `subjectAltName=DNS:localhost,IP:${HOST}`],
+    { timeoutMs: 30_000 },
+  );
+  if (r.code !== 0 || !fs.existsSync(cert) || !fs.existsSync(key)) die(`openssl could not make a certificate: ${(r.stderr || r.stdout).trim()}`);
+  return { cert, key };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// h2load
+//
+// What h2load 1.52 counts (checked by hand against a small Node h2 server sending each kind of close):
+//   - "failed": streams it sent that did not end with a 2xx/3xx response (reset, refused, 4xx/5xx, timeout);
+//     "errored" is the subset that ended with a stream/connection error rather than a status.
+//   - a graceful GOAWAY (any last-stream-id) stops that client for the rest of the run (no reconnect); it prints
+//     "Process Request Failure:N" once per client so stopped, but the final counts stay 0 when no sent stream is
+//     lost. Streams above the last-stream-id of a GOAWAY are counted "failed" and "errored" (REFUSED_STREAM).
+//   - a connection that dies before its streams end: "started" > "done", NOT counted in "failed".
+//   - a client that cannot connect (refused, TLS or preface failure): not counted anywhere; only visible as a
+//     per-client req/s minimum of 0.00.
+//   - "started" counts submitted streams, not streams on the wire: streams still queued in h2load when a GOAWAY
+//     arrives are cancelled by nghttp2 and logged with status -1 and a start time of 0 (never sent).
+
+export function parseH2load(text) {
+  const r = {
+    ok: false,
+    seconds: null,
+    rps: null,
+    total: null,
+    started: null,
+    done: null,
+    succeeded: null,
+    failed: null,
+    errored: null,
+    timeout: null,
+    status: { '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 },
+    reqTime: null, // {min, max, mean, sd} in ms
+    clientRps: null, // {min, max, mean}
+    proto: null,
+    cipher: null,
+    tlsProtocol: null,
+    goawayStops: 0,
+  };
+  let m;
+  if ((m = /finished in ([\d.]+)(s|ms), ([\d.]+) req\/s/.exec(text))) {
+    r.seconds = m[2] === 'ms' ? Number(m[1]) / 1000 : Number(m[1]);
+    r.rps = Number(m[3]);
+  }
+  if ((m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(text))) {
+    [r.total, r.started, r.done, r.succeeded, r.failed, r.errored, r.timeout] = m.slice(1).map(Number);
+  }
+  if ((m = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(text)))
+    r.status = { '2xx': +m[1], '3xx': +m[2], '4xx': +m[3], '5xx': +m[4] };
+  if ((m = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/.exec(text)))
+    r.reqTime = { min: wrkTimeToMs(m[1]), max: wrkTimeToMs(m[2]), mean: wrkTimeToMs(m[3]), sd: wrkTimeToMs(m[4]) };
+  if ((m = /^req\/s\s+:\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/m.exec(text))) r.clientRps = { min: +m[1], max: +m[2], mean: +m[3] };
+  if ((m = /Application protocol: (\S+)/.exec(text))) r.proto = m[1];
+  if ((m = /^Cipher: (\S+)/m.exec(text))) r.cipher = m[1];
+  if ((m = /^TLS Protocol: (\S+)/m.exec(text))) r.tlsProtocol = m[1];
+  r.goawayStops = (text.match(/^Process Request Failure:/gm) || []).length;
+  r.ok = r.started !== null && r.rps !== null;
+  // sent streams whose connection died under them (not in "failed")
+  r.lost = r.ok ? Math.max(0, r.started - r.done) : 0;
+  // some client completed nothing in the whole run: it could not connect, or its handshake/preface failed
+  r.idleClient = !!(r.clientRps && r.clientRps.min === 0);
+  return r;
+}
+
+/**
+ * An h2load --log-file (start µs since epoch, status or -1, µs to the end of the response): sorted latencies (ms)
+ * of the 2xx/3xx streams, the other streams that were sent, each with its start time (ms since epoch), and the
+ * count of streams cancelled before being sent (start time 0).
+ */
+export function readH2loadLog(file, { maxBad = 200 } = {}) {
+  const lat = [];
+  const bad = [];
+  let badCount = 0;
+  let unsent = 0;
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return { lat, bad, badCount, unsent, lines: 0 };
+  }
+  let lines = 0;
+  let i = 0;
+  while (i < text.length) {
+    let j = text.indexOf('\n', i);
+    if (j < 0) j = text.length;
+    const line = text.slice(i, j);
+    i = j + 1;
+    if (!line) continue;
+    const [start, status, dur] = line.split('\t');
+    lines++;
+    const st = Number(status);
+    if (st >= 200 && st < 400) lat.push(Number(dur) / 1000);
+    else if (Number(start) === 0) unsent++;
+    else {
+      badCount++;
+      if (bad.length < maxBad) bad.push({ t: Number(start) / 1000, status: st, ms: Number(dur) / 1000 });
+    }
+  }
+  lat.sort((a, b) => a - b);
+  return { lat, bad, badCount, unsent, lines };
+}

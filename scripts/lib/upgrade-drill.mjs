@@ -17,10 +17,14 @@ import {
   httpJson,
   isAlive,
   log,
+  makeCert,
   mkTempDir,
   nginxTest,
   parseDuration,
+  parseH2load,
   parseWrk,
+  percentile,
+  readH2loadLog,
   readPidFile,
   runCapture,
   signal,
@@ -38,7 +42,8 @@ const HELP = `usage: scripts/upgrade-drill [options]
 
 Starts an upstream (Node: / at once, /slow after 2 s, POST /upload echoing the byte count, /ws WebSocket echo),
 a proxy in front of it, and real clients for the whole run: wrk keep-alive (-c32), wrk "Connection: close" (-c8),
-~10 /slow requests always in flight, POST uploads of 256 KiB, WebSocket connections sending every 200 ms.
+~10 /slow requests always in flight, POST uploads of 256 KiB, WebSocket connections sending every 200 ms, and
+(default) HTTP/2: h2load over TLS (h2 by ALPN) and over cleartext h2c (prior knowledge), short runs back to back.
 Then N upgrades (bump the version of a temp copy of the package; USR2; wait for the new master and its
 /status version; WINCH the old one; wait for its workers to leave; QUIT it) and N HUP reloads (config alternating
 between two variants, workers 2 <-> 3). Prints requests, failures and p99 per client; exits 1 on any failure.
@@ -51,8 +56,21 @@ between two variants, workers 2 <-> 3). Prints requests, failures and p99 per cl
   --warm D              load before the first upgrade (default 3s)
   --slow N --uploaders N --ws N   client counts (defaults 10, 2, 4)
   --keep                keep the temp dir (it is kept anyway when something failed)
-  --h2                  reserved: HTTP/2 (h2load) comes with a later issue; parsed and ignored
-  -h, --help            this text`;
+  --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
+                        port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
+                        only, 1.22 cannot share a cleartext port) ports. Certificate: openssl, in the temp dir.
+  --no-h2               no HTTP/2 listeners, no h2load
+  --h2-clients N        h2load -c per protocol (default 4)
+  --h2-streams N        h2load -m (default 10)
+  --h2-run D            aimed length of each h2load run (default 3s; -n is sized from the previous run's rate)
+  -h, --help            this text
+
+HTTP/2 accounting. Each h2load run is "-n N" (not -D: at the end of a -D run the streams still in flight are
+"started" but not "done", which hides streams lost with a dying connection). A failure is a stream h2load SENT that
+did not come back 2xx/3xx: started - (2xx + 3xx) (reset, refused, 4xx/5xx, timeout, lost with its connection),
+plus any run in which a client completed nothing (connect, TLS or preface failure: h2load counts those nowhere).
+h2load's own "failed" also counts the requests a client never sent because a GOAWAY stopped it (h2load does not
+reconnect): those are reported apart ("not sent after GOAWAY"), they are not failures.`;
 
 function parseArgs(argv) {
   const o = {
@@ -66,7 +84,10 @@ function parseArgs(argv) {
     uploaders: 2,
     ws: 4,
     keep: false,
-    h2: false,
+    h2: true,
+    h2Clients: 4,
+    h2Streams: 10,
+    h2Run: 3000,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -93,12 +114,17 @@ function parseArgs(argv) {
       case '--ws': o.ws = int('--ws', 100); break;
       case '--keep': o.keep = true; break;
       case '--h2': o.h2 = true; break;
+      case '--no-h2': o.h2 = false; break;
+      case '--h2-clients': o.h2Clients = int('--h2-clients', 64) || 1; break;
+      case '--h2-streams': o.h2Streams = int('--h2-streams', 100) || 1; break;
+      case '--h2-run': o.h2Run = parseDuration(v()); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
     }
   }
   if (!['baton', 'nginx'].includes(o.against)) die('--against must be baton or nginx');
   if (o.shutdownTimeout < 1000 || o.shutdownTimeout > 600_000) die('--shutdown-timeout must be between 1s and 10m');
+  if (o.h2Run < 1000 || o.h2Run > 60_000) die('--h2-run must be between 1s and 60s');
   return o;
 }
 
@@ -120,10 +146,23 @@ function procFail(what) {
   log(`${rel(Date.now())} PROCEDURE FAILURE: ${what}`);
 }
 
+/** A failure found while writing the report (after cleanup began, when procFail would abort the run). */
+function lateFail(what) {
+  procedureFailures.push({ t: Date.now(), what });
+  log(`${rel(Date.now())} FAILURE: ${what}`);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2 }) {
+  // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
+  const main = h2
+    ? `  - listen: ${HOST}:${port}
+    h2c: true
+  - listen: ${HOST}:${h2.tlsPort}
+    tls: { cert: "${h2.cert}", key: "${h2.key}" }`
+    : `  - listen: ${HOST}:${port}`;
   const extra =
     variant === 'B'
       ? `  - path: /drill-variant-b
@@ -138,7 +177,7 @@ upgrade_timeout: 60s
 log: { level: info, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
-  - listen: ${HOST}:${port}
+${main}
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
@@ -164,7 +203,7 @@ function makeBaton(opt, dir, ports) {
     A: { workers: 2, variant: 'A' },
     B: { workers: 3, variant: 'B' },
   };
-  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout: opt.shutdownTimeout });
+  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout: opt.shutdownTimeout, h2: ports.h2 });
   const status = () => httpJson(ports.adminPort, '/status', { timeout: 2000 });
   const genOf = (s) => (s && s.generation !== null && s.generation !== undefined ? (typeof s.generation === 'object' ? s.generation.id ?? JSON.stringify(s.generation) : s.generation) : null);
 
@@ -293,7 +332,26 @@ function makeBaton(opt, dir, ports) {
 // ---------------------------------------------------------------------------------------------------------
 // nginx
 
-function nginxConfig({ dir, port, upPort, workers, shutdownTimeout, variant }) {
+function nginxConfig({ dir, port, upPort, workers, shutdownTimeout, variant, h2 }) {
+  // h2: {tlsPort, h2cPort, cert, key} or null. A server of its own, so that the HTTP/1.1 server above is exactly
+  // what it was without --h2; keepalive_requests bounds HTTP/2 streams per connection too since 1.19.7 (its
+  // default 1000 would GOAWAY every h2load client after 1000 streams); TLSv1.3 is not in 1.22's default.
+  const h2Server = h2
+    ? `
+    server {
+        listen ${HOST}:${h2.tlsPort} ssl http2 backlog=4096;
+        listen ${HOST}:${h2.h2cPort} http2 backlog=4096;
+        ssl_certificate ${h2.cert};
+        ssl_certificate_key ${h2.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }`
+    : '';
   return `# scripts/upgrade-drill against nginx, variant ${variant}
 daemon on;            # nginx honours WINCH only when daemonized
 master_process on;
@@ -327,7 +385,7 @@ ${NGINX_TEMP_PATHS(dir + '/nginx-tmp')}
             proxy_set_header Connection "upgrade";
             proxy_read_timeout 1h;
         }${variant === 'B' ? '\n        location = /drill-variant-b { return 200 "b\\n"; }' : ''}
-    }
+    }${h2Server}
 }
 `;
 }
@@ -337,7 +395,7 @@ function makeNginx(opt, dir, ports, nginxBin) {
   const pidFile = path.join(dir, 'nginx.pid');
   const oldbin = pidFile + '.oldbin';
   const variants = { A: { workers: 2, variant: 'A' }, B: { workers: 3, variant: 'B' } };
-  const confText = (v) => nginxConfig({ dir, ...ports, ...variants[v], shutdownTimeout: opt.shutdownTimeout });
+  const confText = (v) => nginxConfig({ dir, ...ports, ...variants[v], shutdownTimeout: opt.shutdownTimeout, h2: ports.h2 });
   let gen = 1;
   return {
     name: 'nginx',
@@ -494,20 +552,151 @@ function startClients(opt, dir, port) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// HTTP/2 load: h2load runs back to back for the whole procedure (h2load does not reconnect after a GOAWAY, so one
+// long run would lose every client at the first drain). "-n" runs sized to last about --h2-run each.
+
+const H2_MAX_RUNS = 400; // bound: ~20 min of 3 s runs
+
+function startH2Loop(h2loadBin, opt, dir, { label, name, url, tls }) {
+  const c = opt.h2Clients;
+  const m = opt.h2Streams;
+  const minN = c * m * 4;
+  const maxN = 2_000_000;
+  let n = c * m * 100;
+  let running = true;
+  const runs = [];
+  const lat = [];
+  const failures = []; // {t, client, kind, detail}
+  const addFailure = (f) => {
+    if (failures.length < 200) failures.push({ client: name, ...f });
+  };
+  const loop = (async () => {
+    for (let i = 1; running && i <= H2_MAX_RUNS && !cleanup.stopping; i++) {
+      const base = path.join(dir, `h2load-${label}-${String(i).padStart(3, '0')}`);
+      // -N: a connection silent for 20 s times its streams out (counted), instead of hanging the run
+      const args = ['-n', String(n), '-c', String(c), '-m', String(m), '-N', '20', '--log-file', `${base}.log.tsv`, url];
+      const t0 = Date.now();
+      const r = await runCapture(h2loadBin, args, { timeoutMs: 90_000 });
+      const t1 = Date.now();
+      fs.writeFileSync(`${base}.txt`, `$ h2load ${args.join(' ')}\n# ${new Date(t0).toISOString()} .. ${new Date(t1).toISOString()}\n${r.stdout}${r.stderr}`);
+      const p = parseH2load(r.stdout);
+      const l = readH2loadLog(`${base}.log.tsv`, { maxBad: 100_000 });
+      for (const x of l.lat) lat.push(x);
+      const ok2 = p.ok ? p.status['2xx'] + p.status['3xx'] : 0;
+      const run = {
+        i,
+        t0,
+        t1,
+        n,
+        ok: p.ok,
+        killed: !!r.signal,
+        started: p.started ?? 0,
+        done: p.done ?? 0,
+        okStreams: ok2,
+        failed: p.failed ?? 0,
+        errored: p.errored ?? 0,
+        timeout: p.timeout ?? 0,
+        // every stream h2load sent that did not come back 2xx/3xx, whatever the reason ("started" also counts the
+        // streams still queued in h2load when a GOAWAY came, which nghttp2 cancels unsent: logged with start 0)
+        sentFailed: p.ok ? Math.max(0, p.started - ok2 - l.unsent) : 0,
+        unsent: l.unsent,
+        // sent streams whose connection died under them (not in the per-request log)
+        lost: p.ok ? Math.max(0, p.started - p.done) : 0,
+        badLogged: l.badCount,
+        notSent: p.ok ? Math.max(0, p.total - p.started) : 0,
+        goawayStops: p.goawayStops,
+        idleClient: p.idleClient,
+        proto: p.proto,
+        rps: p.rps,
+      };
+      run.failures = run.sentFailed + (run.idleClient ? 1 : 0) + (p.ok ? 0 : 1);
+      runs.push(run);
+      const where = `run ${i} (${rel(t0)}..${rel(t1)})`;
+      if (!p.ok) addFailure({ t: t1, kind: 'run without a result', detail: `${where}${r.signal ? `, killed (${r.signal}) after 90 s` : `, exit ${r.code}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}` });
+      // one line per kind and run: first time, count, and how long after being sent those streams ended
+      const byKind = new Map();
+      for (const b of l.bad) {
+        const kind = b.status === -1 ? 'streams reset/refused (h2load -1)' : `status ${b.status}`;
+        if (!byKind.has(kind)) byKind.set(kind, []);
+        byKind.get(kind).push(b);
+      }
+      for (const [kind, list] of byKind) {
+        const ms = list.map((b) => b.ms).sort((x, y) => x - y);
+        const sent = list.map((b) => b.t).sort((x, y) => x - y);
+        addFailure({
+          t: sent[0],
+          kind: `${list.length} ${kind}`,
+          detail: `${where}; sent ${rel(sent[0])}${sent.length > 1 ? `..${rel(sent.at(-1))}` : ''}, ended ${fmtMs(ms[0])}${ms.length > 1 ? `..${fmtMs(ms.at(-1))}` : ''} after being sent`,
+        });
+      }
+      const unlogged = run.sentFailed - l.badCount;
+      if (unlogged > 0)
+        addFailure({ t: t1, kind: `${unlogged} streams never closed, their connection gone`, detail: `${where}: started ${run.started}, done ${run.done}; h2load cannot tell whether they were on the wire` });
+      if (run.idleClient) addFailure({ t: t0, kind: 'a client completed nothing (connect/TLS/preface failure?)', detail: where });
+      if (p.ok && p.proto && p.proto !== (tls ? 'h2' : 'h2c')) addFailure({ t: t0, kind: `negotiated ${p.proto}`, detail: where });
+      if (!opt.keep && !run.sentFailed && !run.badLogged) fs.rmSync(`${base}.log.tsv`, { force: true }); // clean: not needed
+      // size the next run from this one's rate, unless a drain stopped clients early (the rate is then too low)
+      if (p.ok && p.rps > 0 && !p.goawayStops && p.seconds > 0.2) n = Math.min(maxN, Math.max(minN, Math.round(p.rps * (opt.h2Run / 1000))));
+      if (!p.ok) await sleep(200);
+    }
+  })();
+  return {
+    label,
+    name,
+    runs,
+    async stop() {
+      running = false;
+      const finished = await Promise.race([loop.then(() => true), sleep(100_000).then(() => false)]);
+      lat.sort((a, b) => a - b);
+      const sum = (k) => runs.reduce((acc, r) => acc + (typeof r[k] === 'boolean' ? (r[k] ? 1 : 0) : r[k]), 0);
+      return {
+        finished,
+        runs: runs.length,
+        started: sum('started'),
+        okStreams: sum('okStreams'),
+        failures: sum('failures'),
+        sentFailed: sum('sentFailed'),
+        badLogged: sum('badLogged'),
+        lost: sum('lost'),
+        failed: sum('failed'),
+        errored: sum('errored'),
+        timeout: sum('timeout'),
+        notSent: sum('notSent'),
+        unsent: sum('unsent'),
+        goawayStops: sum('goawayStops'),
+        idleRuns: sum('idleClient'),
+        noResult: runs.filter((r) => !r.ok).length,
+        p99: percentile(lat, 99),
+        failureList: failures,
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
 
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   cleanup.install();
-  if (opt.h2) log('note: --h2 is reserved; HTTP/2 (h2load) comes with a later issue, so it is ignored in this run');
   const wrk = which('wrk');
+  const h2load = which('h2load');
   const nginx = which('nginx') || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
   if (!wrk) die('wrk is not installed (apt-get install -y wrk)');
+  if (opt.h2 && !h2load) die('h2load is not installed (apt-get install -y nghttp2-client), or run with --no-h2');
+  if (opt.h2 && !which('openssl')) die('openssl is not installed (needed for the TLS certificate), or run with --no-h2');
   if (opt.against === 'nginx' && !nginx) die('nginx is not installed (apt-get install -y nginx-light)');
 
+  const loadStart = os.loadavg()[0].toFixed(2);
   const dir = mkTempDir(`${opt.against}-drill-`);
   log(`temp dir: ${dir}`);
-  const [upPort, port, adminPort] = await freePorts(3);
-  const ports = { upPort, port, adminPort };
+  const [upPort, port, adminPort, tlsPort, h2cPort] = await freePorts(5);
+  const ports = { upPort, port, adminPort, h2: null };
+  if (opt.h2) {
+    const cert = await makeCert(dir);
+    // baton serves h2c on its main port (h2c: true); nginx 1.22 needs a port of its own for it
+    ports.h2 = { tlsPort, h2cPort: opt.against === 'nginx' ? h2cPort : port, ...cert };
+  }
+  const listenPorts = opt.h2 ? [...new Set([port, ports.h2.tlsPort, ports.h2.h2cPort])] : [port];
 
   spawnTracked(process.execPath, [path.join(REPO_DIR, 'scripts/lib/drill-upstream.mjs'), String(upPort)], {
     cwd: dir,
@@ -518,6 +707,19 @@ async function main() {
 
   const target = opt.against === 'nginx' ? makeNginx(opt, dir, ports, nginx) : makeBaton(opt, dir, ports);
   await target.start();
+  const h2Targets = opt.h2
+    ? [
+        { label: 'tls', name: 'h2load TLS (h2)', url: `https://${HOST}:${ports.h2.tlsPort}/`, tls: true },
+        { label: 'h2c', name: `h2load h2c${ports.h2.h2cPort === port ? ' (shared port)' : ''}`, url: `http://${HOST}:${ports.h2.h2cPort}/`, tls: false },
+      ]
+    : [];
+  for (const h of h2Targets) {
+    const r = await runCapture(h2load, ['-n', '20', '-c', '1', '-m', '1', h.url], { timeoutMs: 20_000 });
+    const p = parseH2load(r.stdout);
+    const want = h.tls ? 'h2' : 'h2c';
+    if (!(p.ok && p.status['2xx'] === 20 && p.proto === want))
+      die(`${h.url}: the h2load smoke check failed (${p.ok ? `${p.status['2xx']}/20 2xx, protocol ${p.proto}` : 'no result'}):\n${(r.stdout + r.stderr).trim().split('\n').slice(-8).join('\n')}`, 1);
+  }
 
   // ---- load
   const url = `http://${HOST}:${port}/`;
@@ -525,7 +727,11 @@ async function main() {
   const wrkClose = startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', url], dir, 'close');
   const clients = startClients(opt, dir, port);
   if (!(await clients.ready())) die(`the Node clients did not start: ${tail(path.join(dir, 'clients.out'))}`);
-  event(`load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets`);
+  const h2Loops = h2Targets.map((h) => startH2Loop(h2load, opt, dir, h));
+  event(
+    `load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets` +
+      (h2Loops.length ? `, h2load -c${opt.h2Clients} -m${opt.h2Streams} over ${h2Targets.map((h) => h.url).join(' and ')}` : ''),
+  );
   await sleep(opt.warm);
 
   // ---- upgrades, then reloads
@@ -535,9 +741,17 @@ async function main() {
   // connection cannot land on them), then move the WebSockets to new connections, so that the old generation is not
   // kept alive by them until shutdown_timeout (which would end them: expected behaviour, but not what we measure).
   const onDrainStart = async (oldWorkers, step) => {
-    const ms = await waitStopAccepting(oldWorkers, port, 10_000);
-    if (ms === null) procFail(`${step}: old workers ${oldWorkers.join(' ')} still hold the listening socket 10 s after the drain began`);
-    else event(`${step}: old workers ${oldWorkers.join(' ')} stopped accepting (${ms} ms); reconnecting WebSockets`);
+    let ms = 0;
+    for (const p of listenPorts) {
+      const t = await waitStopAccepting(oldWorkers, p, 10_000);
+      if (t === null) {
+        ms = null;
+        procFail(`${step}: old workers ${oldWorkers.join(' ')} still hold the listening socket of port ${p} 10 s after the drain began`);
+        break;
+      }
+      ms += t;
+    }
+    if (ms !== null) event(`${step}: old workers ${oldWorkers.join(' ')} stopped accepting on ${listenPorts.length > 1 ? `ports ${listenPorts.join(', ')}` : `port ${port}`} (${ms} ms); reconnecting WebSockets`);
     if (!(await clients.wsReconnect())) procFail(`${step}: WebSocket clients did not report their reconnection within 20 s`);
     return ms;
   };
@@ -555,7 +769,7 @@ async function main() {
 
   // ---- stop load, then the proxy
   event('stopping the load');
-  const [ka, close, cres] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop()]);
+  const [ka, close, cres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), ...h2Loops.map((l) => l.stop())]);
   event('load stopped');
   await target.stop();
   await cleanup.run();
@@ -575,11 +789,11 @@ async function main() {
       fmtMs(w.p99),
       `socket errors: connect ${w.socket.connect}, read ${w.socket.read}, write ${w.socket.write}, timeout ${w.socket.timeout}; non-2xx/3xx ${w.non2xx}`,
     ]);
-    if (!w.ok) procFail(`${name}: wrk printed no result`);
+    if (!w.ok) lateFail(`${name}: wrk printed no result`);
   };
   wrkRow('wrk keep-alive -c32', ka);
   wrkRow('wrk Connection: close -c8', close);
-  if (!cres) procFail('the Node clients returned no result');
+  if (!cres) lateFail('the Node clients returned no result');
   const cs = cres?.stats ?? {};
   const labels = { slow: `slow GET (${opt.slow} in flight)`, upload: `POST upload 256 KiB x${opt.uploaders}`, ws: `WebSocket x${opt.ws} (msgs)` };
   for (const k of ['slow', 'upload', 'ws']) {
@@ -591,6 +805,25 @@ async function main() {
     const info = Object.entries(s.info).map(([k2, n]) => `${k2} ${n}`);
     rows.push([labels[k], s.requests, s.failures, fmtMs(s.p99), [kinds.join(', ') || 'ok', info.length ? `(${info.join(', ')})` : ''].filter(Boolean).join(' ')]);
   }
+  h2res.forEach((h, idx) => {
+    const name = `${h2Targets[idx].name} -c${opt.h2Clients} -m${opt.h2Streams}`;
+    total += h.failures;
+    totalReq += h.started - h.unsent;
+    if (!h.finished) lateFail(`${name}: the h2load loop did not finish within 100 s of the stop`);
+    const kinds = [];
+    if (h.sentFailed) kinds.push(`streams not 2xx/3xx ${h.sentFailed} (sent and reset/refused/bad status: ${h.badLogged}; never closed, connection gone: ${h.sentFailed - h.badLogged})`);
+    if (h.idleRuns) kinds.push(`runs with a client that completed nothing ${h.idleRuns}`);
+    if (h.noResult) kinds.push(`runs without a result ${h.noResult}`);
+    rows.push([
+      name,
+      h.started - h.unsent,
+      h.failures,
+      fmtMs(h.p99),
+      `${kinds.join(', ') || 'ok'} (${h.runs} runs; h2load: failed ${h.failed}, errored ${h.errored}, timeout ${h.timeout}; ` +
+        `clients stopped by GOAWAY ${h.goawayStops}, requests not sent after GOAWAY ${h.notSent + h.unsent}` +
+        `${h.unsent ? ` of which ${h.unsent} queued and cancelled unsent` : ''})`,
+    ]);
+  });
   total += procedureFailures.length;
   rows.push(['procedure (upgrades/reloads)', `${cycles.length}+${reloads.length}`, procedureFailures.length, '', procedureFailures.length ? 'see below' : 'ok']);
   rows.push(['TOTAL', totalReq, total, '', '']);
@@ -599,7 +832,9 @@ async function main() {
   out.push('');
   out.push(
     `scripts/upgrade-drill against ${target.name}: ${cycles.length}/${opt.cycles} upgrades (USR2 -> WINCH -> QUIT), ${reloads.length}/${opt.reloads} HUP reloads, ` +
-      `shutdown_timeout ${opt.shutdownTimeout / 1000}s, ${((Date.now() - T0) / 1000).toFixed(0)} s in all, ${os.cpus().length} CPUs`,
+      `shutdown_timeout ${opt.shutdownTimeout / 1000}s, ${((Date.now() - T0) / 1000).toFixed(0)} s in all, ${os.cpus().length} CPUs, ` +
+      `load average at start/end ${loadStart} / ${os.loadavg()[0].toFixed(2)}` +
+      (opt.h2 ? `\nlisteners: HTTP/1.1 ${port}${ports.h2.h2cPort === port ? ' (+ h2c)' : `, h2c ${ports.h2.h2cPort}`}, TLS (h2, http/1.1) ${ports.h2.tlsPort}` : ''),
   );
   out.push('');
   out.push(table(['client', 'requests', 'failures', 'p99', 'details'], rows, { leftLast: true }));
@@ -620,7 +855,13 @@ async function main() {
       ),
     );
   }
-  const fails = [...(cres?.failures ?? []).map((f) => ({ ...f, what: `${f.client}: ${f.kind}${f.detail ? ` (${f.detail})` : ''}` })), ...procedureFailures.map((f) => ({ ...f, what: `procedure: ${f.what}` }))].sort((a, b) => a.t - b.t);
+  const fails = [
+    ...(cres?.failures ?? []),
+    ...h2res.flatMap((h) => h.failureList),
+  ]
+    .map((f) => ({ ...f, what: `${f.client}: ${f.kind}${f.detail ? ` (${f.detail})` : ''}` }))
+    .concat(procedureFailures.map((f) => ({ ...f, what: `procedure: ${f.what}` })))
+    .sort((a, b) => a.t - b.t);
   if (fails.length) {
     out.push('');
     out.push('failures and notable client events, with the last step before each:');
@@ -642,7 +883,11 @@ async function main() {
   out.push('');
   out.push(keep ? `logs kept in ${dir}` : `temp dir removed (use --keep to keep it)`);
   out.push(total === 0 ? 'RESULT: zero failures' : `RESULT: ${total} failures`);
-  if (opt.h2) out.push('--h2: ignored (HTTP/2 comes in a later issue).');
+  if (h2res.length)
+    out.push(
+      'h2load rows: requests = streams sent; failures = sent streams not answered 2xx/3xx + runs where a client completed nothing.',
+      'h2load\'s own "failed"/"errored" also count the requests a client did not send because a GOAWAY stopped it (shown apart).',
+    );
   process.stdout.write(out.join('\n') + '\n');
   return total === 0 ? 0 : 1;
 }
