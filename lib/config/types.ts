@@ -75,6 +75,45 @@ export interface UpstreamConfig {
   readonly idleTimeout: number;
   /** How long an idle upstream connection is kept; keep below the upstream's own idle timeout. */
   readonly keepaliveTimeout: number;
+  /** Passive health: this many failures within `failTimeout` take a target out for `failTimeout`; 0 = off. */
+  readonly maxFails: number;
+  readonly failTimeout: number;
+  /** Active health checks, or null. */
+  readonly healthCheck: HealthCheckConfig | null;
+}
+
+/** Active health check of every target of an upstream, run by each worker. */
+export interface HealthCheckConfig {
+  /** Request path (GET), e.g. `/healthz`. */
+  readonly path: string;
+  /** Between the end of one check and the start of the next. */
+  readonly interval: number;
+  /** For the whole check: connect, headers and body. */
+  readonly timeout: number;
+  /** Passing statuses as inclusive ranges, e.g. [[200, 399]]. */
+  readonly expect: readonly (readonly [number, number])[];
+  /** Consecutive failed checks that take a target out. */
+  readonly fails: number;
+  /** Consecutive passed checks that bring it back. */
+  readonly passes: number;
+}
+
+/** What a client may send and how long it may take; the defaults are in lib/config/sections/limits.ts. */
+export interface ClientLimits {
+  /** Request line and header block (HTTP/1.1) or header list (HTTP/2), bytes; more → 431. */
+  readonly maxHeaderSize: number;
+  /** Header fields per request; more → 431. */
+  readonly maxHeaders: number;
+  /** Request body bytes, the default of every route; 0 = no limit. More → 413. */
+  readonly maxBodySize: number;
+  /** To receive the request line and headers; then 408 and close (slowloris). */
+  readonly headerTimeout: number;
+  /** Request body inactivity; then 408 and close. 0 = none. */
+  readonly bodyTimeout: number;
+  /** An idle HTTP/1.1 keep-alive connection, or an HTTP/2 connection without streams, is closed after this. */
+  readonly keepaliveTimeout: number;
+  /** Requests per HTTP/1.1 connection; 0 = no limit. */
+  readonly keepaliveRequests: number;
 }
 
 export interface ReturnAction {
@@ -92,6 +131,8 @@ export interface RouteConfig {
   /** Name of an upstream, or null for a `return` route. */
   readonly upstream: string | null;
   readonly return: ReturnAction | null;
+  /** Request body limit in bytes (the route's `max_body_size`, else `limits.max_body_size`); 0 = none. */
+  readonly maxBodySize: number;
 }
 
 export interface AdminConfig {
@@ -110,6 +151,7 @@ export interface Config {
   readonly log: LogConfig;
   readonly admin: AdminConfig | null;
   readonly listeners: readonly ListenerConfig[];
+  readonly limits: ClientLimits;
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly routes: readonly RouteConfig[];
 }

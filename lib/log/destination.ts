@@ -1,34 +1,119 @@
 /**
  * @module Log sinks: a file that can be reopened (for logrotate's rename + USR1), or a standard stream.
+ *
+ * A log destination that fails (full disk, a directory that cannot be created, a file that cannot be opened)
+ * must not stop the proxy or grow its memory. SonicBoom, left alone, keeps every line that it could not write
+ * (unbounded), retries only when the next line arrives, cannot reopen a file it never managed to open, and its
+ * `flushSync()` loops forever on ENOSPC, which pino calls from the process 'exit' handler: a worker with a
+ * full log disk could never exit. So: lines are buffered up to `MAX_BUFFERED` and dropped (counted) past it;
+ * the failure is reported once, and the recovery once with the number of lines lost; a timer retries
+ * (reopening the file if it was never opened); and `flushSync` is skipped while the sink is failing.
  */
 import pino from 'pino';
 import type { LogDestination } from '../config/types.js';
 
 export type Sink = ReturnType<typeof pino.destination>;
 
+/** Bytes of log lines kept while the destination fails; later lines are dropped. */
+export const MAX_BUFFERED = 16 * 1024 * 1024;
+const RETRY_MS = 5000;
+
+/** The SonicBoom fields we read (not part of its typed API). */
+interface SinkInternals {
+  fd: number;
+  minLength: number;
+  _len: number;
+  _writing: boolean;
+}
+
+export interface SinkEvents {
+  /** The first failure of a run of failures. */
+  onError(err: Error): void;
+  /** Writes work again; `dropped` lines were lost meanwhile. */
+  onRecover?(dropped: number): void;
+}
+
 /**
  * Open a sink. Files are opened in append mode with `mkdir` so a fresh log directory works; writes are
- * asynchronous (SonicBoom) so a slow disk does not stall requests. A write error is reported once through
- * `onError` and the sink keeps trying: a full disk must not stop the proxy.
+ * asynchronous (SonicBoom) so a slow disk does not stall requests.
  */
-export function openSink(dest: LogDestination, onError: (err: Error) => void, opts: { buffered?: boolean } = {}): Sink {
+export function openSink(dest: LogDestination, events: SinkEvents | ((err: Error) => void), opts: { buffered?: boolean } = {}): Sink {
+  const ev: SinkEvents = typeof events === 'function' ? { onError: events } : events;
   let sink: Sink;
   // A buffered sink (the access log) writes in 4 KiB batches instead of one write per line: that write was a
   // measurable share of the per-request cost. flushEvery() bounds how long a quiet server holds lines back.
-  if (dest.kind === 'file') sink = pino.destination({ dest: dest.path, sync: false, mkdir: true, append: true, minLength: opts.buffered ? 4096 : 0 });
-  else sink = pino.destination({ fd: dest.kind === 'stderr' ? 2 : 1, sync: dest.kind === 'stderr' });
-  let reported = false;
+  if (dest.kind === 'file') sink = pino.destination({ dest: dest.path, sync: false, mkdir: true, append: true, minLength: opts.buffered ? 4096 : 0, maxLength: MAX_BUFFERED });
+  else sink = pino.destination({ fd: dest.kind === 'stderr' ? 2 : 1, sync: dest.kind === 'stderr', maxLength: MAX_BUFFERED });
+  const internals = sink as unknown as SinkInternals;
+  let failing = false;
+  let dropped = 0;
+  let retry: NodeJS.Timeout | null = null;
+
+  const recover = () => {
+    if (!failing) return;
+    failing = false;
+    if (retry !== null) clearInterval(retry);
+    retry = null;
+    const lost = dropped;
+    dropped = 0;
+    ev.onRecover?.(lost);
+  };
+  const tryAgain = () => {
+    try {
+      if (dest.kind === 'file' && internals.fd < 0) openNow(sink, dest.path);
+      else if (internals._len > 0 && !internals._writing) {
+        if (internals.minLength > 0) sink.flush();
+        else sink.write(''); // with minLength 0, flush() does nothing; a write makes SonicBoom write its buffer
+      }
+    } catch {
+      /* still failing: the next round tries again */
+    }
+  };
   sink.on('error', (err: Error) => {
-    if (!reported) onError(err);
-    reported = true;
+    // Never opened: SonicBoom would pass fd -1 to fs.write, which throws synchronously into the logging call.
+    // Marked as writing, it only buffers (up to maxLength) until openNow() succeeds.
+    if (internals.fd < 0) internals._writing = true;
+    if (failing) return;
+    failing = true;
+    ev.onError(err);
+    retry = setInterval(tryAgain, RETRY_MS);
+    retry.unref();
   });
-  sink.on('ready', () => { reported = false; });
+  sink.on('drop', () => { dropped++; });
+  sink.on('write', (n: number) => { if (failing && n > 0) recover(); });
+  sink.on('ready', recover);
+
+  const flushSync = sink.flushSync.bind(sink);
+  sink.flushSync = () => {
+    if (failing || internals.fd < 0) return; // SonicBoom would retry a failing write forever
+    flushSync();
+  };
   return sink;
 }
 
-/** Reopen a file sink (no-op for standard streams). */
+/**
+ * Open a file sink that never managed to open: `reopen()` would, after success, fs.close() the old fd (-1),
+ * which throws from inside its 'ready' listener. That one listener is removed again.
+ */
+function openNow(sink: Sink, path: string): void {
+  const internals = sink as unknown as SinkInternals & { file: string | null };
+  const before = new Set(sink.listeners('ready'));
+  internals.file = path; // reopen() refuses a sink whose first open failed (file still null)
+  internals._writing = false;
+  try {
+    sink.reopen(path);
+  } catch (err) {
+    internals._writing = true;
+    throw err;
+  }
+  for (const l of sink.listeners('ready')) if (!before.has(l)) sink.removeListener('ready', l as () => void);
+}
+
+/** Reopen a file sink (no-op for standard streams); also opens a file that could not be opened so far. */
 export function reopenSink(dest: LogDestination, sink: Sink): void {
-  if (dest.kind === 'file') sink.reopen();
+  if (dest.kind !== 'file') return;
+  if ((sink as unknown as SinkInternals).fd < 0) openNow(sink, dest.path);
+  else sink.reopen(dest.path);
 }
 
 /** Flush a buffered sink at least this often, so lines of a quiet server still reach the file. */

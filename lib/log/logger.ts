@@ -41,10 +41,15 @@ export interface LogBindings {
 export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
   const sinks: Array<[LogConfig['error'], Sink]> = [];
   let errorLog: Logger | undefined;
-  const report = (what: string) => (err: Error) => {
+  const report = (what: string) => ({
     // A failing log destination must not take the process down; say so once on stderr, which always exists.
-    process.stderr.write(`baton[${process.pid}]: ${what} log write failed: ${err.message}\n`);
-  };
+    onError(err: Error): void {
+      process.stderr.write(`baton[${process.pid}]: ${what} log write failed: ${err.message} (retrying; lines beyond 16 MB are dropped meanwhile)\n`);
+    },
+    onRecover(dropped: number): void {
+      process.stderr.write(`baton[${process.pid}]: ${what} log writes work again${dropped > 0 ? `; ${dropped} lines were dropped` : ''}\n`);
+    },
+  });
   const errorSink = openSink(config.error, report('error'));
   sinks.push([config.error, errorSink]);
   errorLog = pino(

@@ -32,6 +32,10 @@ export interface Failure {
 export const CLIENT_GONE = 'BATON_CLIENT_GONE';
 export const CLIENT_IDLE = 'BATON_CLIENT_IDLE';
 export const CLIENT_SHORT_BODY = 'BATON_CLIENT_SHORT_BODY';
+/** The HTTP/1.1 parser refused the rest of the request body (bad chunk framing). */
+export const CLIENT_BAD_BODY = 'BATON_CLIENT_BAD_BODY';
+/** The request body passed the route's `max_body_size` while it streamed. */
+export const BODY_TOO_LARGE = 'BATON_BODY_TOO_LARGE';
 export const UPSTREAM_IDLE = 'BATON_UPSTREAM_IDLE';
 export const BAD_RESPONSE = 'BATON_BAD_RESPONSE';
 export const INTERNAL = 'BATON_INTERNAL';
@@ -45,6 +49,8 @@ function add(codes: string[], status: number, kind: FailureKind, markDown: boole
 // No connection was made: safe to try another target whatever the method.
 add(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'], 502, 'connect', true);
 add(['UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'], 504, 'connect', true);
+// This worker is out of file descriptors: not the target's fault (no mark), and the next target may do better.
+add(['EMFILE', 'ENFILE'], 503, 'connect', false);
 // Our own pool was closed or destroyed under the request (reload): nothing was sent, the target is fine.
 add(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'], 502, 'connect', false);
 // An established connection broke (e.g. the keep-alive race: the upstream closed an idle connection we reused).
@@ -54,7 +60,8 @@ add(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR
 // The client went away (or stopped sending): logged as 499 / 408 / 400, at warn level since it is not our fault.
 add([CLIENT_GONE, 'UND_ERR_ABORTED', 'UND_ERR_ABORT', 'AbortError', 'ERR_STREAM_PREMATURE_CLOSE'], 499, 'client', false, 'warn');
 add([CLIENT_IDLE], 408, 'client', false, 'warn');
-add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_SHORT_BODY], 400, 'client', false, 'warn');
+add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_SHORT_BODY, CLIENT_BAD_BODY], 400, 'client', false, 'warn');
+add([BODY_TOO_LARGE], 413, 'client', false, 'warn');
 // undici refused what we built: a sanitizing bug (and undici 7 may have wedged a pool slot: the pool is replaced).
 add(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', INTERNAL], 500, 'internal', false);
 

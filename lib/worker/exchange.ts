@@ -12,13 +12,15 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { constants as h2constants } from 'node:http2';
 
 const { NGHTTP2_INTERNAL_ERROR } = h2constants;
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Logs } from '../log/logger.js';
 import { BadRequest, buildResponseHeaders, buildUpstreamHead, displayAddress, nextRequestId, type UpstreamHead } from './headers.js';
 import { normalizeHost, routingPath, splitAbsoluteTarget, type RouteEntry, type Router } from './router.js';
-import { BAD_RESPONSE, CLIENT_GONE, CLIENT_IDLE, classify, errorCode, type Failure } from './errors.js';
+import { BAD_RESPONSE, CLIENT_BAD_BODY, CLIENT_GONE, CLIENT_IDLE, classify, errorCode, type Failure } from './errors.js';
 import { sendError, sendReturn, type CompiledReturn } from './respond.js';
-import { markDown, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
+import { dispatchFresh, markDown, markUp, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
+import type { ClientLimits } from '../config/types.js';
+import { BodyLimit, awaitsContinue, headersExceeded, isValidHost } from './limits.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
 import { logAccess, ms, protocolName } from './access-log.js';
 import { recorder } from '../metrics/recorder.js';
@@ -27,6 +29,8 @@ import { recorder } from '../metrics/recorder.js';
 export interface RouteAction {
   readonly ret: CompiledReturn | null;
   readonly upstream: Upstream | null;
+  /** Request body limit in bytes; 0 = none. */
+  readonly maxBodySize: number;
 }
 
 export interface HandlerContext {
@@ -34,6 +38,7 @@ export interface HandlerContext {
   readonly actions: readonly RouteAction[];
   readonly logs: Logs;
   readonly sweeper: IdleSweeper;
+  readonly limits: ClientLimits;
 }
 
 const kExchange = Symbol('baton.exchange');
@@ -64,6 +69,12 @@ const enum Phase {
 
 const enum Watch { None, Upload, Download }
 
+/** A stalled upload is bounded by the client's `body_timeout` and the upstream's `idle_timeout` (either direction), whichever is shorter; 0 = off. */
+function uploadIdleLimit(bodyTimeout: number, idleTimeout: number): number {
+  if (bodyTimeout === 0) return idleTimeout;
+  return idleTimeout === 0 ? bodyTimeout : Math.min(bodyTimeout, idleTimeout);
+}
+
 export class Exchange implements IdleWatched {
   readonly ctx: HandlerContext;
   readonly req: http.IncomingMessage;
@@ -91,6 +102,12 @@ export class Exchange implements IdleWatched {
   fallback: number[] | null = null;
   fallbackPos = 0;
   retried = false;
+  /** The next dispatch goes out on a new connection (the retry after a reset). */
+  fresh = false;
+  /** Limit on a body without Content-Length, counted as it streams (0 = not counted). */
+  bodyLimit = 0;
+  /** The client waits for `100 Continue`: sent once an upstream connection is ready for its body. */
+  expect100 = false;
   counted = false;
   requestSent = false;
   clientGone = false;
@@ -128,7 +145,11 @@ export class Exchange implements IdleWatched {
       authority = abs.authority;
       target = abs.path;
     }
-    if (this.method === 'CONNECT') return this.local(405);
+    // The HTTP/1 parser also accepts `HTTP/0.9`-style lines and `HTTP/2.0` in a request line; real HTTP/2
+    // requests come from the http2 compat layer (they have a stream).
+    if (req.httpVersionMajor !== 1 && (req as { stream?: unknown }).stream === undefined) return this.refuse(505, 'unsupported HTTP version');
+    if (this.method === 'CONNECT') return this.local(405, true);
+    if (headersExceeded(req, this.ctx.limits)) return this.refuse(431, 'too many or too large request headers');
     let head: UpstreamHead;
     try {
       head = buildUpstreamHead(req.rawHeaders, {
@@ -141,6 +162,9 @@ export class Exchange implements IdleWatched {
       throw err;
     }
     this.requestId = head.requestId;
+    if (!isValidHost(head.authority)) return this.reject('invalid host');
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    if (head.chunked && req.httpVersionMinor === 0 && req.httpVersionMajor === 1) return this.reject('transfer-encoding in an HTTP/1.0 request');
     this.hostname = normalizeHost(head.authority);
     const rpath = routingPath(target);
     if (rpath === null || INVALID_PATH.test(target)) return this.reject('invalid request path');
@@ -150,6 +174,11 @@ export class Exchange implements IdleWatched {
     if (entry === null) return this.local(404);
     this.entry = entry;
     const action = this.ctx.actions[entry.index]!;
+    if (action.maxBodySize > 0 && this.hasBody) {
+      if (head.contentLength > action.maxBodySize) return this.refuse(413, `request body of ${head.contentLength} bytes, over max_body_size`);
+      // Chunked (or HTTP/2 without content-length): counted while it streams, see requestBody().
+      if (head.contentLength === -1) this.bodyLimit = action.maxBodySize;
+    }
     if (action.ret !== null) {
       if (this.hasBody && !req.complete) this.res.shouldKeepAlive = false;
       this.status = action.ret.status;
@@ -163,19 +192,24 @@ export class Exchange implements IdleWatched {
     this.proxy(action.upstream, head.headers, target);
   }
 
-  /** A 4xx/5xx of our own, before anything went upstream. */
-  local(status: number): void {
+  /** A 4xx/5xx of our own, before anything went upstream; `close`: end the HTTP/1.1 connection after it. */
+  local(status: number, close = false): void {
     if (this.requestId === '') this.requestId = nextRequestId();
     this.phase = Phase.Done;
     this.status = status;
-    this.bytes = sendError(this.res, status, this.requestId, this.method === 'HEAD', this.hasBody && !this.req.complete);
+    this.bytes = sendError(this.res, status, this.requestId, this.method === 'HEAD', close || (this.hasBody && !this.req.complete));
   }
 
   reject(reason: string): void {
     // Nothing was sent upstream: undici 7 never sees headers it would choke on.
-    this.ctx.logs.error.info({ client: this.client, method: this.method, path: this.req.url, reason }, 'bad request');
+    this.refuse(400, reason);
+  }
+
+  /** A request refused before anything went upstream (400, 413, 431): answered, and the connection closed, as nginx does. */
+  refuse(status: number, reason: string): void {
+    this.ctx.logs.error.info({ client: this.client, method: this.method, path: this.req.url, status, reason }, status === 400 ? 'bad request' : 'request refused');
     this.hasBody = !this.req.complete;
-    this.local(400);
+    this.local(status, true);
   }
 
   /** A bug while serving this request: only this request fails. */
@@ -209,7 +243,19 @@ export class Exchange implements IdleWatched {
     this.path = path;
     this.idleLimit = upstream.config.idleTimeout;
     this.first = upstream.balancer.pick(Date.now());
+    if (this.first === -1) return this.noLiveTarget(upstream);
+    if (this.hasBody && awaitsContinue(this.req)) this.expect100 = true;
     this.dispatchTo(this.first);
+  }
+
+  /** Every target is down (health checks, or passive marks): 502 now rather than a wait on a dead target. */
+  noLiveTarget(upstream: Upstream): void {
+    const now = Date.now();
+    if (now - upstream.noLiveLoggedAt >= 1000) { // at most one line a second per upstream, not one per request
+      upstream.noLiveLoggedAt = now;
+      this.ctx.logs.error.error({ upstream: upstream.config.name, route: this.entry?.label ?? null, request_id: this.requestId }, 'no live upstream target: every target is down');
+    }
+    this.local(502);
   }
 
   dispatchTo(index: number): void {
@@ -221,7 +267,13 @@ export class Exchange implements IdleWatched {
     this.requestSent = false;
     this.abortUpstream = null;
     if (this.upstreamAt === 0) this.upstreamAt = performance.now();
-    target.pool.dispatch({ path: this.path, method: this.method, headers: this.headers, body: this.hasBody ? this.requestBody() : null }, this);
+    const opts = { path: this.path, method: this.method, headers: this.headers, body: this.hasBody ? this.requestBody() : null };
+    if (this.fresh) {
+      this.fresh = false;
+      dispatchFresh(target, opts, this);
+    } else {
+      target.pool.dispatch(opts, this);
+    }
   }
 
   /** Dispatch again once undici has finished failing the previous attempt (no re-entry into its error path). */
@@ -241,11 +293,12 @@ export class Exchange implements IdleWatched {
   }
 
   /** The client's body as undici will consume it. HTTP/1.1: the request itself (undici detaches its socket
-   * before destroying it). HTTP/2: through a PassThrough, since destroying an Http2ServerRequest resets the stream. */
+   * before destroying it). HTTP/2: through a PassThrough, since destroying an Http2ServerRequest resets the stream.
+   * A body without Content-Length under a `max_body_size` goes through a BodyLimit that counts it. */
   requestBody(): Readable {
     if (this.body === null) {
-      if (this.req.httpVersionMajor === 2) {
-        const pass = new PassThrough();
+      if (this.req.httpVersionMajor === 2 || this.bodyLimit > 0) {
+        const pass = new BodyLimit(this.bodyLimit);
         this.req.on('error', (err) => pass.destroy(err)).pipe(pass);
         this.body = pass;
       } else {
@@ -284,7 +337,13 @@ export class Exchange implements IdleWatched {
       return;
     }
     this.abortUpstream = abort;
-    if (this.hasBody && this.idleLimit > 0 && !this.requestSent && this.watching === Watch.None) {
+    if (this.expect100) {
+      this.expect100 = false;
+      this.res.writeContinue();
+    }
+    const bodyTimeout = uploadIdleLimit(this.ctx.limits.bodyTimeout, this.upstream!.config.idleTimeout);
+    if (this.hasBody && bodyTimeout > 0 && !this.requestSent && this.watching === Watch.None) {
+      this.idleLimit = bodyTimeout;
       this.watching = Watch.Upload;
       this.ctx.sweeper.watch(this, Date.now());
     }
@@ -304,7 +363,7 @@ export class Exchange implements IdleWatched {
     this.headersAt = performance.now();
     this.resumeUpstream = resume;
     const target = this.target!;
-    if (target.downUntil !== 0) target.downUntil = 0;
+    if (target.fails !== 0 || target.downUntil !== 0) markUp(target);
     if (this.clientGone) return true;
     const res = this.res;
     try {
@@ -332,7 +391,9 @@ export class Exchange implements IdleWatched {
       this.drainHooked = true;
       res.on('drain', onResponseDrain);
     }
-    if (this.idleLimit > 0 && this.watching === Watch.None) {
+    const idle = this.upstream!.config.idleTimeout;
+    if (idle > 0 && this.watching === Watch.None) {
+      this.idleLimit = idle;
       this.watching = Watch.Download;
       this.ctx.sweeper.watch(this, Date.now());
     }
@@ -382,7 +443,7 @@ export class Exchange implements IdleWatched {
     if (wasWaiting && failure.kind !== 'client') {
       const now = Date.now();
       if (failure.kind === 'connect') {
-        if (failure.markDown) markDown(target, now);
+        if (failure.markDown) this.markFailed(target, now);
         // Nothing reached the upstream; the body (if any) is untouched, so any method may move on.
         const next = this.nextCandidate(now);
         if (next !== -1 && (this.body === null || !this.body.readableDidRead)) {
@@ -391,14 +452,19 @@ export class Exchange implements IdleWatched {
           return;
         }
       } else if (failure.kind === 'reset' && !this.retried && !this.hasBody && IDEMPOTENT.has(this.method)) {
-        // Typically the keep-alive race (the upstream closed the idle connection we reused): one more try.
+        // Typically the keep-alive race (the upstream closed the idle connection we reused): one more try,
+        // on a new connection (another idle one could be just as stale).
         this.retried = true;
+        this.fresh = true;
         const next = this.nextCandidate(now);
         this.log('warn', failure, err, 'upstream connection reset before the response, retrying');
         this.redispatch(next === -1 ? target.index : next);
         return;
       } else if (failure.kind === 'internal') {
         replacePool(this.upstream!, target);
+      } else if (failure.kind === 'timeout' || (failure.kind === 'reset' && this.retried)) {
+        // No response headers in time, or a reset that the retry did not cure: counts for passive health.
+        this.markFailed(target, now);
       }
     }
     this.phase = Phase.Done;
@@ -420,6 +486,13 @@ export class Exchange implements IdleWatched {
       if (stream) stream.close(NGHTTP2_INTERNAL_ERROR);
       else res.destroy();
     }
+  }
+
+  /** Passive health: one failure of `target`; say so when it takes the target out. */
+  markFailed(target: Target, now: number): void {
+    if (!markDown(target, now)) return;
+    const c = target.upstream;
+    this.ctx.logs.error.error({ upstream: c.name, target: target.address, max_fails: c.maxFails, fail_timeout: c.failTimeout }, 'upstream target taken out for fail_timeout after max_fails failures');
   }
 
   log(level: 'info' | 'warn' | 'error', failure: Failure, err: Error, msg: string): void {
@@ -446,6 +519,31 @@ export class Exchange implements IdleWatched {
     const abort = this.abortUpstream;
     if (abort === null) return;
     abort(coded(CLIENT_IDLE, kind === Watch.Upload ? 'client stopped sending the request body' : 'client stopped reading the response'));
+  }
+
+  /** The HTTP/1.1 parser failed in the rest of this request's body (bad chunk): nothing more goes upstream,
+   * the client gets a 400 (or its response is cut if one has started) and the connection closes. */
+  badBody(code: string): boolean {
+    if (this.phase !== Phase.Waiting && this.phase !== Phase.Streaming) return false; // answered already
+    const err = coded(CLIENT_BAD_BODY, `malformed request body (${code})`);
+    const abort = this.abortUpstream;
+    if (abort !== null) {
+      abort(err); // → fail(): 400, or a cut response
+      return true;
+    }
+    // Not connected yet: answer now; onConnect then sees Done and aborts the dispatch.
+    this.release();
+    this.stopWatching();
+    this.phase = Phase.Done;
+    this.log('warn', classify(CLIENT_BAD_BODY), err, 'malformed request body');
+    if (this.res.headersSent) {
+      this.cut = true;
+      this.res.destroy();
+      return true;
+    }
+    this.status = 400;
+    this.bytes = sendError(this.res, 400, this.requestId, this.method === 'HEAD', true);
+    return true;
   }
 
   /** The response closed: finished, cut by us, or the client left. */
@@ -551,6 +649,20 @@ function onResponseDrain(this: Response): void {
   } catch (err) {
     ex.internalError(err);
   }
+}
+
+/** The parser refused the body of the request `res` answers (see client-error.ts); false if that request
+ * is not in flight (not ours, or answered already): the caller then only closes the connection. */
+export function requestBodyFailed(res: http.ServerResponse, code: string): boolean {
+  const ex = (res as Response)[kExchange];
+  if (ex === undefined) return false;
+  try {
+    if (!ex.badBody(code)) return false;
+  } catch (err) {
+    ex.internalError(err);
+  }
+  res.shouldKeepAlive = false;
+  return true;
 }
 
 /** Serve one request; never throws. */

@@ -76,6 +76,7 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
   let contentLength = -1;
   let chunked = false;
   let cookieAt = -1;
+  let hosts = 0;
   const tunnel = ctx.tunnel === true;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -87,9 +88,18 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
     const lower = name.toLowerCase();
     if (REQUEST_STRIP.has(lower)) {
       switch (lower) {
-        case 'host': if (authority === '') authority = value; break;
+        case 'host':
+          // RFC 9112 §3.2: more than one Host is a 400 (which one would the upstream believe?).
+          if (hosts++ > 0) throw new BadRequest('more than one host header');
+          authority = value;
+          break;
         case 'connection': connection = connection === null ? value : connection + ',' + value; break;
-        case 'transfer-encoding': chunked = true; break;
+        case 'transfer-encoding':
+          // We re-frame bodies ourselves; anything but plain `chunked` (`identity, chunked`, `gzip`...) is
+          // an obfuscation attempt or a coding we would have to decode (RFC 9112 §6.1: 400 or 501).
+          if (!isChunked(value)) throw new BadRequest('unsupported transfer-encoding');
+          chunked = true;
+          break;
         case 'x-forwarded-for': xff = xff === null ? value : xff + ', ' + value; break;
         case 'via': via = via === null ? value : via + ', ' + value; break;
         case 'x-request-id': if (requestId === null) requestId = value; break;
@@ -153,6 +163,11 @@ function parseContentLength(value: string): number {
     if (c < 48 || c > 57) return -1;
   }
   return Number(value);
+}
+
+/** Exactly `chunked` (any case, optional whitespace around it). */
+function isChunked(value: string): boolean {
+  return value.length === 7 ? value.toLowerCase() === 'chunked' : value.trim().toLowerCase() === 'chunked';
 }
 
 /** `keep-alive` / `close` alone (nearly every message): no token names another header. */

@@ -11,6 +11,7 @@ import { recorder } from '../metrics/recorder.js';
 import { createRequestHandler, type RequestHandler } from './proxy.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
+import { answerClientError } from './client-error.js';
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -96,20 +97,12 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
       drainer.markUpgraded(socket);
       h.upgrade(req, socket, head);
     },
-    clientError: (err: Error & { code?: string }, socket: net.Socket) => {
-      if (!socket.writable || err.code === 'ECONNRESET') {
-        socket.destroy();
-        return;
-      }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
-      socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
-    },
+    clientError: answerClientError,
   };
   for (const fd of msg.listeners) {
     const listener = config.listeners.find((x) => x.address.key === fd.key);
     if (!listener) continue;
-    const server = createServer(listener, handlers, drainer);
+    const server = createServer(listener, handlers, drainer, config.limits, l.error);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ fd: fd.fd }, () => {

@@ -10,6 +10,7 @@ import type { Logs } from '../log/logger.js';
 import { compileRouter } from './router.js';
 import { compileReturn } from './respond.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
+import { HealthChecks } from './upstream/health.js';
 import { IdleSweeper } from './idle.js';
 import { serve, type HandlerContext, type RouteAction } from './exchange.js';
 import { Tunnels } from './websocket.js';
@@ -32,15 +33,19 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
   const actions: RouteAction[] = config.routes.map((r) => ({
     ret: r.return !== null ? compileReturn(r.return) : null,
     upstream: r.upstream !== null ? upstreams.get(r.upstream) ?? null : null,
+    maxBodySize: r.maxBodySize,
   }));
-  let shortestIdle = Infinity;
+  let shortestIdle = config.limits.bodyTimeout > 0 ? config.limits.bodyTimeout : Infinity;
   for (const up of upstreams.values()) if (up.config.idleTimeout > 0) shortestIdle = Math.min(shortestIdle, up.config.idleTimeout);
   const ctx: HandlerContext = {
     router: compileRouter(config.routes),
     actions,
     logs,
     sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
+    limits: config.limits,
   };
+  const checks = new HealthChecks(upstreams.values(), logs.error);
+  checks.start();
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => serve(ctx, req, res);
   const tunnels = new Tunnels(ctx, handle);
   logs.error.debug({ generation: info.generation, routes: config.routes.length, upstreams: upstreams.size }, 'request handler ready');
@@ -54,6 +59,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
       tunnels.closeAll();
     },
     async close() {
+      checks.stop();
       ctx.sweeper.close();
       await closeUpstreams(upstreams);
     },

@@ -114,22 +114,26 @@ export function normalizeHost(authority: string): string {
  * The path used for matching routes, from an origin-form request target: the query is cut off and, only when
  * the path could disguise itself (`%`, `/.`, `//`, `\`), it is decoded and normalized the way nginx normalizes
  * a URI before location matching. Without this `/public/../admin` or `/public/%2e%2e/admin` would be routed by
- * the `/public/` route while the upstream serves `/admin`. The request is still forwarded with its original
- * target. Returns null for a path that cannot be decoded (→ 400).
+ * the `/public/` route while the upstream serves `/admin`. Path parameters (`/admin;x=1/`, which Tomcat and
+ * Spring strip before routing) are cut from every segment, so `/admin;x/` is routed like `/admin/`: the
+ * match can only get more specific, never escape a route. The request is still forwarded with its original
+ * target. Returns null for a path that cannot be decoded or decodes to a NUL (→ 400).
  */
 export function routingPath(target: string): string | null {
   const q = target.indexOf('?');
   let path = q === -1 ? target : target.slice(0, q);
   const hash = path.indexOf('#');
   if (hash !== -1) path = path.slice(0, hash);
-  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1 && path.indexOf('//') === -1 && path.indexOf('\\') === -1) return path;
+  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1 && path.indexOf('//') === -1 && path.indexOf('\\') === -1 && path.indexOf(';') === -1) return path;
   if (path.indexOf('%') !== -1) {
     try {
       path = decodeURIComponent(path);
     } catch {
       return null;
     }
+    if (path.indexOf('\0') !== -1) return null;
   }
+  if (path.indexOf(';') !== -1) path = path.replace(/;[^/]*/g, '');
   return normalizeDotSegments(path.replace(/\\/g, '/'));
 }
 

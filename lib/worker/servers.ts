@@ -1,18 +1,23 @@
 /**
  * @module One server per listener, on the listening fd inherited from the master: HTTP/1.1; HTTP/1.1 and
  * HTTP/2 with prior knowledge on one cleartext port (h2c: the connection preface decides); or TLS with SNI and
- * ALPN offering h2 and http/1.1. Servers only accept and parse; the request handler decides everything else.
+ * ALPN offering h2 and http/1.1. Servers accept, parse and enforce the connection-level client limits
+ * (`limits:` header size and timeout, keep-alive, requests per connection, HTTP/2 idle sessions, the fd
+ * budget); the request handler decides everything else.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { ListenerConfig, TlsConfig } from '../config/types.js';
+import type { ClientLimits, ListenerConfig, TlsConfig } from '../config/types.js';
+import { DEFAULT_LIMITS } from '../config/sections/limits.js';
 import { DrainAwareResponse, type Drainer } from './drain.js';
+import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs, holdContinue } from './limits.js';
+import type { Logger } from '../log/logger.js';
+import { nextRequestId } from './headers.js';
+import { rawError, sendError } from './respond.js';
+import { dequeued, queued } from './client-error.js';
 
-/** Client keep-alive idle timeout (Node closes at this + 1 s and advertises it in Keep-Alive). */
-const KEEPALIVE_TIMEOUT_MS = 5000;
-const HEADERS_TIMEOUT_MS = 60_000;
 /** A client must send the TLS handshake or the h2c/h1 first bytes within this. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -31,13 +36,46 @@ export interface Handlers {
   clientError(err: Error & { code?: string }, socket: net.Socket): void;
 }
 
-const H1_OPTIONS: http.ServerOptions = {
-  ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse,
-  keepAliveTimeout: KEEPALIVE_TIMEOUT_MS,
-  headersTimeout: HEADERS_TIMEOUT_MS,
-  // Large uploads may take long; inactivity is bounded by the upstream idle timeout instead.
-  requestTimeout: 0,
-};
+/**
+ * The HTTP/1.1 settings of `limits`, as http.Server properties (the TLS server is an http2 server with
+ * allowHTTP1, which reads the same properties for its HTTP/1.1 connections but takes none of them as options).
+ * Node enforces: `maxHeaderSize` (431 through clientError), `headersTimeout` (408 through clientError, checked
+ * every `connectionsCheckingInterval`: 30 s by default, far too coarse for a 10 s limit), `keepAliveTimeout`
+ * (the socket closes 1 s after the advertised value), `maxRequestsPerSocket` (Connection: close on the last
+ * response; a request pipelined past it gets 503).
+ */
+function h1Settings(limits: ClientLimits): Record<string, number> {
+  return {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headerTimeout,
+    // Large uploads may take long; body inactivity is bounded by body_timeout instead.
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
+    keepAliveTimeout: limits.keepaliveTimeout,
+    maxRequestsPerSocket: limits.keepaliveRequests,
+    // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
+    maxHeadersCount: limits.maxHeaders + 1,
+  };
+}
+
+/**
+ * CONNECT (forward proxying) is not ours to serve: 405 and close. Without a listener Node just drops the socket.
+ * On the TLS server the same event brings HTTP/2 CONNECT streams as (request, response).
+ */
+function refuseConnect(_req: http.IncomingMessage, socket: net.Socket | http.ServerResponse): void {
+  if (!(socket instanceof net.Socket)) {
+    sendError(socket, 405, nextRequestId(), false, true);
+    return;
+  }
+  socket.on('error', () => {});
+  if (socket.writable) socket.end(rawError(405, nextRequestId()));
+  else socket.destroy();
+}
+
+/** `Expect:` other than 100-continue: 417, and close (Node's own 417 keeps the connection with the body unread). */
+function refuseExpectation(req: http.IncomingMessage, res: http.ServerResponse): void {
+  sendError(res, 417, nextRequestId(), req.method === 'HEAD', true);
+}
 
 function sniCallback(conf: TlsConfig): ((servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void) | undefined {
   if (conf.sni.length === 0) return undefined;
@@ -58,19 +96,76 @@ function sniCallback(conf: TlsConfig): ((servername: string, cb: (err: Error | n
   };
 }
 
-function h1Server(handlers: Handlers): http.Server {
-  const server = http.createServer(H1_OPTIONS);
-  server.on('request', handlers.request);
+/**
+ * Pipelined HTTP/1.1 requests one at a time, as nginx does. Node emits every request it parses at once, so a
+ * request pipelined behind one that ends the connection (refused with 400/413/431, `Connection: close`, an
+ * HTTP/1.0 request) would still be proxied, its answer then lost. RFC 9112 §9.6: after a response that closes
+ * the connection no further request on it is processed; here it is not even sent upstream. Costs one
+ * property read for a request that is not pipelined.
+ */
+function inOrder(handle: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  return (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    // Node gives the connection to a response at once unless an earlier one still holds it; a queued one
+    // gets it ('socket') when the earlier one finished and kept the connection alive, and never otherwise.
+    if (res.socket !== null) {
+      handle(req, res);
+      return;
+    }
+    const socket = req.socket;
+    queued(socket, res);
+    res.once('socket', () => {
+      dequeued(socket, res);
+      handle(req, res);
+    });
+  };
+}
+
+/** What every server (HTTP/1.1 parser or HTTP/1.1 over TLS) does with HTTP/1.1 requests besides 'request'. */
+function h1Events(server: net.Server, handlers: Handlers): void {
   server.on('upgrade', handlers.upgrade);
   server.on('clientError', handlers.clientError);
+  server.on('connect', refuseConnect);
+  server.on('checkExpectation', refuseExpectation);
+}
+
+function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
+  const server = http.createServer({ ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse });
+  Object.assign(server, h1Settings(limits));
+  const request = inOrder(handlers.request);
+  server.on('request', request);
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    holdContinue(req);
+    request(req, res);
+  });
+  h1Events(server, handlers);
   return server;
 }
 
-function h2Handlers(server: http2.Http2Server | http2.Http2SecureServer, handlers: Handlers): void {
-  server.on('request', (req: AnyRequest, res: AnyResponse) => handlers.request(req as http.IncomingMessage, res as http.ServerResponse));
+function h2Handlers(server: http2.Http2Server | http2.Http2SecureServer, handlers: Handlers, limits: ClientLimits): void {
+  // On the TLS server this also gets the HTTP/1.1 requests (allowHTTP1): those are kept in order too.
+  const h1 = inOrder(handlers.request);
+  const request = (req: AnyRequest, res: AnyResponse) => {
+    if (req.httpVersionMajor === 2) handlers.request(req as http.IncomingMessage, res as http.ServerResponse);
+    else h1(req as http.IncomingMessage, res as http.ServerResponse);
+  };
+  server.on('request', request);
+  server.on('checkContinue', (req: AnyRequest, res: AnyResponse) => {
+    holdContinue(req as http.IncomingMessage);
+    request(req, res);
+  });
   // A broken session or stream concerns that connection only.
   server.on('sessionError', () => {});
   server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => {}));
+  closeIdleSessions(server, limits.keepaliveTimeout);
+}
+
+/**
+ * nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
+ * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
+ * would turn an oversized header list into a stream reset as well, instead of a 431.
+ */
+function h2Options(limits: ClientLimits): http2.ServerOptions {
+  return { maxHeaderListPairs: h2MaxHeaderPairs(limits) };
 }
 
 /**
@@ -101,12 +196,43 @@ function sniff(socket: net.Socket, decide: (h2: boolean) => void): void {
   socket.on('error', () => {});
 }
 
+/** A drop log line at most this often per server: a flood of them would make things worse. */
+const DROP_LOG_MS = 10_000;
+
+/**
+ * Keep this worker under its file descriptor limit (see `connectionBudget`): past the budget Node closes a new
+ * connection at once ('drop') instead of taking a descriptor that an upstream connection will need; the
+ * other workers keep accepting from the shared queue.
+ */
+function budgetConnections(server: net.Server, log: Logger | undefined): void {
+  const budget = connectionBudget();
+  if (budget === null) return;
+  server.maxConnections = budget;
+  let loggedAt = 0;
+  let dropped = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - loggedAt < DROP_LOG_MS) return;
+    loggedAt = now;
+    log?.error({ max_connections: budget, dropped }, 'connection limit reached (file descriptors): new connections are closed at once; raise LimitNOFILE / ulimit -n');
+    dropped = 0;
+  });
+}
+
 /** The server whose `listen({fd})` takes the inherited socket. */
-export function createServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer): net.Server {
+export function createServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits = DEFAULT_LIMITS, log?: Logger): net.Server {
+  const server = createProtocolServer(listener, handlers, drainer, limits);
+  budgetConnections(server, log);
+  return server;
+}
+
+function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits): net.Server {
   if (listener.tls) {
     const t = listener.tls;
     const SNICallback = sniCallback(t);
     const server = http2.createSecureServer({
+      ...h2Options(limits),
       allowHTTP1: true,
       cert: t.cert,
       key: t.key,
@@ -118,26 +244,30 @@ export function createServer(listener: ListenerConfig, handlers: Handlers, drain
       Http1ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse,
     });
     // allowHTTP1 servers have no keep-alive timeout of their own: HTTP/1.1 connections would never time out.
-    Object.assign(server, { keepAliveTimeout: KEEPALIVE_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
-    h2Handlers(server, handlers);
-    server.on('upgrade', handlers.upgrade);
+    // Set before listen(): the header-timeout sweep starts on 'listening' with the interval it finds then.
+    Object.assign(server, h1Settings(limits));
+    h2Handlers(server, handlers, limits);
+    h1Events(server, handlers);
     server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
     drainer.watch(server, 'secureConnection');
     return server;
   }
-  const h1 = h1Server(handlers);
+  const h1 = h1Server(handlers, limits);
   if (!listener.h2c) {
     drainer.watch(h1, 'connection');
     return h1;
   }
-  const h2 = http2.createServer();
-  h2Handlers(h2, handlers);
+  const h2 = http2.createServer(h2Options(limits));
+  h2Handlers(h2, handlers, limits);
   const front = net.createServer((socket) => {
     sniff(socket, (isH2) => {
       drainer.markH2(socket, isH2);
       (isH2 ? h2 : h1).emit('connection', socket);
     });
   });
+  // h1 never listens itself (the front hands it connections), and Node starts its header-timeout sweep on
+  // 'listening': without this, slowloris clients on an h2c port would never get their 408.
+  front.once('listening', () => h1.emit('listening'));
   drainer.watch(front, 'connection', [h1, h2]);
   return front;
 }

@@ -13,7 +13,7 @@ import { BadRequest, buildUpstreamHead, cleanTunnelResponseHeaders, displayAddre
 import { normalizeHost, routingPath, splitAbsoluteTarget, type RouteEntry } from './router.js';
 import { CLIENT_GONE, classify, errorCode } from './errors.js';
 import { rawError, rawReturn } from './respond.js';
-import { markDown, type Target, type Upstream } from './upstream/pools.js';
+import { markDown, markUp, type Target, type Upstream } from './upstream/pools.js';
 import type { HandlerContext } from './exchange.js';
 import { logAccess, ms } from './access-log.js';
 import { recorder } from '../metrics/recorder.js';
@@ -150,7 +150,9 @@ export class Tunnels {
     if (action.upstream === null) return this.#answer(socket, rawError(502, requestId));
 
     const upstream = action.upstream;
-    const target = upstream.targets[upstream.balancer.pick(Date.now())]!;
+    const picked = upstream.balancer.pick(Date.now());
+    if (picked === -1) return this.#answer(socket, rawError(502, requestId)); // every target is down
+    const target = upstream.targets[picked]!;
     const tunnel: Tunnel = {
       client: socket, requestId, entry, upstream, target, start: performance.now(), method: req.method, path: req.url ?? '',
       hostname, clientAddress, proxyReq: null, upstreamSocket: null, connected: false, responded: false, upgraded: false,
@@ -213,7 +215,7 @@ export class Tunnels {
       tunnel.status = 101;
       tunnel.upstreamSocket = upstreamSocket;
       upstreamSocket.on('error', ignoreSocketError);
-      if (tunnel.target.downUntil !== 0) tunnel.target.downUntil = 0;
+      if (tunnel.target.fails !== 0 || tunnel.target.downUntil !== 0) markUp(tunnel.target);
       cleanTunnelResponseHeaders(res.headers, true);
       if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.requestId;
       if (tunnel.closed) {

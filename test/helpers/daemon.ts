@@ -79,6 +79,8 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Run it through another command first (e.g. systemd-socket-activate ARGS...). */
   wrapper?: string[];
+  /** The access log destination instead of `access.log` (a path, `stdout`, `off`). */
+  access?: string;
 }
 
 /** Copy bin/, dist/ and package.json into `dir` (node_modules linked) so a test can change the code on disk. */
@@ -132,7 +134,7 @@ export class Daemon {
       `log:`,
       `  level: debug`,
       `  error: error.log`,
-      `  access: access.log`,
+      `  access: ${opts.access ?? 'access.log'}`,
       `admin:`,
       // 127.0.0.2: a port-0 admin listener must not share the key of a port-0 listener on 127.0.0.1.
       `  listen: 127.0.0.2:${opts.adminPort ?? 0}`,

@@ -6,11 +6,12 @@ import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
 import { claimAddress, readListeners } from './listeners.js';
+import { readLimits } from './limits.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
 import { readUpstreams } from './upstreams.js';
 
-const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'upstreams', 'routes'];
+const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'upstreams', 'routes'];
 
 /** Returns undefined only when the document is not a map at all; otherwise check `r.errors`. */
 export function readConfig(r: Reader): Config | undefined {
@@ -24,6 +25,7 @@ export function readConfig(r: Reader): Config | undefined {
   const listenersCur = f.required('listeners');
   const routesCur = f.required('routes');
   const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map<string, string>() } : readListeners(r, listenersCur);
+  const limits = readLimits(r, f.get('limits'));
   const { upstreams, names } = readUpstreams(r, f.get('upstreams'));
 
   return {
@@ -36,8 +38,9 @@ export function readConfig(r: Reader): Config | undefined {
     log: readLog(r, f.get('log')),
     admin: optional(f.get('admin'), (c) => readAdmin(r, c, owners)) ?? null,
     listeners,
+    limits,
     upstreams,
-    routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names),
+    routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names, limits.maxBodySize),
   };
 }
 

@@ -4,16 +4,19 @@ import { parsed, type Parsed } from '../../util/parsed.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { ReturnAction, RouteConfig } from '../types.js';
 import { readReturn } from './return.js';
+import { readBodySize } from './limits.js';
 
-export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string>): RouteConfig[] {
+/** `defaultMaxBody`: `limits.max_body_size`, for routes without their own. */
+export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string>, defaultMaxBody: number): RouteConfig[] {
   const routes: RouteConfig[] = [];
   const seen = new Map<string, string>();
   for (const item of r.list(cur, 'route') ?? []) {
-    const f = r.fields(item, ['host', 'path', 'upstream', 'return']);
+    const f = r.fields(item, ['host', 'path', 'upstream', 'return', 'max_body_size']);
     if (f === undefined) continue;
     const hostCur = f.get('host');
     const host = hostCur === undefined ? null : r.parse(hostCur, HOST_PATTERN_FORMAT, parseRouteHost);
     const path = optional(f.get('path'), (c) => readPath(r, c)) ?? '/';
+    const maxBodySize = optional(f.get('max_body_size'), (c) => readBodySize(r, c)) ?? defaultMaxBody;
     const upstreamCur = f.get('upstream');
     const returnCur = f.get('return');
     let upstream: string | undefined;
@@ -31,7 +34,7 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
       else seen.set(key, item.path);
     }
     if (host !== undefined && (upstream !== undefined || action !== undefined)) {
-      routes.push({ host, path, upstream: upstream ?? null, return: action ?? null });
+      routes.push({ host, path, upstream: upstream ?? null, return: action ?? null, maxBodySize });
     }
   }
   return routes;

@@ -1,10 +1,16 @@
 /** @module The `upstreams` section: named groups of targets, their balancing and timeouts. */
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
+import { isSeq } from 'yaml';
 import { expected, parsed, type Parsed } from '../../util/parsed.js';
 import { join, optional, type Cursor, type Reader } from '../reader.js';
-import type { Balance, TargetConfig, UpstreamConfig } from '../types.js';
+import type { Balance, HealthCheckConfig, TargetConfig, UpstreamConfig } from '../types.js';
+import { readDuration } from './limits.js';
 
-const KEYS = ['balance', 'targets', 'connect_timeout', 'response_timeout', 'idle_timeout', 'keepalive_timeout'];
+const KEYS = ['balance', 'targets', 'connect_timeout', 'response_timeout', 'idle_timeout', 'keepalive_timeout', 'max_fails', 'fail_timeout', 'health_check'];
+const HEALTH_KEYS = ['path', 'interval', 'timeout', 'expect', 'fails', 'passes'];
+/** nginx's and HAProxy's default: any 2xx or 3xx answer passes. */
+const DEFAULT_EXPECT: readonly (readonly [number, number])[] = [[200, 399]];
+const STATUS_FORMAT = 'a status like 200 or a class like 2xx';
 const BALANCES: readonly Balance[] = ['round_robin', 'least_conn', 'random'];
 const NAME = /^[A-Za-z0-9_.-]+$/;
 
@@ -41,7 +47,53 @@ function readUpstream(r: Reader, name: string, cur: Cursor): UpstreamConfig | un
     responseTimeout: optional(f.get('response_timeout'), duration) ?? 60_000,
     idleTimeout: optional(f.get('idle_timeout'), duration) ?? 60_000,
     keepaliveTimeout: optional(f.get('keepalive_timeout'), duration) ?? 4_000,
+    // nginx's defaults: max_fails=1 fail_timeout=10s.
+    maxFails: optional(f.get('max_fails'), (c) => r.integer(c, 0, 1_000_000, 'an integer >= 0 (0 = passive health off)')) ?? 1,
+    failTimeout: optional(f.get('fail_timeout'), (c) => readDuration(r, c, false)) ?? 10_000,
+    healthCheck: optional(f.get('health_check'), (c) => readHealthCheck(r, c)) ?? null,
   };
+}
+
+function readHealthCheck(r: Reader, cur: Cursor): HealthCheckConfig | undefined {
+  const f = r.fields(cur, HEALTH_KEYS);
+  if (f === undefined) return undefined;
+  const path = optional(f.required('path'), (c) => {
+    const p = r.string(c);
+    if (p === undefined) return undefined;
+    return /^\/[\x21-\x7e]*$/.test(p) ? p : r.mismatch(c, 'a path starting with "/", without spaces');
+  });
+  const count = (c: Cursor) => r.integer(c, 1, 1000, 'an integer from 1 to 1000');
+  const check = {
+    path,
+    interval: optional(f.get('interval'), (c) => readDuration(r, c, false)) ?? 5_000,
+    timeout: optional(f.get('timeout'), (c) => readDuration(r, c, false)) ?? 2_000,
+    expect: optional(f.get('expect'), (c) => readExpect(r, c)) ?? DEFAULT_EXPECT,
+    fails: optional(f.get('fails'), count) ?? 1,
+    passes: optional(f.get('passes'), count) ?? 1,
+  };
+  return path === undefined ? undefined : { ...check, path };
+}
+
+/** `200`, `2xx`, or a list of those. */
+function readExpect(r: Reader, cur: Cursor): (readonly [number, number])[] | undefined {
+  const items = isSeq(cur.node) ? r.list(cur, 'status') : [cur];
+  if (items === undefined) return undefined;
+  const out: (readonly [number, number])[] = [];
+  for (const item of items) {
+    const range = r.parse(item, STATUS_FORMAT, parseStatusRange);
+    if (range !== undefined) out.push(range);
+  }
+  return out.length === items.length ? out : undefined;
+}
+
+export function parseStatusRange(input: string | number): Parsed<readonly [number, number]> {
+  const text = String(input).toLowerCase();
+  if (/^[1-5]xx$/.test(text)) {
+    const base = Number(text[0]) * 100;
+    return parsed([base, base + 99] as const);
+  }
+  if (/^[1-5]\d\d$/.test(text)) return parsed([Number(text), Number(text)] as const);
+  return expected(STATUS_FORMAT, input);
 }
 
 function readTarget(r: Reader, cur: Cursor): TargetConfig | undefined {

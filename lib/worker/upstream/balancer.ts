@@ -2,7 +2,8 @@
  * @module Target selection for one upstream: smooth weighted round robin (nginx's), weighted least
  * connections, weighted random. A balancer picks the first target to try; `fallbacks` orders the others, so a
  * failed connect simply moves on ("take the next one", as Pingora's `BackendIter`). Targets marked down
- * (passive health, see pools.ts) are skipped unless every target is down.
+ * (passive or active health, see pools.ts) are skipped; when every target is down `pick` returns -1 and the
+ * request is answered 502 at once (nginx's "no live upstreams") instead of waiting on a dead target.
  */
 import type { Balance } from '../../config/types.js';
 
@@ -16,7 +17,7 @@ export interface BalancedTarget {
 }
 
 export interface Balancer {
-  /** Index of the first target to try. */
+  /** Index of the first target to try, or -1 when every target is down. */
   pick(now: number): number;
 }
 
@@ -26,11 +27,6 @@ export function createBalancer(kind: Balance, targets: readonly BalancedTarget[]
     case 'least_conn': return new LeastConn(targets);
     case 'random': return new WeightedRandom(targets);
   }
-}
-
-function allDown(targets: readonly BalancedTarget[], now: number): boolean {
-  for (let i = 0; i < targets.length; i++) if (targets[i]!.downUntil <= now) return false;
-  return true;
 }
 
 /**
@@ -48,19 +44,18 @@ class SmoothRoundRobin implements Balancer {
 
   pick(now: number): number {
     const targets = this.#targets;
-    if (targets.length === 1) return 0;
-    const ignoreDown = allDown(targets, now);
+    if (targets.length === 1) return targets[0]!.downUntil > now ? -1 : 0;
     const current = this.#current;
     let best = -1;
     let total = 0;
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i]!;
-      if (!ignoreDown && t.downUntil > now) continue;
+      if (t.downUntil > now) continue;
       current[i]! += t.weight;
       total += t.weight;
       if (best === -1 || current[i]! > current[best]!) best = i;
     }
-    current[best]! -= total;
+    if (best !== -1) current[best]! -= total;
     return best;
   }
 }
@@ -77,15 +72,14 @@ class LeastConn implements Balancer {
   pick(now: number): number {
     const targets = this.#targets;
     const n = targets.length;
-    if (n === 1) return 0;
-    const ignoreDown = allDown(targets, now);
+    if (n === 1) return targets[0]!.downUntil > now ? -1 : 0;
     const start = this.#next;
     this.#next = start + 1 === n ? 0 : start + 1;
     let best = -1;
     for (let k = 0; k < n; k++) {
       const i = start + k < n ? start + k : start + k - n;
       const t = targets[i]!;
-      if (!ignoreDown && t.downUntil > now) continue;
+      if (t.downUntil > now) continue;
       // inflight/weight < best.inflight/best.weight, without division.
       if (best === -1 || t.inflight * targets[best]!.weight < targets[best]!.inflight * t.weight) best = i;
     }
@@ -102,15 +96,14 @@ class WeightedRandom implements Balancer {
 
   pick(now: number): number {
     const targets = this.#targets;
-    if (targets.length === 1) return 0;
-    const ignoreDown = allDown(targets, now);
+    if (targets.length === 1) return targets[0]!.downUntil > now ? -1 : 0;
     let total = 0;
-    for (let i = 0; i < targets.length; i++) if (ignoreDown || targets[i]!.downUntil <= now) total += targets[i]!.weight;
+    for (let i = 0; i < targets.length; i++) if (targets[i]!.downUntil <= now) total += targets[i]!.weight;
     let r = Math.random() * total;
     let last = -1;
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i]!;
-      if (!ignoreDown && t.downUntil > now) continue;
+      if (t.downUntil > now) continue;
       last = i;
       r -= t.weight;
       if (r < 0) return i;
@@ -120,22 +113,21 @@ class WeightedRandom implements Balancer {
 }
 
 /**
- * The targets to try after `first` failed, in order: healthy ones first, in ring order after `first` (so
- * failovers spread instead of all landing on target 0), then the ones marked down as a last resort.
+ * The targets to try after `first` failed, in order: the ones not marked down, in ring order after `first`
+ * (so failovers spread instead of all landing on target 0). A target known to be down is not tried.
  */
 export function fallbacks(targets: readonly BalancedTarget[], first: number, now: number): number[] {
   const n = targets.length;
   const healthy: number[] = [];
-  const down: number[] = [];
   for (let k = 1; k < n; k++) {
     const i = (first + k) % n;
-    (targets[i]!.downUntil > now ? down : healthy).push(i);
+    if (targets[i]!.downUntil <= now) healthy.push(i);
   }
-  return healthy.concat(down);
+  return healthy;
 }
 
-/** The full candidate order for one request: the pick, then its fallbacks. */
+/** The full candidate order for one request: the pick, then its fallbacks; empty when every target is down. */
 export function candidates(balancer: Balancer, targets: readonly BalancedTarget[], now: number): number[] {
   const first = balancer.pick(now);
-  return [first, ...fallbacks(targets, first, now)];
+  return first === -1 ? [] : [first, ...fallbacks(targets, first, now)];
 }

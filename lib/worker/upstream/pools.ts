@@ -1,9 +1,10 @@
 /**
  * @module The upstreams of one worker: one undici `Pool` per target origin (we balance ourselves, so no
- * BalancedPool), the per-target counters the balancers read, and passive health (a target that refused or
- * timed out a connection is skipped for a while, like nginx's `max_fails=1 fail_timeout=10s`).
+ * BalancedPool), the per-target counters the balancers read, and health: passive (nginx's `max_fails`
+ * failures within `fail_timeout` take a target out for `fail_timeout`) and active (health.ts sets
+ * `checkDown`). Both end up in the one field the balancers read on the hot path, `downUntil`.
  */
-import { Pool } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import type { Config, TargetConfig, UpstreamConfig } from '../../config/types.js';
 import { createBalancer, fallbacks, type BalancedTarget, type Balancer } from './balancer.js';
 
@@ -15,14 +16,20 @@ import { createBalancer, fallbacks, type BalancedTarget, type Balancer } from '.
  */
 export const CONNECTIONS_PER_TARGET = 512;
 
-/** How long a target that failed to connect is skipped (unless every target of its upstream is down). */
-export const FAIL_TIMEOUT_MS = 10_000;
+/** A target taken out by active health checks stays out until a check brings it back. */
+const UNTIL_CHECKED = Number.MAX_SAFE_INTEGER;
 
 export interface Target extends BalancedTarget {
   readonly index: number;
   readonly origin: string;
   /** `host:port` as written in logs. */
   readonly address: string;
+  readonly upstream: UpstreamConfig;
+  /** Passive health: failures counted since `firstFailAt`. */
+  fails: number;
+  firstFailAt: number;
+  /** Active health checks say it is down (then `downUntil` is "forever" until a check passes). */
+  checkDown: boolean;
   /** Replaced if undici ever wedges it (see `replacePool`). */
   pool: Pool;
 }
@@ -31,6 +38,8 @@ export interface Upstream {
   readonly config: UpstreamConfig;
   readonly targets: readonly Target[];
   readonly balancer: Balancer;
+  /** When "no live upstream target" was last logged (rate limit). */
+  noLiveLoggedAt: number;
 }
 
 export function poolOptions(up: UpstreamConfig): Pool.Options {
@@ -58,6 +67,10 @@ function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Targe
     weight: t.weight,
     inflight: 0,
     downUntil: 0,
+    upstream: up,
+    fails: 0,
+    firstFailAt: 0,
+    checkDown: false,
     pool: new Pool(t.origin, poolOptions(up)),
   };
 }
@@ -67,17 +80,57 @@ export function createUpstreams(config: Config): Map<string, Upstream> {
   for (const name of Object.keys(config.upstreams)) {
     const up = config.upstreams[name]!;
     const targets = up.targets.map((t, i) => createTarget(up, t, i));
-    map.set(name, { config: up, targets, balancer: createBalancer(up.balance, targets) });
+    map.set(name, { config: up, targets, balancer: createBalancer(up.balance, targets), noLiveLoggedAt: 0 });
   }
   return map;
 }
 
-export function markDown(target: Target, now: number): void {
-  target.downUntil = now + FAIL_TIMEOUT_MS;
+/**
+ * Passive health: count one failure (connect refused or timed out, no response headers in time, a reset that
+ * a retry did not cure); `max_fails` of them within `fail_timeout` take the target out for `fail_timeout`.
+ * As in nginx, an upstream with a single target is never taken out passively: there is nothing better to try,
+ * and a 502 for every request of the next `fail_timeout` would outlast a quick restart. Returns true when this
+ * failure took the target out.
+ */
+export function markDown(target: Target, now: number): boolean {
+  const c = target.upstream;
+  if (c.maxFails === 0 || c.targets.length < 2 || target.checkDown) return false;
+  if (target.fails === 0 || now - target.firstFailAt > c.failTimeout) {
+    target.fails = 0;
+    target.firstFailAt = now;
+  }
+  if (++target.fails < c.maxFails) return false;
+  target.fails = 0;
+  target.downUntil = now + c.failTimeout;
+  return true;
 }
 
+/** A response arrived: the failure count starts over and a passive mark is lifted (an active one is not). */
 export function markUp(target: Target): void {
-  if (target.downUntil !== 0) target.downUntil = 0;
+  target.fails = 0;
+  if (!target.checkDown && target.downUntil !== 0) target.downUntil = 0;
+}
+
+/** Active health checks decided: take the target out until a check passes, or bring it back. */
+export function setChecked(target: Target, down: boolean): void {
+  target.checkDown = down;
+  target.fails = 0;
+  target.downUntil = down ? UNTIL_CHECKED : 0;
+}
+
+/**
+ * Dispatch the one retry after a reset (typically the keep-alive race: the upstream closed the idle connection
+ * we reused) on a client of its own, so that it runs on a new connection and not on another idle one that may
+ * be just as stale. The client closes once that request is done (retries are rare: no pool of them is kept).
+ */
+export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+  const { connections: _c, ...options } = poolOptions(target.upstream);
+  const client = new Client(target.origin, { ...options, pipelining: 0 });
+  try {
+    client.dispatch(opts, handler);
+  } finally {
+    client.close().catch(() => {});
+  }
 }
 
 /** The candidates after `first`, healthy first (allocated only on the failure path). */

@@ -71,19 +71,22 @@ for (const kind of ['round_robin', 'least_conn', 'random'] as const) {
     t.ok(counts(() => b.pick(NOW + 2), 90, 3)[1]! > 0, 'and uses it again once its down period is over');
   });
 
-  t.test(`${kind} still picks something when every target is down`, async (t) => {
+  t.test(`${kind} answers -1 when every target is down, so the request fails at once instead of waiting`, async (t) => {
     const ts = targets(1, 1);
     for (const x of ts) x.downUntil = NOW + 1;
-    const i = createBalancer(kind, ts).pick(NOW);
-    t.ok(i === 0 || i === 1);
+    t.equal(createBalancer(kind, ts).pick(NOW), -1);
+    const one = targets(1);
+    one[0]!.downUntil = NOW + 1;
+    t.equal(createBalancer(kind, one).pick(NOW), -1, 'a single target too');
+    t.not(createBalancer(kind, ts).pick(NOW + 2), -1, 'and picks again once the down period is over');
   });
 }
 
-t.test('fallbacks follow the ring after the first pick, healthy targets before down ones', async (t) => {
+t.test('fallbacks follow the ring after the first pick and leave out targets marked down', async (t) => {
   const ts = targets(1, 1, 1, 1);
   t.strictSame(fallbacks(ts, 2, NOW), [3, 0, 1]);
   ts[3]!.downUntil = NOW + 1;
-  t.strictSame(fallbacks(ts, 2, NOW), [0, 1, 3]);
+  t.strictSame(fallbacks(ts, 2, NOW), [0, 1]);
   t.strictSame(fallbacks(targets(1), 0, NOW), []);
 });
 

@@ -7,7 +7,8 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Test } from 'tap';
-import type { Balance, Config, ReturnAction, RouteConfig, UpstreamConfig } from '../../../lib/config/types.js';
+import type { Balance, ClientLimits, Config, HealthCheckConfig, ReturnAction, RouteConfig, UpstreamConfig } from '../../../lib/config/types.js';
+import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
 import type { Logs } from '../../../lib/log/logger.js';
 import { createRequestHandler, type RequestHandler } from '../../../lib/worker/proxy.js';
 
@@ -18,6 +19,9 @@ export interface UpstreamOptions {
   responseTimeout?: number;
   idleTimeout?: number;
   keepaliveTimeout?: number;
+  maxFails?: number;
+  failTimeout?: number;
+  healthCheck?: HealthCheckConfig | null;
 }
 
 export function upstream(name: string, origins: string[], o: UpstreamOptions = {}): UpstreamConfig {
@@ -29,19 +33,23 @@ export function upstream(name: string, origins: string[], o: UpstreamOptions = {
     responseTimeout: o.responseTimeout ?? 5000,
     idleTimeout: o.idleTimeout ?? 5000,
     keepaliveTimeout: o.keepaliveTimeout ?? 4000,
+    maxFails: o.maxFails ?? 1,
+    failTimeout: o.failTimeout ?? 10_000,
+    healthCheck: o.healthCheck ?? null,
   };
 }
 
-export function route(path: string, to: { host?: string; upstream?: string; return?: Partial<ReturnAction> & { status: number } }): RouteConfig {
+export function route(path: string, to: { host?: string; upstream?: string; return?: Partial<ReturnAction> & { status: number }; maxBodySize?: number }): RouteConfig {
   return {
     host: to.host ?? null,
     path,
     upstream: to.upstream ?? null,
     return: to.return ? { status: to.return.status, body: to.return.body ?? '', headers: to.return.headers ?? {} } : null,
+    maxBodySize: to.maxBodySize ?? 0,
   };
 }
 
-export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[]): Config {
+export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], limits: Partial<ClientLimits> = {}): Config {
   return {
     file: '/test/baton.yaml',
     pidFile: '/test/baton.pid',
@@ -52,6 +60,7 @@ export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[]): 
     log: { level: 'debug', error: { kind: 'stderr' }, access: { kind: 'stdout' } },
     admin: null,
     listeners: [],
+    limits: { ...DEFAULT_LIMITS, ...limits },
     upstreams: Object.fromEntries(upstreams.map((u) => [u.name, u])),
     routes,
   };

@@ -1,0 +1,61 @@
+/**
+ * @module The `limits` section: what a client may send and how long it may take, for every listener. Routes
+ * may override `max_body_size`. Defaults follow nginx where nginx is sensible (`client_body_timeout 60s`,
+ * `keepalive_requests 1000`) and are tighter where a Node process pays for idle clients (`header_timeout`).
+ */
+import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
+import { SIZE_FORMAT, parseSize } from '../../util/size.js';
+import { optional, type Cursor, type Reader } from '../reader.js';
+import type { ClientLimits } from '../types.js';
+
+export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
+  maxHeaderSize: 16 * 1024,
+  maxHeaders: 100,
+  // Bodies are streamed, never buffered: the limit protects upstreams, not our memory. 100m is a common edge
+  // default (e.g. Cloudflare's); nginx's 1m breaks ordinary uploads.
+  maxBodySize: 100 * 1024 * 1024,
+  headerTimeout: 10_000,
+  bodyTimeout: 60_000,
+  keepaliveTimeout: 5_000,
+  keepaliveRequests: 1000,
+});
+
+const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests'];
+
+/** Node's parser needs room for at least a request line and a Host header; 1m is far past any real client. */
+const MIN_HEADER_SIZE = 1024;
+const MAX_HEADER_SIZE = 1024 * 1024;
+
+export function readLimits(r: Reader, cur: Cursor | undefined): ClientLimits {
+  if (cur === undefined) return DEFAULT_LIMITS;
+  const f = r.fields(cur, KEYS);
+  if (f === undefined) return DEFAULT_LIMITS;
+  const d = DEFAULT_LIMITS;
+  return {
+    maxHeaderSize: optional(f.get('max_header_size'), (c) => readSize(r, c, MIN_HEADER_SIZE, MAX_HEADER_SIZE)) ?? d.maxHeaderSize,
+    maxHeaders: optional(f.get('max_headers'), (c) => r.integer(c, 1, 10_000, 'an integer from 1 to 10000')) ?? d.maxHeaders,
+    maxBodySize: optional(f.get('max_body_size'), (c) => readBodySize(r, c)) ?? d.maxBodySize,
+    headerTimeout: optional(f.get('header_timeout'), (c) => readDuration(r, c, false)) ?? d.headerTimeout,
+    bodyTimeout: optional(f.get('body_timeout'), (c) => readDuration(r, c, true)) ?? d.bodyTimeout,
+    keepaliveTimeout: optional(f.get('keepalive_timeout'), (c) => readDuration(r, c, false)) ?? d.keepaliveTimeout,
+    keepaliveRequests: optional(f.get('keepalive_requests'), (c) => r.integer(c, 0, Number.MAX_SAFE_INTEGER, 'an integer >= 0 (0 = no limit)')) ?? d.keepaliveRequests,
+  };
+}
+
+/** A body size: `0` means no limit. Shared with `routes[].max_body_size`. */
+export function readBodySize(r: Reader, cur: Cursor): number | undefined {
+  return r.parse(cur, `${SIZE_FORMAT} (0 = no limit)`, parseSize);
+}
+
+function readSize(r: Reader, cur: Cursor, min: number, max: number): number | undefined {
+  const n = r.parse(cur, SIZE_FORMAT, parseSize);
+  if (n === undefined) return undefined;
+  return n >= min && n <= max ? n : r.fail(cur.node, cur.path, `expected a size from 1k to 1m, got ${n} bytes`);
+}
+
+/** `allowZero`: `0s` turns the timeout off. */
+export function readDuration(r: Reader, cur: Cursor, allowZero: boolean): number | undefined {
+  const ms = r.parse(cur, DURATION_FORMAT, parseDuration);
+  if (ms === undefined) return undefined;
+  return ms > 0 || allowZero ? ms : r.fail(cur.node, cur.path, 'expected a duration > 0');
+}

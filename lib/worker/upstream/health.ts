@@ -1,0 +1,138 @@
+/**
+ * @module Active health checks (`upstreams.NAME.health_check`): every worker checks every target of such an
+ * upstream on its own. One timer per target, chained (the next check starts `interval` after the previous one
+ * ended, so a slow target never has two checks in flight). Each check is a GET on a new connection (a client
+ * without keep-alive), bounded as a whole by `timeout`; a status in `expect` passes, anything else (refused,
+ * reset, timeout, other status) fails. `fails` consecutive failures take the target out, `passes` consecutive
+ * passes bring it back; targets start in (a reload must not 502 until the first round of checks).
+ *
+ * Why per worker rather than in the master: a worker needs the verdict on its hot path (one field read), the
+ * master has no upstream code at all, and N workers × targets / interval requests is negligible load. The
+ * cost is that workers may disagree for up to one interval.
+ */
+import { Client } from 'undici';
+import type { HealthCheckConfig } from '../../config/types.js';
+import type { Logger } from '../../log/logger.js';
+import { setChecked, type Target, type Upstream } from './pools.js';
+
+const USER_AGENT = 'baton-health-check';
+/** Read (and discard) at most this much of a check's response body. */
+const MAX_BODY = 64 * 1024;
+
+class TargetCheck {
+  readonly #target: Target;
+  readonly #conf: HealthCheckConfig;
+  readonly #log: Logger;
+  readonly #upstream: string;
+  readonly #client: Client;
+  #timer: NodeJS.Timeout | null = null;
+  #fails = 0;
+  #passes = 0;
+  #stopped = false;
+
+  constructor(upstream: Upstream, target: Target, conf: HealthCheckConfig, log: Logger) {
+    this.#target = target;
+    this.#conf = conf;
+    this.#log = log;
+    this.#upstream = upstream.config.name;
+    this.#client = new Client(target.origin, {
+      pipelining: 0, // a new connection per check: an idle kept-alive one says little about accepting
+      connectTimeout: conf.timeout,
+      headersTimeout: conf.timeout,
+      bodyTimeout: conf.timeout,
+    });
+  }
+
+  start(delay: number): void {
+    this.#schedule(delay);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#client.destroy().catch(() => {});
+  }
+
+  #schedule(delay: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#run().then((r) => this.#verdict(r), (err: Error) => this.#verdict({ ok: false, why: err.message }));
+    }, delay);
+    this.#timer.unref(); // checks never keep a worker alive
+  }
+
+  async #run(): Promise<{ ok: boolean; why: string }> {
+    const conf = this.#conf;
+    const signal = AbortSignal.timeout(conf.timeout);
+    try {
+      const res = await this.#client.request({
+        path: conf.path,
+        method: 'GET',
+        headers: { 'user-agent': USER_AGENT, accept: '*/*' },
+        signal,
+      });
+      let read = 0;
+      for await (const chunk of res.body) {
+        read += (chunk as Buffer).length;
+        if (read > MAX_BODY) break;
+      }
+      if (read > MAX_BODY) res.body.destroy();
+      const ok = conf.expect.some(([lo, hi]) => res.statusCode >= lo && res.statusCode <= hi);
+      return { ok, why: `status ${res.statusCode}` };
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      return { ok: false, why: signal.aborted ? `no answer within ${conf.timeout} ms` : `${e.code ?? e.name}: ${e.message}` };
+    }
+  }
+
+  #verdict(r: { ok: boolean; why: string }): void {
+    if (this.#stopped) return;
+    const t = this.#target;
+    const conf = this.#conf;
+    if (r.ok) {
+      this.#fails = 0;
+      this.#passes++;
+      if (t.checkDown && this.#passes >= conf.passes) {
+        setChecked(t, false);
+        this.#log.warn({ upstream: this.#upstream, target: t.address, passes: this.#passes, result: r.why }, 'health check: target is back');
+      }
+    } else {
+      this.#passes = 0;
+      this.#fails++;
+      if (!t.checkDown && this.#fails >= conf.fails) {
+        setChecked(t, true);
+        this.#log.error({ upstream: this.#upstream, target: t.address, fails: this.#fails, result: r.why }, 'health check: target taken out');
+      } else if (!t.checkDown) {
+        this.#log.warn({ upstream: this.#upstream, target: t.address, fails: this.#fails, result: r.why }, 'health check failed');
+      }
+    }
+    this.#schedule(conf.interval);
+  }
+}
+
+export class HealthChecks {
+  readonly #checks: TargetCheck[] = [];
+
+  constructor(upstreams: Iterable<Upstream>, log: Logger) {
+    for (const up of upstreams) {
+      const conf = up.config.healthCheck;
+      if (conf === null) continue;
+      for (const target of up.targets) this.#checks.push(new TargetCheck(up, target, conf, log));
+    }
+  }
+
+  get size(): number {
+    return this.#checks.length;
+  }
+
+  /** First round at once (spread over a few ms), then every `interval`. */
+  start(): void {
+    this.#checks.forEach((c, i) => c.start(Math.min(i * 5, 200)));
+  }
+
+  stop(): void {
+    for (const c of this.#checks) c.stop();
+  }
+}
