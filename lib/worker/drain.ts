@@ -8,6 +8,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { H2Port } from './h2-port.js';
 
 /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
 const QUIET_MS = 1000;
@@ -29,6 +30,31 @@ const TRACK = Symbol('baton.track');
 type TrackedSocket = net.Socket & { [TRACK]?: Tracked };
 
 let draining = false;
+
+/** Node keeps a session's stream under a symbol; over an H2Port that stream is a JSStreamSocket around it. */
+let kSocket: symbol | undefined;
+function portOf(session: http2.ServerHttp2Session): H2Port | undefined {
+  kSocket ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'socket');
+  const stream = kSocket && (session as unknown as Record<symbol, { stream?: unknown } | undefined>)[kSocket]?.stream;
+  return stream instanceof H2Port ? stream : undefined;
+}
+
+/**
+ * A session over an H2Port sees a JSStreamSocket, which knows no addresses: give it the client's, which the
+ * request handler reads through `req.socket` (X-Forwarded-For, X-Forwarded-Proto, the access log).
+ */
+export function exposeClient(session: http2.ServerHttp2Session): void {
+  const port = portOf(session);
+  if (!port) return;
+  const js = (session as unknown as Record<symbol, object>)[kSocket!];
+  Object.defineProperties(js, {
+    remoteAddress: { get: () => port.remoteAddress, configurable: true },
+    remotePort: { get: () => port.remotePort, configurable: true },
+    remoteFamily: { get: () => port.remoteFamily, configurable: true },
+    encrypted: { get: () => port.encrypted, configurable: true },
+    alpnProtocol: { get: () => port.alpnProtocol, configurable: true },
+  });
+}
 
 /** Every response decides keep-alive when its headers are written, not when its request arrived. */
 export class DrainAwareResponse extends http.ServerResponse {
@@ -134,21 +160,20 @@ export class Drainer {
   }
 
   /**
-   * RFC 9113 §6.8: GOAWAY with the maximum stream id first, then about one round trip later the final GOAWAY
-   * with the real last stream id (session.close), after which the session ends when its streams do.
-   *
-   * Known limit: nghttp2 treats any GOAWAY it sent as final and ignores streams opened after it, whatever id it
-   * announced; only its shutdown notice does not, and Node does not expose that. Such streams are above the
-   * final GOAWAY's last stream id, so clients know they were not processed and may retry them (browsers, curl
-   * and Go do; h2load does not). Writing the frame ourselves on the socket is not an option: on a TLS socket the
-   * write completes asynchronously into the session, which aborts the process (is_write_in_progress).
+   * RFC 9113 §6.8: a GOAWAY with the maximum stream id first, so streams the client opens meanwhile are still
+   * served; about one round trip later the final GOAWAY with the real last stream id (session.close), after
+   * which the session ends when its streams do. The first one is written by the session's H2Port (see there
+   * why nghttp2 cannot send it); a session on a socket of its own gets nghttp2's GOAWAY, which refuses the
+   * streams that cross it.
    */
   #goaway(session: http2.ServerHttp2Session): void {
     if (session.closed || session.destroyed) return;
-    try {
-      session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
-    } catch {
-      /* the session is going away by itself */
+    if (!portOf(session)?.notice()) {
+      try {
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+      } catch {
+        /* the session is going away by itself */
+      }
     }
     setTimeout(() => {
       if (!session.closed && !session.destroyed) session.close();

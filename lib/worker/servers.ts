@@ -11,7 +11,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { ClientLimits, ListenerConfig, TlsConfig } from '../config/types.js';
 import { DEFAULT_LIMITS } from '../config/sections/limits.js';
-import { DrainAwareResponse, type Drainer } from './drain.js';
+import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
+import { H2Port } from './h2-port.js';
 import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs, holdContinue } from './limits.js';
 import type { Logger } from '../log/logger.js';
 import { nextRequestId } from './headers.js';
@@ -141,13 +142,8 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
   return server;
 }
 
-function h2Handlers(server: http2.Http2Server | http2.Http2SecureServer, handlers: Handlers, limits: ClientLimits): void {
-  // On the TLS server this also gets the HTTP/1.1 requests (allowHTTP1): those are kept in order too.
-  const h1 = inOrder(handlers.request);
-  const request = (req: AnyRequest, res: AnyResponse) => {
-    if (req.httpVersionMajor === 2) handlers.request(req as http.IncomingMessage, res as http.ServerResponse);
-    else h1(req as http.IncomingMessage, res as http.ServerResponse);
-  };
+function h2Handlers(server: http2.Http2Server, handlers: Handlers, limits: ClientLimits): void {
+  const request = (req: AnyRequest, res: AnyResponse) => handlers.request(req as http.IncomingMessage, res as http.ServerResponse);
   server.on('request', request);
   server.on('checkContinue', (req: AnyRequest, res: AnyResponse) => {
     holdContinue(req as http.IncomingMessage);
@@ -155,7 +151,10 @@ function h2Handlers(server: http2.Http2Server | http2.Http2SecureServer, handler
   });
   // A broken session or stream concerns that connection only.
   server.on('sessionError', () => {});
-  server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => {}));
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    session.on('error', () => {});
+    exposeClient(session);
+  });
   closeIdleSessions(server, limits.keepaliveTimeout);
 }
 
@@ -229,27 +228,31 @@ export function createServer(listener: ListenerConfig, handlers: Handlers, drain
 
 function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits): net.Server {
   if (listener.tls) {
+    // TLS terminates here and ALPN picks the parser: HTTP/1.1 goes to an http.Server, h2 to an HTTP/2 server
+    // through an H2Port, so that a drain can send a real shutdown notice (see h2-port.ts).
     const t = listener.tls;
     const SNICallback = sniCallback(t);
-    const server = http2.createSecureServer({
-      ...h2Options(limits),
-      allowHTTP1: true,
+    const server = tls.createServer({
       cert: t.cert,
       key: t.key,
       minVersion: 'TLSv1.2',
       ciphers: CIPHERS,
       honorCipherOrder: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
       ...(SNICallback ? { SNICallback } : {}),
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-      Http1ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse,
     });
-    // allowHTTP1 servers have no keep-alive timeout of their own: HTTP/1.1 connections would never time out.
-    // Set before listen(): the header-timeout sweep starts on 'listening' with the interval it finds then.
-    Object.assign(server, h1Settings(limits));
-    h2Handlers(server, handlers, limits);
-    h1Events(server, handlers);
+    const h1 = h1Server(handlers, limits);
+    const h2 = http2.createServer(h2Options(limits));
+    h2Handlers(h2, handlers, limits);
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === 'h2') h2.emit('connection', new H2Port(socket));
+      else h1.emit('connection', socket);
+    });
     server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
-    drainer.watch(server, 'secureConnection');
+    // h1 never listens itself: Node starts its header-timeout sweep on 'listening'.
+    server.once('listening', () => h1.emit('listening'));
+    drainer.watch(server, 'secureConnection', [h1, h2]);
     return server;
   }
   const h1 = h1Server(handlers, limits);
@@ -262,7 +265,8 @@ function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drai
   const front = net.createServer((socket) => {
     sniff(socket, (isH2) => {
       drainer.markH2(socket, isH2);
-      (isH2 ? h2 : h1).emit('connection', socket);
+      if (isH2) h2.emit('connection', new H2Port(socket));
+      else h1.emit('connection', socket);
     });
   });
   // h1 never listens itself (the front hands it connections), and Node starts its header-timeout sweep on
