@@ -11,7 +11,7 @@ const ACCESS_FLUSH_MS = 1000;
 /** The ISO time of the current millisecond, formatted once per millisecond rather than once per line. */
 let lastMs = 0;
 let lastTime = '';
-function accessTime(): string {
+export function accessTime(): string {
   const now = Date.now();
   if (now !== lastMs) {
     lastMs = now;
@@ -21,6 +21,15 @@ function accessTime(): string {
 }
 
 export type Logger = pino.Logger;
+
+/**
+ * Write one pre-serialized JSON line (newline included) to a logger's destination, for the access log's hot
+ * path: pino's generic serializer cost about a fifth of a worker's CPU at 20k requests/s. Same sink, same
+ * buffering, reopen and failure handling as every other line of that logger.
+ */
+export function writeLine(log: Logger, line: string): void {
+  (log as unknown as Record<symbol, { write(s: string): void }>)[pino.symbols.streamSym].write(line);
+}
 
 export interface Logs {
   /** Error log: pid, role and (in workers) generation on every line. */
