@@ -63,6 +63,20 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number 
   });
 }
 
+/** Config body for the common case: one listener on a port the OS picks, every path to one upstream. */
+export function proxyAll(url: string): string {
+  return `
+listeners:
+  - listen: 127.0.0.1:0
+upstreams:
+  app:
+    targets: [{ url: "${url}" }]
+routes:
+  - path: /
+    upstream: app
+`;
+}
+
 export interface DaemonOptions {
   /** YAML for listeners, upstreams, routes (and any other key); `{{port}}` etc. are not substituted here. */
   body: string;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { alive, Daemon, ROOT, sleep, waitFor } from '../helpers/daemon.js';
+import { alive, Daemon, ROOT, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
 
 const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
@@ -54,16 +54,7 @@ t.test('QUIT lets an in-flight request finish, then the master exits and removes
     setTimeout(() => res.end('slow done\n'), 1500);
   });
   const d = await new Daemon(t).start({
-    body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-`,
+    body: proxyAll(up.url),
   });
   const port = await d.port();
   const pending = request(port, '/slow');

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { alive, Daemon, ROOT, sleep, waitFor } from '../helpers/daemon.js';
+import { alive, Daemon, ROOT, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 
 interface Outcome { start: number; end: number; ok: boolean; error?: string }
@@ -51,16 +51,7 @@ function cpuTicks(pid: number): number {
 
 t.test('a worker killed with SIGKILL under load costs only its in-flight requests and is replaced within a second', async (t) => {
   const up = await upstream(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
-  const d = await new Daemon(t).start({ workers: 2, body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  const d = await new Daemon(t).start({ workers: 2, body: proxyAll(up.url) });
   const port = await d.port();
   const before = await waitFor('two ready workers', 10_000, async () => {
     const s = await d.status().catch(() => undefined);
@@ -89,16 +80,7 @@ routes:
 
 t.test('a new master killed during an upgrade leaves the old one serving, before or after it is ready', async (t) => {
   const up = await upstream(t, (_req, res) => res.end('ok'));
-  const d = await new Daemon(t).start({ workers: 2, body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  const d = await new Daemon(t).start({ workers: 2, body: proxyAll(up.url) });
   const port = await d.port();
   const old = d.masterPid;
   const newMaster = () => d.workerPids(old).find((p) => {
@@ -143,16 +125,7 @@ routes:
 
 t.test('a full log destination does not stop requests; the failure is reported once per process', async (t) => {
   const up = await upstream(t, (_req, res) => res.end('ok'));
-  const d = await new Daemon(t).start({ access: '/dev/full', body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  const d = await new Daemon(t).start({ access: '/dev/full', body: proxyAll(up.url) });
   const port = await d.port();
   for (let i = 0; i < 300; i++) t.equal((await attempt(port, `/full/${i}`)).ok, true, `request ${i}`, { diagnostic: false });
   const lines = d.stderr.split('\n').filter((l) => l.includes('access log write failed'));
@@ -167,16 +140,7 @@ t.test('an unwritable log destination does not stop requests, and the buffered l
   const d = new Daemon(t);
   const blocker = path.join(d.dir, 'blocked');
   fs.writeFileSync(blocker, 'a file where the log directory should be\n');
-  await d.start({ access: 'blocked/access.log', body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  await d.start({ access: 'blocked/access.log', body: proxyAll(up.url) });
   const port = await d.port();
   for (let i = 0; i < 20; i++) t.equal((await attempt(port, `/blocked/${i}`, { 'x-request-id': `blocked-${i}` })).ok, true, `request ${i}`, { diagnostic: false });
   await waitFor('the failure report', 5000, () => (d.stderr.includes('access log write failed') ? true : undefined));
@@ -193,16 +157,7 @@ routes:
 
 t.test('a worker at its file descriptor limit closes new connections at once instead of spinning, keeps serving, and recovers', async (t) => {
   const up = await upstream(t, (_req, res) => res.end('ok'));
-  const d = await new Daemon(t).start({ wrapper: ['prlimit', '--nofile=100:100'], top: 'limits: { header_timeout: 30s }', body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  const d = await new Daemon(t).start({ wrapper: ['prlimit', '--nofile=100:100'], top: 'limits: { header_timeout: 30s }', body: proxyAll(up.url) });
   const port = await d.port();
   const [worker] = d.workerPids();
   const idle: net.Socket[] = [];
@@ -239,16 +194,7 @@ routes:
 t.test('an uncaught error in one request never takes down the worker\'s other requests', async (t) => {
   const up = await upstream(t, (req, res) => { setTimeout(() => res.end('ok'), req.url === '/slow' ? 700 : 0); });
   const hook = pathToFileURL(path.join(ROOT, 'test/fixtures/hooks/fault.mjs')).href;
-  const d = await new Daemon(t).start({ env: { NODE_OPTIONS: `--import=${hook}` }, body: `
-listeners:
-  - listen: 127.0.0.1:0
-upstreams:
-  app:
-    targets: [{ url: "${up.url}" }]
-routes:
-  - path: /
-    upstream: app
-` });
+  const d = await new Daemon(t).start({ env: { NODE_OPTIONS: `--import=${hook}` }, body: proxyAll(up.url) });
   const port = await d.port();
   const [worker] = d.workerPids();
   const slow = Array.from({ length: 6 }, () => attempt(port, '/slow'));
