@@ -82,6 +82,11 @@ export class Drainer {
     return this.#requests;
   }
 
+  /** HTTP/2 sessions open now (each also counts as a connection). */
+  sessions(): number {
+    return this.#sessions.size;
+  }
+
   connections(): number {
     let n = this.#sockets.size;
     for (const e of this.#extra) n += e.count();

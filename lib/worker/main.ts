@@ -4,7 +4,6 @@
  */
 import type net from 'node:net';
 import type http from 'node:http';
-import type http2 from 'node:http2';
 import { createLogs, type Logs } from '../log/logger.js';
 import { isMasterToWorker, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
@@ -25,22 +24,10 @@ function send(msg: WorkerToMaster): void {
   if (process.send && process.connected) process.send(msg, () => {});
 }
 
-/** HTTP/2 sessions open now, learnt from their first request (a session without any request yet counts as http1). */
-const h2Sessions = new WeakSet<object>();
-let h2Open = 0;
-
-function countSession(req: http.IncomingMessage): void {
-  const session = (req as unknown as { stream?: { session?: http2.ServerHttp2Session } }).stream?.session;
-  if (session === undefined || h2Sessions.has(session)) return;
-  h2Sessions.add(session);
-  h2Open++;
-  session.once('close', () => h2Open--);
-}
-
 function stats(): WorkerStats {
   const connections = drainer.connections();
   const websocket = Math.min(connections, handler?.openTunnels() ?? 0);
-  const h2 = Math.min(connections - websocket, h2Open);
+  const h2 = Math.min(connections - websocket, drainer.sessions());
   return {
     connections,
     requests: drainer.requests,
@@ -89,10 +76,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   handler = h;
   recorder.configure(config.routes);
   const handlers = {
-    request: (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (req.httpVersionMajor === 2) countSession(req);
-      h.handle(req, res);
-    },
+    request: (req: http.IncomingMessage, res: http.ServerResponse) => h.handle(req, res),
     upgrade: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       drainer.markUpgraded(socket);
       h.upgrade(req, socket, head);
