@@ -63,11 +63,14 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number 
   });
 }
 
-/** Config body for the common case: one listener on a port the OS picks, every path to one upstream. */
-export function proxyAll(url: string): string {
+/**
+ * Config body sending every path to one upstream; `listeners` (YAML list items) defaults to one listener on a
+ * port the OS picks.
+ */
+export function proxyAll(url: string, listeners = '  - listen: 127.0.0.1:0'): string {
   return `
 listeners:
-  - listen: 127.0.0.1:0
+${listeners}
 upstreams:
   app:
     targets: [{ url: "${url}" }]

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
-import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
+import { Daemon, freePort, proxyAll, waitFor } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 import { FRAME, frame, getHeaders, h2raw } from '../helpers/h2-raw.js';
 
@@ -21,14 +21,15 @@ function makeCerts(dir: string): Record<string, string> {
   return { ca: path.join(dir, 'ca.crt') };
 }
 
-/** Every path to one upstream. */
-const proxyAll = (url: string) => `upstreams:
-  app:
-    targets: [{ url: "${url}" }]
-routes:
-  - path: /
-    upstream: app
-`;
+/** A daemon with one h2c listener proxying everything to `url`, and an HTTP/2 client connected to it. */
+async function h2cDaemon(t: { teardown(fn: () => unknown): void }, url: string): Promise<{ d: Daemon; client: http2.ClientHttp2Session }> {
+  const d = new Daemon(t);
+  await d.start({ body: proxyAll(url, '  - listen: 127.0.0.1:0\n    h2c: true') });
+  const client = http2.connect(`http://127.0.0.1:${await d.port()}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+  return { d, client };
+}
 
 function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -50,9 +51,7 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
   const [tlsPort, h2cPort] = [await freePort(), await freePort()];
   await d.start({
     workers: 2,
-    body: `
-listeners:
-  - listen: 127.0.0.1:${tlsPort}
+    body: proxyAll(up.url, `  - listen: 127.0.0.1:${tlsPort}
     tls:
       cert: site.crt
       key: site.key
@@ -61,8 +60,7 @@ listeners:
           cert: api.crt
           key: api.key
   - listen: 127.0.0.1:${h2cPort}
-    h2c: true
-${proxyAll(up.url)}`,
+    h2c: true`),
   });
 
   t.test('curl --http2 over TLS negotiates h2 and is proxied with :authority as Host', async (t) => {
@@ -135,16 +133,7 @@ ${proxyAll(up.url)}`,
 
 t.test('a draining worker sends GOAWAY(2^31-1), keeps serving, then a final GOAWAY with the real last stream id', async (t) => {
   const up = await upstream(t, (req, res) => setTimeout(() => res.end(`done ${req.url}`), req.url === '/slow' ? 1500 : 0));
-  const d = new Daemon(t);
-  await d.start({ body: `
-listeners:
-  - listen: 127.0.0.1:0
-    h2c: true
-${proxyAll(up.url)}` });
-  const port = await d.port();
-  const client = http2.connect(`http://127.0.0.1:${port}`);
-  t.teardown(() => client.destroy());
-  client.on('error', () => {});
+  const { d, client } = await h2cDaemon(t, up.url);
   const goaways: number[] = [];
   client.on('goaway', (_code: number, lastStreamId: number) => goaways.push(lastStreamId));
   const get = (p: string) => new Promise<string>((resolve, reject) => {
@@ -186,16 +175,7 @@ t.test('HTTP/2 clients get trailers, a reset stream when the upstream breaks, an
       res.end(Buffer.alloc(20 * 1024 * 1024, 1));
     }
   });
-  const d = new Daemon(t);
-  await d.start({ body: `
-listeners:
-  - listen: 127.0.0.1:0
-    h2c: true
-${proxyAll(up.url)}` });
-  const port = await d.port();
-  const client = http2.connect(`http://127.0.0.1:${port}`);
-  t.teardown(() => client.destroy());
-  client.on('error', () => {});
+  const { d, client } = await h2cDaemon(t, up.url);
 
   const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
     const s = client.request({ ':path': '/trailers' });
