@@ -5,6 +5,7 @@
  */
 import type { Config, ConfigError } from '../config/types.js';
 import { EXIT } from '../control/exit-codes.js';
+import { formatConfigError } from '../config/errors.js';
 
 export type GenerationStatus = 'starting' | 'active' | 'draining';
 
@@ -180,9 +181,10 @@ export function reduce(state: MasterState, event: MasterEvent): Step {
 
     case 'configInvalid': {
       if (!state.reload || state.reload.stage !== 'loading') return { state, effects };
+      const lines = event.errors.map(formatConfigError);
       effects.push(
-        log('error', 'reload failed: invalid configuration, nothing changed', { errors: event.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`) }),
-        ...replyAll(state.reload.replies, { ok: false, errors: event.errors.map((e) => `${e.file}:${e.line}:${e.col}: ${e.message}`) }),
+        log('error', 'reload failed: invalid configuration, nothing changed', { errors: lines }),
+        ...replyAll(state.reload.replies, { ok: false, errors: lines }),
         { type: 'notify', fields: { READY: '1', STATUS: 'reload failed: invalid configuration' } },
       );
       return runQueued({ ...state, reload: null }, effects);
