@@ -86,7 +86,7 @@ routes:
 
   for (const [name, { bytes, status }] of Object.entries(REFUSED)) {
     t.test(`${name}: ${status} and a close`, async (t) => {
-      const r = await rawRequest(port, bytes, { timeoutMs: 3000 });
+      const r = await rawRequest(port, bytes, { timeoutMs: 30_000 });
       t.same(r.statuses, [status], `exactly one response, ${status}`);
       t.ok(r.closed, 'the connection is closed');
     });

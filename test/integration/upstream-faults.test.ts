@@ -173,7 +173,7 @@ routes:
   t.test('a refused connection answers 502 at once', async (t) => {
     const r = await get(port, '/refused');
     t.match(r, { status: 502 });
-    t.ok(r.ms < 1000);
+    await d.waitForLine('the refusal logged', (l) => l.code === 'ECONNREFUSED' && l.path === '/refused', 30_000);
   });
 
   t.test('a reset before the headers answers 502 after one retry for GET, and no retry for POST or PUT with a body', async (t) => {
@@ -220,14 +220,16 @@ routes:
   t.test('headers slower than response_timeout answer 504', async (t) => {
     const r = await get(port, '/slow-headers');
     t.match(r, { status: 504 });
-    t.ok(r.ms >= 900 && r.ms < 3000, `after ${r.ms} ms`);
+    // A lower bound only: the timeout did not fire early. How late it fires depends on the machine's load.
+    t.ok(r.ms >= 900, `not before response_timeout (after ${r.ms} ms)`);
   });
 
   t.test('an upstream silent after the headers is cut after idle_timeout', async (t) => {
-    const r = await rawRequest(port, `GET /silent-after-headers HTTP/1.1\r\nhost: x\r\n\r\n`, { timeoutMs: 5000 });
+    // The upstream never sends more: only idle_timeout (1s) can end this before the client's 30 s deadline.
+    const r = await rawRequest(port, `GET /silent-after-headers HTTP/1.1\r\nhost: x\r\n\r\n`, { timeoutMs: 30_000 });
     t.same(r.statuses, [200]);
     t.ok(r.closed, 'cut');
-    t.ok(r.ms >= 900 && r.ms < 3500, `after ${r.ms} ms`);
+    t.ok(r.ms >= 900, `not before idle_timeout (after ${r.ms} ms)`);
   });
 
   t.test('a Content-Length the upstream does not keep: too short is cut, too long is trimmed to it', async (t) => {
@@ -298,7 +300,8 @@ t.test('active health checks take a target out and bring it back; with every tar
   const e = await named(t, 'e');
   // Accepts connections and never answers: without health checks every request would wait response_timeout.
   const holes = new Set<net.Socket>();
-  const blackhole = net.createServer((s) => { holes.add(s); s.on('error', () => {}); s.resume(); });
+  let holeBytes = '';
+  const blackhole = net.createServer((s) => { holes.add(s); s.on('error', () => {}); s.on('data', (c: Buffer) => { holeBytes += c.toString('latin1'); }); });
   await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
   t.teardown(() => {
     for (const s of holes) s.destroy();
@@ -346,6 +349,7 @@ routes:
   await waitFor('both dead targets out', 3000, () => (d.lines().filter((l) => l.msg === 'health check: target taken out' && String(l.target).endsWith(`:${holePort}`)).length >= 2 ? true : undefined));
   const r = await get(port, '/dead/x');
   t.match(r, { status: 502 }, 'every target down: 502');
-  t.ok(r.ms < 500, `at once (${r.ms} ms), not after response_timeout`);
+  // The witness is that nothing was sent to a dead target (a wait there would end only at response_timeout).
+  t.notOk(holeBytes.includes('GET /dead/x '), `the request never went to a dead target (answered after ${r.ms} ms)`);
   await d.waitForLine('the no-live-target line', (l) => l.msg === 'no live upstream target: every target is down');
 });
