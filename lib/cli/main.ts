@@ -67,8 +67,14 @@ export async function main(argv: readonly string[]): Promise<void> {
       return exit(await statusCommand(config, out, err));
     case 'run': {
       if (cmd.daemon) return exit(await daemonCommand(config, argv, err));
-      const { runMaster } = await import('../master/main.js');
-      await runMaster(file, config);
+      const { runMaster, StartupError } = await import('../master/main.js');
+      try {
+        await runMaster(file, config);
+      } catch (e) {
+        if (!(e instanceof StartupError)) throw e;
+        err(`baton: cannot start: ${e.message}`);
+        return exit(EXIT.STARTUP_FAILED);
+      }
       return;
     }
   }

@@ -11,6 +11,7 @@
  */
 import pino from 'pino';
 import type { LogDestination } from '../config/types.js';
+import { sinkInternals } from '../util/internals.js';
 
 export type Sink = ReturnType<typeof pino.destination>;
 
@@ -18,13 +19,6 @@ export type Sink = ReturnType<typeof pino.destination>;
 export const MAX_BUFFERED = 16 * 1024 * 1024;
 const RETRY_MS = 5000;
 
-/** The SonicBoom fields we read (not part of its typed API). */
-interface SinkInternals {
-  fd: number;
-  minLength: number;
-  _len: number;
-  _writing: boolean;
-}
 
 export interface SinkEvents {
   /** The first failure of a run of failures. */
@@ -44,7 +38,7 @@ export function openSink(dest: LogDestination, events: SinkEvents | ((err: Error
   // measurable share of the per-request cost. flushEvery() bounds how long a quiet server holds lines back.
   if (dest.kind === 'file') sink = pino.destination({ dest: dest.path, sync: false, mkdir: true, append: true, minLength: opts.buffered ? 4096 : 0, maxLength: MAX_BUFFERED });
   else sink = pino.destination({ fd: dest.kind === 'stderr' ? 2 : 1, sync: dest.kind === 'stderr', maxLength: MAX_BUFFERED });
-  const internals = sink as unknown as SinkInternals;
+  const internals = sinkInternals(sink);
   let failing = false;
   let dropped = 0;
   let retry: NodeJS.Timeout | null = null;
@@ -96,7 +90,7 @@ export function openSink(dest: LogDestination, events: SinkEvents | ((err: Error
  * which throws from inside its 'ready' listener. That one listener is removed again.
  */
 function openNow(sink: Sink, path: string): void {
-  const internals = sink as unknown as SinkInternals & { file: string | null };
+  const internals = sinkInternals(sink);
   const before = new Set(sink.listeners('ready'));
   internals.file = path; // reopen() refuses a sink whose first open failed (file still null)
   internals._writing = false;
@@ -112,7 +106,7 @@ function openNow(sink: Sink, path: string): void {
 /** Reopen a file sink (no-op for standard streams); also opens a file that could not be opened so far. */
 export function reopenSink(dest: LogDestination, sink: Sink): void {
   if (dest.kind !== 'file') return;
-  if ((sink as unknown as SinkInternals).fd < 0) openNow(sink, dest.path);
+  if (sinkInternals(sink).fd < 0) openNow(sink, dest.path);
   else sink.reopen(dest.path);
 }
 

@@ -5,6 +5,7 @@
 import pino from 'pino';
 import type { LogConfig } from '../config/types.js';
 import { flushEvery, openSink, reopenSink, type Sink } from './destination.js';
+import { loggerStream } from '../util/internals.js';
 
 const ACCESS_FLUSH_MS = 1000;
 
@@ -28,7 +29,7 @@ export type Logger = pino.Logger;
  * buffering, reopen and failure handling as every other line of that logger.
  */
 export function writeLine(log: Logger, line: string): void {
-  (log as unknown as Record<symbol, { write(s: string): void }>)[pino.symbols.streamSym].write(line);
+  loggerStream(log).write(line);
 }
 
 export interface Logs {

@@ -8,18 +8,9 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Address } from '../config/types.js';
 
-/** Node's raw TCP handle (tcp_wrap). `net._createServerHandle` binds without listening: the master never accepts. */
-export interface RawHandle {
-  readonly fd: number;
-  close(cb?: () => void): void;
-  getsockname(out: Record<string, unknown>): number;
-}
+import { createServerHandle, type RawHandle } from '../util/internals.js';
 
-interface NetInternals {
-  _createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number): RawHandle | number;
-}
-
-const internals = net as unknown as NetInternals;
+export type { RawHandle };
 
 export interface ListenerEntry {
   readonly key: string;
@@ -54,7 +45,7 @@ export class ListenerRegistry {
   adopt(fds: Readonly<Record<string, number>>): string[] {
     const problems: string[] = [];
     for (const [key, fd] of Object.entries(fds)) {
-      const handle = internals._createServerHandle(null, null, null, fd);
+      const handle = createServerHandle(null, null, null, fd);
       if (typeof handle === 'number') {
         problems.push(`cannot adopt inherited socket ${key} (fd ${fd}): ${errnoName(handle)}`);
         continue;
@@ -68,7 +59,7 @@ export class ListenerRegistry {
   adoptActivated(fds: readonly number[]): string[] {
     const problems: string[] = [];
     for (const fd of fds) {
-      const handle = internals._createServerHandle(null, null, null, fd);
+      const handle = createServerHandle(null, null, null, fd);
       if (typeof handle === 'number') {
         problems.push(`cannot adopt activated socket fd ${fd}: ${errnoName(handle)}`);
         continue;
@@ -89,7 +80,7 @@ export class ListenerRegistry {
     const problems: string[] = [];
     for (const a of addresses) {
       if (this.#entries.has(a.key)) continue;
-      const handle = internals._createServerHandle(a.host, a.port, a.family, undefined, 0);
+      const handle = createServerHandle(a.host, a.port, a.family, undefined, 0);
       if (typeof handle === 'number') {
         problems.push(`cannot listen on ${a.key}: ${errnoName(handle)}`);
         continue;

@@ -10,12 +10,24 @@ import { installSignalQueue } from './signal-queue.js';
 import { activatedFds } from './systemd.js';
 import { initialState } from './state.js';
 import { takeInherited } from './upgrade.js';
+import { missingInternals } from '../util/internals.js';
+
+/** The master cannot start at all (the CLI exits 4 with its message). */
+export class StartupError extends Error {}
 
 /** Runs until an exit effect ends the process. */
 export async function runMaster(configFile: string, config: Config): Promise<void> {
   const startedAt = Date.now();
   const inherited = takeInherited();
   const logs = createLogs(config.log, { role: 'master' });
+  // A Node or library release without an internal we rely on: stop now, naming it, not misbehave under load.
+  const missing = missingInternals();
+  if (missing.length) {
+    const message = `this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`;
+    logs.error.fatal({ missing }, message);
+    logs.flush();
+    throw new StartupError(message);
+  }
   const registry = new ListenerRegistry();
   // Sockets from systemd (cold start) or from an old master (upgrade) are adopted before anything is bound.
   const adoptProblems = [...registry.adoptActivated(activatedFds()), ...registry.adopt(inherited.fds)];

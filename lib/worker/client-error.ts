@@ -9,6 +9,7 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import { requestBodyFailed } from './exchange.js';
+import { currentResponse } from '../util/internals.js';
 
 const TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 const kLast = Symbol('baton.lastResponse');
@@ -35,12 +36,12 @@ export function answerClientError(err: Error & { code?: string }, socket: net.So
     socket.destroy();
     return;
   }
-  const last = (socket as Tracked)[kLast] ?? (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? undefined;
+  const last = (socket as Tracked)[kLast] ?? currentResponse(socket) ?? undefined;
   if (last !== undefined) {
     if (!last.req.complete && requestBodyFailed(last, err.code ?? 'HPE_ERROR')) return;
     // A response still to be written, or being written ('finish' not run yet: Node keeps _httpMessage until
     // then): let it and those queued before it go out, and close after it.
-    if (!last.headersSent || (socket as { _httpMessage?: unknown })._httpMessage) {
+    if (!last.headersSent || currentResponse(socket) !== null) {
       if (!last.headersSent) last.shouldKeepAlive = false;
       else if (last.shouldKeepAlive) last.once('finish', () => socket.end());
       return;

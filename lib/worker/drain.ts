@@ -9,6 +9,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { H2Port } from './h2-port.js';
+import { maxRequestsReached, sessionSocket, wrappedStream } from '../util/internals.js';
 
 /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
 const QUIET_MS = 1000;
@@ -31,11 +32,10 @@ type TrackedSocket = net.Socket & { [TRACK]?: Tracked };
 
 let draining = false;
 
-/** Node keeps a session's stream under a symbol; over an H2Port that stream is a JSStreamSocket around it. */
-let kSocket: symbol | undefined;
+/** Over an H2Port a session's socket is a JSStreamSocket around it. */
 function portOf(session: http2.ServerHttp2Session): H2Port | undefined {
-  kSocket ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'socket');
-  const stream = kSocket && (session as unknown as Record<symbol, { stream?: unknown } | undefined>)[kSocket]?.stream;
+  const socket = sessionSocket(session);
+  const stream = socket && wrappedStream(socket);
   return stream instanceof H2Port ? stream : undefined;
 }
 
@@ -46,7 +46,7 @@ function portOf(session: http2.ServerHttp2Session): H2Port | undefined {
 export function exposeClient(session: http2.ServerHttp2Session): void {
   const port = portOf(session);
   if (!port) return;
-  const js = (session as unknown as Record<symbol, object>)[kSocket!];
+  const js = sessionSocket(session)!;
   Object.defineProperties(js, {
     remoteAddress: { get: () => port.remoteAddress, configurable: true },
     remotePort: { get: () => port.remotePort, configurable: true },
@@ -61,7 +61,7 @@ export class DrainAwareResponse extends http.ServerResponse {
   override writeHead(statusCode: number, ...rest: unknown[]): this {
     // Node marks the last response allowed by maxRequestsPerSocket (keepalive_requests) with Connection: close
     // but leaves the connection open for the client to close; nginx closes it, and so do we.
-    if (draining || (this as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached) this.shouldKeepAlive = false;
+    if (draining || maxRequestsReached(this)) this.shouldKeepAlive = false;
     return (super.writeHead as (code: number, ...a: unknown[]) => this)(statusCode, ...rest);
   }
 }

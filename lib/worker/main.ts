@@ -11,6 +11,7 @@ import { createRequestHandler, type RequestHandler } from './proxy.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
 import { answerClientError } from './client-error.js';
+import { missingInternals } from '../util/internals.js';
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -72,6 +73,8 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   shutdownTimeout = config.shutdownTimeout;
   logs = createLogs(config.log, { role: 'worker', generation });
   const l = logs;
+  const missing = missingInternals();
+  if (missing.length) throw new Error(`this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`);
   const h = createRequestHandler(config, l, { generation });
   handler = h;
   recorder.configure(config.routes);

@@ -1,0 +1,139 @@
+/**
+ * @module Every Node.js or library internal baton relies on, in one place. Each one is an undocumented field,
+ * symbol or function that a Node (or pino, sonic-boom) release may rename or remove; `missingInternals()` probes
+ * them all, and the master and every worker call it at start-up so that such a release fails loudly (exit 4,
+ * naming what is missing) instead of misbehaving under load. Nothing outside this file touches them.
+ *
+ * Checked on Node 20.20, 22.23 and 24.22 with pino 10.4 / sonic-boom 4.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import pino from 'pino';
+
+// ---- net._createServerHandle ---------------------------------------------------------------------------------
+
+/** Node's raw TCP handle (tcp_wrap), as `net._createServerHandle` returns it. */
+export interface RawHandle {
+  readonly fd: number;
+  close(cb?: () => void): void;
+  getsockname(out: Record<string, unknown>): number;
+}
+
+interface NetInternals {
+  _createServerHandle?(address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number): RawHandle | number;
+}
+
+/**
+ * Bind (or wrap an existing fd) without listening: the master owns sockets it never accepts on. Returns the
+ * handle, or a negative errno. (`net.Server#listen` would also listen, and accept in the master.)
+ */
+export function createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number): RawHandle | number {
+  return (net as unknown as NetInternals)._createServerHandle!(address, port, addressType, fd, flags);
+}
+
+// ---- pino and sonic-boom --------------------------------------------------------------------------------------
+
+/** The destination behind a pino logger, written to directly by the access log's hot path. */
+export function loggerStream(log: pino.Logger): { write(s: string): void } {
+  return (log as unknown as Record<symbol, { write(s: string): void }>)[pino.symbols.streamSym]!;
+}
+
+/** The SonicBoom fields the log sinks read and set (not part of its typed API). */
+export interface SinkInternals {
+  fd: number;
+  minLength: number;
+  _len: number;
+  _writing: boolean;
+  file: string | null;
+}
+
+export function sinkInternals(sink: ReturnType<typeof pino.destination>): SinkInternals {
+  return sink as unknown as SinkInternals;
+}
+
+// ---- node:http -------------------------------------------------------------------------------------------------
+
+/** The response that holds an HTTP/1 connection now (`socket._httpMessage`), if any. */
+export function currentResponse(socket: net.Socket | Duplex): http.ServerResponse | null {
+  return (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null;
+}
+
+/** Node marks the response of the last request `maxRequestsPerSocket` allows (it will say Connection: close). */
+export function maxRequestsReached(res: http.ServerResponse): boolean {
+  return (res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached === true;
+}
+
+// ---- node:http2 ------------------------------------------------------------------------------------------------
+
+let kSessionSocket: symbol | undefined;
+
+/**
+ * The socket object a session runs on (a JSStreamSocket when the session was given a plain Duplex, such as an
+ * H2Port). Node keeps it under a symbol described 'socket'.
+ */
+export function sessionSocket(session: http2.Http2Session): (object & { stream?: unknown }) | undefined {
+  kSessionSocket ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'socket');
+  if (kSessionSocket === undefined) return undefined;
+  return (session as unknown as Record<symbol, (object & { stream?: unknown }) | undefined>)[kSessionSocket];
+}
+
+/** The Duplex a JSStreamSocket wraps (`.stream`): for a session on an H2Port, that H2Port. */
+export function wrappedStream(socket: object & { stream?: unknown }): unknown {
+  return socket.stream;
+}
+
+// ---- the start-up probe ----------------------------------------------------------------------------------------
+
+function probeSession(): string[] {
+  const missing: string[] = [];
+  const server = http2.createServer();
+  let session: http2.ServerHttp2Session | undefined;
+  server.on('session', (s) => { session = s; });
+  const duplex = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+  server.emit('connection', duplex);
+  if (session === undefined) return ['http2: a server session from a Duplex'];
+  session.on('error', () => {});
+  const socket = sessionSocket(session);
+  if (socket === undefined) missing.push("http2: the session's socket symbol");
+  else if (wrappedStream(socket) !== duplex) missing.push('http2: JSStreamSocket.stream');
+  session.destroy();
+  duplex.destroy();
+  return missing;
+}
+
+function probeHttp(): string[] {
+  const missing: string[] = [];
+  const socket = new net.Socket();
+  const res = new http.ServerResponse(new http.IncomingMessage(socket));
+  if (!('maxRequestsOnConnectionReached' in res)) missing.push('http: ServerResponse.maxRequestsOnConnectionReached');
+  res.assignSocket(socket);
+  if (currentResponse(socket) !== res) missing.push('http: socket._httpMessage');
+  res.detachSocket(socket);
+  socket.destroy();
+  return missing;
+}
+
+function probeSink(): string[] {
+  const sink = pino.destination({ dest: '/dev/null', sync: true });
+  const i = sinkInternals(sink) as unknown as Record<string, unknown>;
+  const missing = (['fd', 'minLength', '_len', '_writing', 'file'] as const).filter((f) => !(f in i)).map((f) => `sonic-boom: ${f}`);
+  sink.destroy();
+  return missing;
+}
+
+/** Names of the internals this Node and these libraries no longer have; empty when all are there. */
+export function missingInternals(): string[] {
+  const missing: string[] = [];
+  if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
+  if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
+  for (const probe of [probeHttp, probeSession, probeSink]) {
+    try {
+      missing.push(...probe());
+    } catch (err) {
+      missing.push(`${probe.name}: ${(err as Error).message}`);
+    }
+  }
+  return missing;
+}
