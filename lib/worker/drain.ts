@@ -6,18 +6,23 @@
  * progress finish (bounded by the handshake timeout, `header_timeout`), give every HTTP/2 session the two-phase
  * GOAWAY, leave upgraded tunnels until the deadline, and exit the moment nothing is left.
  */
+import type { EventEmitter } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { H2Port } from './h2-port.js';
 import { maxRequestsReached, sessionSocket } from '../util/internals.js';
 
-/** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
-const QUIET_MS = 1000;
-/** After our FIN, how long the peer gets to close its side before the socket is destroyed. */
-const LINGER_MS = 2000;
-/** Between GOAWAY(2^31-1) and the final GOAWAY: about one round trip, for streams already on the wire. */
-const GOAWAY_GRACE_MS = 300;
+export interface DrainTimings {
+  /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
+  readonly quietMs: number;
+  /** After our FIN, how long the peer gets to close its side before the socket is destroyed. */
+  readonly lingerMs: number;
+  /** Between GOAWAY(2^31-1) and the final GOAWAY: about one round trip, for streams already on the wire. */
+  readonly goawayGraceMs: number;
+}
+
+const TIMINGS: DrainTimings = { quietMs: 1000, lingerMs: 2000, goawayGraceMs: 300 };
 const MAX_STREAM_ID = 2 ** 31 - 1;
 
 /** What a socket needs to be closed at the right time; found from the socket, its requests and its session. */
@@ -68,10 +73,8 @@ export class DrainAwareResponse extends http.ServerResponse {
   }
 }
 
-/** The servers a Drainer watches, as far as it is concerned: they accept connections and can stop. */
-export type Acceptor = Pick<net.Server, 'on' | 'close'>;
-/** The servers that parse those connections: they emit 'request' and, for HTTP/2, 'session'. */
-export type Parser = Pick<net.Server, 'on'>;
+/** The servers that parse connections, as far as a Drainer is concerned: they emit 'request' and 'session'. */
+export type Parser = Pick<EventEmitter, 'on'>;
 
 export class Drainer {
   /** Connections whose protocol socket we know: cleartext from the accept, TLS from the end of the handshake. */
@@ -81,10 +84,15 @@ export class Drainer {
   /** TLS sockets among #sockets. */
   #secured = 0;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
-  readonly #servers: Acceptor[] = [];
+  readonly #servers: net.Server[] = [];
   #onEmpty: (() => void) | null = null;
   #requests = 0;
   #draining = false;
+  readonly #timings: DrainTimings;
+
+  constructor(timings: DrainTimings = TIMINGS) {
+    this.#timings = timings;
+  }
 
   get draining(): boolean {
     return this.#draining;
@@ -115,7 +123,7 @@ export class Drainer {
    * from the TCP accept ('connection'), so a drain waits for their handshakes; the TLS socket that requests see
    * is tracked from 'secureConnection'.
    */
-  watch(server: Acceptor, protocols: readonly Parser[] = [server], tls = false): void {
+  watch(server: net.Server, protocols: readonly Parser[] = [server], tls = false): void {
     this.#servers.push(server);
     if (tls) {
       server.on('connection', (socket: TcpSocket) => {
@@ -227,12 +235,12 @@ export class Drainer {
     }
     setTimeout(() => {
       if (!session.closed && !session.destroyed) session.close();
-    }, GOAWAY_GRACE_MS).unref();
+    }, this.#timings.goawayGraceMs).unref();
   }
 
   #scheduleIdleClose(t: Tracked): void {
     if (t.owned || t.active > 0 || t.timer) return;
-    const wait = Math.max(0, t.idleSince + QUIET_MS - Date.now());
+    const wait = Math.max(0, t.idleSince + this.#timings.quietMs - Date.now());
     t.timer = setTimeout(() => {
       t.timer = null;
       const socket = t.socket;
@@ -244,7 +252,7 @@ export class Drainer {
         return;
       }
       socket.end();
-      setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      setTimeout(() => socket.destroy(), this.#timings.lingerMs).unref();
     }, wait);
   }
 
