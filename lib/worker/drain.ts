@@ -11,7 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { H2Port } from './h2-port.js';
-import { maxRequestsReached, sessionSocket } from '../util/internals.js';
+import { maxRequestsReached, sessionSocket, setPeer } from '../util/internals.js';
 
 export interface DrainTimings {
   /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
@@ -54,13 +54,10 @@ let processDraining = false;
 export function exposeClient(session: http2.ServerHttp2Session): void {
   const port = H2Port.of(session);
   if (!port) return;
-  Object.defineProperties(sessionSocket(session)!, {
-    remoteAddress: { value: port.remoteAddress, configurable: true },
-    remotePort: { value: port.remotePort, configurable: true },
-    remoteFamily: { value: port.remoteFamily, configurable: true },
-    encrypted: { value: port.encrypted, configurable: true },
-    alpnProtocol: { value: port.alpnProtocol, configurable: true },
-  });
+  const js = sessionSocket(session)! as { encrypted?: boolean; alpnProtocol?: string | false };
+  setPeer(js, port.remoteAddress, port.remotePort, port.remoteFamily);
+  js.encrypted = port.encrypted;
+  js.alpnProtocol = port.alpnProtocol ?? false;
 }
 
 /** Every response decides keep-alive when its headers are written, not when its request arrived. */
