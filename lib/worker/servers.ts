@@ -116,9 +116,8 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
 
 /**
  * The HTTP/2 server of a listener. SETTINGS_MAX_CONCURRENT_STREAMS is advertised: nghttp2 refuses the streams
- * over it (REFUSED_STREAM while the client has not acknowledged the setting; a connection error once it has),
- * and Node resets streams opened faster than they close (ENHANCE_YOUR_CALM, the session after 100 of them).
- * nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
+ * over it (REFUSED_STREAM while the client has not acknowledged the setting; a connection error once it has);
+ * the guard (h2-guard.ts) adds the limits nghttp2 lacks: resets, and streams per client. nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
  * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
  * would turn an oversized header list into a stream reset as well, instead of a 431.
  */
