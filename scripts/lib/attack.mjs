@@ -2,6 +2,7 @@
 // costs the proxy and how long ordinary requests suffer. Run `scripts/attack --help` for flags.
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -42,7 +43,7 @@ for each attack and each proxy, a fresh proxy in front of it: baton (2 workers, 
 access log on) and nginx (2 workers, the same two ports, upstream keepalive). The attacker runs in its own
 process (scripts/lib/attack-client.mjs) for --duration:
 ${Object.entries(ATTACKS).map(([k, a]) => `  ${a.title}`).join('\n')}
-Meanwhile a prober sends an ordinary GET / (new connection, HTTP/1.1) every 200 ms. Printed per attack and
+Before each attack, 400 ordinary requests over HTTP/1.1 and 400 over h2c warm the proxy up. Meanwhile a prober sends an ordinary GET / (new connection, HTTP/1.1) every 200 ms. Printed per attack and
 proxy: the probes during the attack (answered, failed, median and slowest), the outage after it (from the end of
 the attack to the first ordinary request answered again; probes every 50 ms), the upstream connections opened,
 the CPU seconds of the proxy's processes (/proc: utime + stime, children included), their RSS before, at the
@@ -229,10 +230,34 @@ async function stopProxy(p) {
   }
 }
 
+/**
+ * Ordinary traffic before "before" (HTTP/1.1 and h2c), so that the figures compare a proxy that has served
+ * requests (code compiled, upstream connections pooled) with itself, not with one that just started.
+ */
+async function warmUp(ports, n = 400) {
+  const h1 = Array.from({ length: 8 }, async (_, k) => {
+    for (let i = k; i < n; i += 8) await httpGet(ports.h1, '/', { timeout: 10_000 });
+  });
+  const h2 = new Promise((resolve) => {
+    const session = http2.connect(`http://${HOST}:${ports.h2c}`);
+    session.on('error', () => resolve());
+    let done = 0;
+    for (let i = 0; i < n; i++) {
+      const req = session.request({ ':path': '/' });
+      req.on('error', () => {});
+      req.resume();
+      req.on('close', () => { if (++done === n) { session.close(); resolve(); } });
+    }
+  });
+  await Promise.all([...h1, h2]);
+}
+
 // ---- one attack against one proxy -------------------------------------------------------------------------------
 
 async function run(opt, attack, name, dir, ports, nginx, upstream) {
   const proxy = await startProxy(name, opt, dir, ports, nginx);
+  await warmUp(ports);
+  await new Promise((r) => setTimeout(r, 1000));
   const upCount = () => new Promise((r) => { upstream.once('message', r); upstream.send('count'); });
   const before = { ...sample(proxy.master), up: (await upCount()).connections, logs: logBytes(proxy.logs) };
   let peak = before.rss;
