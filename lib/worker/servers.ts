@@ -35,13 +35,9 @@ export interface Handlers {
 
 /**
  * CONNECT (forward proxying) is not ours to serve: 405 and close. Without a listener Node just drops the socket.
- * On the TLS server the same event brings HTTP/2 CONNECT streams as (request, response).
+ * (HTTP/2 CONNECT streams get Node's own 405: the HTTP/2 server has no 'connect' listener.)
  */
-function refuseConnect(_req: http.IncomingMessage, socket: net.Socket | http.ServerResponse): void {
-  if (!(socket instanceof net.Socket)) {
-    sendError(socket, 405, nextRequestId(), false, true);
-    return;
-  }
+function refuseConnect(_req: http.IncomingMessage, socket: net.Socket): void {
   socket.on('error', () => {});
   if (socket.writable) socket.end(rawError(405, nextRequestId()));
   else socket.destroy();
