@@ -114,6 +114,8 @@ export interface ClientLimits {
   readonly keepaliveTimeout: number;
   /** Requests per HTTP/1.1 connection; 0 = no limit. */
   readonly keepaliveRequests: number;
+  /** HTTP/2 streams open at once per connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
+  readonly http2MaxConcurrentStreams: number;
 }
 
 export interface ReturnAction {

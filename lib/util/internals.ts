@@ -84,6 +84,15 @@ export function wrappedStream(socket: object & { stream?: unknown }): unknown {
   return socket.stream;
 }
 
+/**
+ * Give a socket that has no native peer (a JSStreamSocket) the client's address: net.Socket's `remoteAddress`,
+ * `remotePort` and `remoteFamily` getters read `_peername` when the handle cannot tell. One small object per
+ * connection, where getters would cost a closure each.
+ */
+export function setPeer(socket: object, address: string | undefined, port: number | undefined, family: string | undefined): void {
+  (socket as { _peername?: object })._peername = { address, port, family };
+}
+
 // ---- the start-up probe ----------------------------------------------------------------------------------------
 
 function probeSession(): string[] {
@@ -98,6 +107,10 @@ function probeSession(): string[] {
   const socket = sessionSocket(session);
   if (socket === undefined) missing.push("http2: the session's socket symbol");
   else if (wrappedStream(socket) !== duplex) missing.push('http2: JSStreamSocket.stream');
+  else {
+    setPeer(socket, '192.0.2.1', 1, 'IPv4');
+    if ((socket as net.Socket).remoteAddress !== '192.0.2.1') missing.push('net: Socket._peername');
+  }
   session.destroy();
   duplex.destroy();
   return missing;

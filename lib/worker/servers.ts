@@ -1,32 +1,28 @@
 /**
  * @module One server per listener, on the listening fd inherited from the master: HTTP/1.1; HTTP/1.1 and
- * HTTP/2 with prior knowledge on one cleartext port (h2c: the connection preface decides); or TLS with SNI and
- * ALPN offering h2 and http/1.1. Servers accept, parse and enforce the connection-level client limits
- * (`limits:` header size and timeout, keep-alive, requests per connection, HTTP/2 idle sessions, the fd
- * budget); the request handler decides everything else.
+ * HTTP/2 with prior knowledge on one cleartext port (h2c: the connection preface decides); or TLS, which
+ * terminates in a tls.Server whose ALPN result hands each connection to an HTTP/1.1 or an HTTP/2 server.
+ * Every HTTP/2 session runs on an H2Port (the drain's shutdown notice, the connection guard). Servers accept,
+ * parse and enforce the connection-level client limits (`limits:` header size and timeout, keep-alive, requests
+ * per connection, HTTP/2 streams and resets, idle sessions, the fd budget); the request handler decides the rest.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
-import type { ClientLimits, ListenerConfig, TlsConfig } from '../config/types.js';
-import { DEFAULT_LIMITS } from '../config/sections/limits.js';
+import type tls from 'node:tls';
+import type { ClientLimits, ListenerConfig } from '../config/types.js';
+import { DEFAULT_LIMITS } from '../config/defaults.js';
 import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
+import { H2Guard, refusedStream } from './h2-guard.js';
 import { H2Port } from './h2-port.js';
+import { createTlsServer } from './tls-server.js';
 import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs, holdContinue } from './limits.js';
 import type { Logger } from '../log/logger.js';
 import { nextRequestId } from './headers.js';
 import { rawError, sendError } from './respond.js';
 import { dequeued, queued } from './client-error.js';
 
-/** A client must send the TLS handshake or the h2c/h1 first bytes within this. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-/** Mozilla "intermediate": forward secrecy and AEAD only, TLS 1.2+ (TLS 1.3 suites are always on). */
-const CIPHERS = [
-  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
 
 type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -38,36 +34,10 @@ export interface Handlers {
 }
 
 /**
- * The HTTP/1.1 settings of `limits`, as http.Server properties (the TLS server is an http2 server with
- * allowHTTP1, which reads the same properties for its HTTP/1.1 connections but takes none of them as options).
- * Node enforces: `maxHeaderSize` (431 through clientError), `headersTimeout` (408 through clientError, checked
- * every `connectionsCheckingInterval`: 30 s by default, far too coarse for a 10 s limit), `keepAliveTimeout`
- * (the socket closes 1 s after the advertised value), `maxRequestsPerSocket` (Connection: close on the last
- * response; a request pipelined past it gets 503).
- */
-function h1Settings(limits: ClientLimits): Record<string, number> {
-  return {
-    maxHeaderSize: limits.maxHeaderSize,
-    headersTimeout: limits.headerTimeout,
-    // Large uploads may take long; body inactivity is bounded by body_timeout instead.
-    requestTimeout: 0,
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
-    keepAliveTimeout: limits.keepaliveTimeout,
-    maxRequestsPerSocket: limits.keepaliveRequests,
-    // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
-    maxHeadersCount: limits.maxHeaders + 1,
-  };
-}
-
-/**
  * CONNECT (forward proxying) is not ours to serve: 405 and close. Without a listener Node just drops the socket.
- * On the TLS server the same event brings HTTP/2 CONNECT streams as (request, response).
+ * (HTTP/2 CONNECT streams get Node's own 405: the HTTP/2 server has no 'connect' listener.)
  */
-function refuseConnect(_req: http.IncomingMessage, socket: net.Socket | http.ServerResponse): void {
-  if (!(socket instanceof net.Socket)) {
-    sendError(socket, 405, nextRequestId(), false, true);
-    return;
-  }
+function refuseConnect(_req: http.IncomingMessage, socket: net.Socket): void {
   socket.on('error', () => {});
   if (socket.writable) socket.end(rawError(405, nextRequestId()));
   else socket.destroy();
@@ -76,25 +46,6 @@ function refuseConnect(_req: http.IncomingMessage, socket: net.Socket | http.Ser
 /** `Expect:` other than 100-continue: 417, and close (Node's own 417 keeps the connection with the body unread). */
 function refuseExpectation(req: http.IncomingMessage, res: http.ServerResponse): void {
   sendError(res, 417, nextRequestId(), req.method === 'HEAD', true);
-}
-
-function sniCallback(conf: TlsConfig): ((servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void) | undefined {
-  if (conf.sni.length === 0) return undefined;
-  const exact = new Map<string, tls.SecureContext>();
-  const wild: [string, tls.SecureContext][] = [];
-  for (const entry of conf.sni) {
-    const ctx = tls.createSecureContext({ cert: entry.cert, key: entry.key, minVersion: 'TLSv1.2', ciphers: CIPHERS });
-    for (const name of entry.names) {
-      if (name.startsWith('*.')) wild.push([name.slice(1), ctx]);
-      else exact.set(name, ctx);
-    }
-  }
-  // Longest suffix first, so *.api.example.com wins over *.example.com. Unknown names get the default (undefined).
-  wild.sort((a, b) => b[0].length - a[0].length);
-  return (servername, cb) => {
-    const name = servername.toLowerCase();
-    cb(null, exact.get(name) ?? wild.find(([suffix]) => name.endsWith(suffix) && name.length > suffix.length)?.[1]);
-  };
 }
 
 /**
@@ -129,9 +80,26 @@ function h1Events(server: net.Server, handlers: Handlers): void {
   server.on('checkExpectation', refuseExpectation);
 }
 
+/**
+ * The HTTP/1.1 server for `limits`. Node enforces: `maxHeaderSize` (431 through clientError), `headersTimeout`
+ * (408 through clientError, checked every `connectionsCheckingInterval`: 30 s by default, far too coarse for a
+ * 10 s limit), `keepAliveTimeout` (the socket closes 1 s after the advertised value), `maxRequestsPerSocket`
+ * (Connection: close on the last response; a request pipelined past it gets 503). The last one and
+ * `maxHeadersCount` are server properties only, not `createServer` options.
+ */
 function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
-  const server = http.createServer({ ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse });
-  Object.assign(server, h1Settings(limits));
+  const server = http.createServer({
+    ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse,
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headerTimeout,
+    // Large uploads may take long; body inactivity is bounded by body_timeout instead.
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
+    keepAliveTimeout: limits.keepaliveTimeout,
+  });
+  server.maxRequestsPerSocket = limits.keepaliveRequests;
+  // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
+  server.maxHeadersCount = limits.maxHeaders + 1;
   const request = inOrder(handlers.request);
   server.on('request', request);
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -142,39 +110,47 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
   return server;
 }
 
-function h2Handlers(server: http2.Http2Server, handlers: Handlers, limits: ClientLimits): void {
-  const request = (req: AnyRequest, res: AnyResponse) => handlers.request(req as http.IncomingMessage, res as http.ServerResponse);
+/**
+ * The HTTP/2 server of a listener. SETTINGS_MAX_CONCURRENT_STREAMS is advertised: nghttp2 refuses the streams
+ * over it (REFUSED_STREAM while the client has not acknowledged the setting; a connection error once it has);
+ * the guard (h2-guard.ts) adds the limits nghttp2 lacks: resets, and streams per client. nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
+ * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
+ * would turn an oversized header list into a stream reset as well, instead of a 431.
+ */
+function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): http2.Http2Server {
+  const server = http2.createServer({
+    maxHeaderListPairs: h2MaxHeaderPairs(limits),
+    settings: { maxConcurrentStreams: limits.http2MaxConcurrentStreams },
+  });
+  guard.attach(server);
+  const request = (req: AnyRequest, res: AnyResponse) => {
+    if (!refusedStream((req as http2.Http2ServerRequest).stream)) handlers.request(req as http.IncomingMessage, res as http.ServerResponse);
+  };
   server.on('request', request);
   server.on('checkContinue', (req: AnyRequest, res: AnyResponse) => {
     holdContinue(req as http.IncomingMessage);
     request(req, res);
   });
   // A broken session or stream concerns that connection only.
-  server.on('sessionError', () => {});
+  server.on('sessionError', ignore);
   server.on('session', (session: http2.ServerHttp2Session) => {
-    session.on('error', () => {});
+    session.on('error', ignore);
     exposeClient(session);
   });
   closeIdleSessions(server, limits.keepaliveTimeout);
+  return server;
 }
 
-/**
- * nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
- * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
- * would turn an oversized header list into a stream reset as well, instead of a 431.
- */
-function h2Options(limits: ClientLimits): http2.ServerOptions {
-  return { maxHeaderListPairs: h2MaxHeaderPairs(limits) };
-}
+function ignore(): void {}
 
 /**
  * Read just enough of a cleartext connection to tell the HTTP/2 preface from an HTTP/1 request line, then
  * put the bytes back. Paused-mode reads ('readable'), not 'data': a stream switched to flowing mode would lose
  * the unshifted bytes to the HTTP/1 parser, which reads from the handle itself.
  */
-function sniff(socket: net.Socket, decide: (h2: boolean) => void): void {
+function sniff(socket: net.Socket, timeout: number, decide: (h2: boolean) => void): void {
   let seen: Buffer = Buffer.alloc(0);
-  const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
+  const timer = setTimeout(() => socket.destroy(), timeout);
   const onReadable = () => {
     for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
       seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
@@ -192,7 +168,7 @@ function sniff(socket: net.Socket, decide: (h2: boolean) => void): void {
   const onClose = () => clearTimeout(timer);
   socket.on('readable', onReadable);
   socket.on('close', onClose);
-  socket.on('error', () => {});
+  socket.on('error', ignore);
 }
 
 /** A drop log line at most this often per server: a flood of them would make things worse. */
@@ -219,51 +195,45 @@ function budgetConnections(server: net.Server, log: Logger | undefined): void {
   });
 }
 
+/** One HTTP/2 guard per worker (its Drainer): the per-client counts span every listener. */
+const guards = new WeakMap<Drainer, H2Guard>();
+
+function guardOf(drainer: Drainer, limits: ClientLimits, log: Logger | undefined): H2Guard {
+  let guard = guards.get(drainer);
+  if (guard === undefined) {
+    guard = new H2Guard(limits.http2MaxConcurrentStreams, log);
+    guards.set(drainer, guard);
+  }
+  return guard;
+}
+
 /** The server whose `listen({fd})` takes the inherited socket. */
 export function createServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits = DEFAULT_LIMITS, log?: Logger): net.Server {
-  const server = createProtocolServer(listener, handlers, drainer, limits);
+  const server = createProtocolServer(listener, handlers, drainer, limits, log);
   budgetConnections(server, log);
   return server;
 }
 
-function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits): net.Server {
+function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits, log: Logger | undefined): net.Server {
+  const h1 = h1Server(handlers, limits);
+  if (!listener.tls && !listener.h2c) {
+    drainer.watch(h1);
+    return h1;
+  }
+  const h2 = h2Server(handlers, limits, guardOf(drainer, limits, log));
   if (listener.tls) {
-    // TLS terminates here and ALPN picks the parser: HTTP/1.1 goes to an http.Server, h2 to an HTTP/2 server
-    // through an H2Port, so that a drain can send a real shutdown notice (see h2-port.ts).
-    const t = listener.tls;
-    const SNICallback = sniCallback(t);
-    const server = tls.createServer({
-      cert: t.cert,
-      key: t.key,
-      minVersion: 'TLSv1.2',
-      ciphers: CIPHERS,
-      honorCipherOrder: true,
-      ALPNProtocols: ['h2', 'http/1.1'],
-      ...(SNICallback ? { SNICallback } : {}),
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-    });
-    const h1 = h1Server(handlers, limits);
-    const h2 = http2.createServer(h2Options(limits));
-    h2Handlers(h2, handlers, limits);
+    const server = createTlsServer(listener.tls, limits.headerTimeout);
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       if (socket.alpnProtocol === 'h2') h2.emit('connection', new H2Port(socket));
       else h1.emit('connection', socket);
     });
-    server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
     // h1 never listens itself: Node starts its header-timeout sweep on 'listening'.
     server.once('listening', () => h1.emit('listening'));
-    drainer.watch(server, 'secureConnection', [h1, h2]);
+    drainer.watch(server, [h1, h2], true);
     return server;
   }
-  const h1 = h1Server(handlers, limits);
-  if (!listener.h2c) {
-    drainer.watch(h1, 'connection');
-    return h1;
-  }
-  const h2 = http2.createServer(h2Options(limits));
-  h2Handlers(h2, handlers, limits);
   const front = net.createServer((socket) => {
-    sniff(socket, (isH2) => {
+    sniff(socket, limits.headerTimeout, (isH2) => {
       drainer.markH2(socket, isH2);
       if (isH2) h2.emit('connection', new H2Port(socket));
       else h1.emit('connection', socket);
@@ -272,6 +242,6 @@ function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drai
   // h1 never listens itself (the front hands it connections), and Node starts its header-timeout sweep on
   // 'listening': without this, slowloris clients on an h2c port would never get their 408.
   front.once('listening', () => h1.emit('listening'));
-  drainer.watch(front, 'connection', [h1, h2]);
+  drainer.watch(front, [h1, h2]);
   return front;
 }

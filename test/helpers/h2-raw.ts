@@ -13,6 +13,9 @@ export interface Frame {
 
 export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, GOAWAY: 7 } as const;
 
+/** HTTP/2 error codes the tests look for. */
+export const H2_ERROR = { NO_ERROR: 0, PROTOCOL_ERROR: 1, INTERNAL_ERROR: 2, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11 } as const;
+
 export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const h = Buffer.alloc(9);
   h.writeUIntBE(payload.length, 0, 3);
@@ -42,4 +45,23 @@ export function h2raw(socket: Duplex, onFrame: (f: Frame) => void): void {
       onFrame(f);
     }
   });
+}
+
+/** HPACK for GET `path` over http (literal :path, :authority): for paths other than `/`. */
+export function requestHeaders(authority: string, path: string): Buffer {
+  return Buffer.concat([Buffer.from([0x82, 0x86, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, authority.length]), Buffer.from(authority)]);
+}
+
+/** RST_STREAM with `code` (8 = CANCEL, as browsers and rapid-reset attacks send). */
+export function rstStream(stream: number, code = 8): Buffer {
+  const p = Buffer.alloc(4);
+  p.writeUInt32BE(code);
+  return frame(FRAME.RST_STREAM, 0, stream, p);
+}
+
+/** The SETTINGS parameters of a SETTINGS frame, by identifier. */
+export function settingsOf(f: Frame): Map<number, number> {
+  const m = new Map<number, number>();
+  for (let i = 0; i + 6 <= f.payload.length; i += 6) m.set(f.payload.readUInt16BE(i), f.payload.readUInt32BE(i + 2));
+  return m;
 }

@@ -195,7 +195,7 @@ routes:
   t.match(slow.text, /^HTTP\/1\.1 408 /, 'HTTP/1.1 over TLS: 408 for headers that never end');
   t.comment(`closed after ${slow.ms} ms`);
 
-  // CONNECT over h2 on the TLS server arrives as the server's 'connect' event, with a response object.
+  // CONNECT over h2 on the TLS server: Node's own 405 (the HTTP/2 server has no 'connect' listener).
   const session = http2.connect(`https://127.0.0.4:${ports.tls}`, { rejectUnauthorized: false });
   session.on('error', () => {});
   t.teardown(() => session.destroy());

@@ -1,25 +1,12 @@
-import { execFile, execFileSync } from 'node:child_process';
-import fs from 'node:fs';
+import { execFile } from 'node:child_process';
 import http2 from 'node:http2';
 import net from 'node:net';
-import path from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { Daemon, freePort, proxyAll, waitFor } from '../helpers/daemon.js';
+import { makeCerts } from '../helpers/certs.js';
 import { upstream } from '../helpers/http.js';
 import { FRAME, frame, getHeaders, h2raw } from '../helpers/h2-raw.js';
-
-/** A test CA and certificates made with openssl for this run only: nothing secret is committed. */
-function makeCerts(dir: string): Record<string, string> {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=baton test CA');
-  for (const [name, cn] of [['site', 'site.test'], ['api', 'api.example.test']] as const) {
-    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${cn},DNS:*.${cn}\n`);
-    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
-  }
-  return { ca: path.join(dir, 'ca.crt') };
-}
 
 /** A daemon with one h2c listener proxying everything to `url`, and an HTTP/2 client connected to it. */
 async function h2cDaemon(t: { teardown(fn: () => unknown): void }, url: string): Promise<{ d: Daemon; client: http2.ClientHttp2Session }> {

@@ -7,20 +7,11 @@ import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
 import { SIZE_FORMAT, parseSize } from '../../util/size.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { ClientLimits } from '../types.js';
+import { DEFAULT_LIMITS } from '../defaults.js';
 
-export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
-  maxHeaderSize: 16 * 1024,
-  maxHeaders: 100,
-  // Bodies are streamed, never buffered: the limit protects upstreams, not our memory. 100m is a common edge
-  // default (e.g. Cloudflare's); nginx's 1m breaks ordinary uploads.
-  maxBodySize: 100 * 1024 * 1024,
-  headerTimeout: 10_000,
-  bodyTimeout: 60_000,
-  keepaliveTimeout: 5_000,
-  keepaliveRequests: 1000,
-});
+export { DEFAULT_LIMITS };
 
-const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests'];
+const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests', 'http2_max_concurrent_streams'];
 
 /** Node's parser needs room for at least a request line and a Host header; 1m is far past any real client. */
 const MIN_HEADER_SIZE = 1024;
@@ -39,6 +30,7 @@ export function readLimits(r: Reader, cur: Cursor | undefined): ClientLimits {
     bodyTimeout: optional(f.get('body_timeout'), (c) => readDuration(r, c, true)) ?? d.bodyTimeout,
     keepaliveTimeout: optional(f.get('keepalive_timeout'), (c) => readDuration(r, c, false)) ?? d.keepaliveTimeout,
     keepaliveRequests: optional(f.get('keepalive_requests'), (c) => r.integer(c, 0, Number.MAX_SAFE_INTEGER, 'an integer >= 0 (0 = no limit)')) ?? d.keepaliveRequests,
+    http2MaxConcurrentStreams: optional(f.get('http2_max_concurrent_streams'), (c) => r.integer(c, 1, 10_000, 'an integer from 1 to 10000')) ?? d.http2MaxConcurrentStreams,
   };
 }
 

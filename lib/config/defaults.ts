@@ -1,0 +1,19 @@
+/**
+ * @module Default values that code outside the config loader needs too (workers use `DEFAULT_LIMITS`): a leaf,
+ * so that importing a default does not pull the YAML parser into every worker.
+ */
+import type { ClientLimits } from './types.js';
+
+export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
+  maxHeaderSize: 16 * 1024,
+  maxHeaders: 100,
+  // Bodies are streamed, never buffered: the limit protects upstreams, not our memory. 100m is a common edge
+  // default (e.g. Cloudflare's); nginx's 1m breaks ordinary uploads.
+  maxBodySize: 100 * 1024 * 1024,
+  headerTimeout: 10_000,
+  bodyTimeout: 60_000,
+  keepaliveTimeout: 5_000,
+  keepaliveRequests: 1000,
+  // nginx's http2_max_concurrent_streams.
+  http2MaxConcurrentStreams: 128,
+});

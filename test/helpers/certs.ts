@@ -1,0 +1,16 @@
+/** @module A test CA and certificates made with openssl for one run only: nothing secret is committed. */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** In `dir`: ca.crt, site.crt/site.key (site.test, *.site.test) and api.crt/api.key (api.example.test, *.api…). */
+export function makeCerts(dir: string): { ca: string } {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=baton test CA');
+  for (const [name, cn] of [['site', 'site.test'], ['api', 'api.example.test']] as const) {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${cn},DNS:*.${cn}\n`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  }
+  return { ca: path.join(dir, 'ca.crt') };
+}
