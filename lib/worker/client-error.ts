@@ -1,14 +1,21 @@
 /**
- * @module What a client gets when the HTTP/1.1 parser refuses its bytes (the server's 'clientError'): header
- * block too large → 431, headers not received within `header_timeout` → 408, anything else → 400; always
- * followed by a close. The parser's error always concerns the last request it parsed on that connection (its
- * body: a bad chunk size, a truncated chunk) or the bytes after it. A request whose body broke is failed (400,
- * or its response cut) so the upstream never gets the rest; requests parsed before are answered, and the
- * connection closes after the last one: never a second, unsolicited response.
+ * @module What Node's HTTP/1 server answers without a request handler, answered and logged like every other
+ * answer: bytes the parser refuses (the server's 'clientError': header block too large → 431, headers not
+ * received within `header_timeout` → 408, anything else → 400, always followed by a close), and requests
+ * pipelined past `keepalive_requests` (Node's own 503, 'dropRequest').
+ *
+ * The parser's error always concerns the last request it parsed on that connection (its body: a bad chunk
+ * size, a truncated chunk) or the bytes after it. A request whose body broke is failed (400, or its response
+ * cut) so the upstream never gets the rest; requests parsed before are answered, and the connection closes
+ * after the last one: never a second, unsolicited response.
  */
 import type http from 'node:http';
 import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { requestBodyFailed } from './exchange.js';
+import { displayAddress, nextRequestId } from './headers.js';
+import type { RequestLog } from './request-log.js';
+import { normalizeHost } from './router.js';
 import { currentResponse } from '../util/internals.js';
 
 const TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
@@ -31,7 +38,7 @@ export function clientErrorStatus(code: string | undefined): number {
   return code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
 }
 
-export function answerClientError(err: Error & { code?: string }, socket: net.Socket): void {
+export function answerClientError(log: RequestLog, err: Error & { code?: string }, socket: net.Socket): void {
   if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;
@@ -49,5 +56,24 @@ export function answerClientError(err: Error & { code?: string }, socket: net.So
   }
   const status = clientErrorStatus(err.code);
   const text = TEXT[status]!;
-  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
+  const requestId = nextRequestId();
+  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${text}\n`);
+  const client = displayAddress(socket.remoteAddress);
+  log.error.debug({ client, code: err.code, status, request_id: requestId }, 'request refused by the HTTP parser');
+  log.count(-1, status, 0, -1);
+  // Nothing of the request is known for sure: the parser stopped before handing it over.
+  log.access({
+    client, method: '', host: '', path: '', status, bytes: text.length + 1, duration: 0,
+    upstream: null, target: null, upstream_time: null, request_id: requestId, protocol: 'HTTP/1.1',
+  });
+}
+
+/** Node answered `503` (no body) to a request pipelined past `keepalive_requests` and closes the connection. */
+export function logDropped(log: RequestLog, req: http.IncomingMessage, socket: Duplex): void {
+  log.count(-1, 503, 0, -1);
+  log.access({
+    client: displayAddress((socket as Partial<net.Socket>).remoteAddress), method: req.method ?? '',
+    host: normalizeHost(req.headers.host ?? ''), path: req.url ?? '', status: 503, bytes: 0, duration: 0,
+    upstream: null, target: null, upstream_time: null, request_id: nextRequestId(), protocol: 'HTTP/1.1',
+  });
 }

@@ -13,10 +13,9 @@ import type { ClientLimits, ListenerConfig, TlsConfig } from '../config/types.js
 import { DEFAULT_LIMITS } from '../config/sections/limits.js';
 import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
 import { H2Port } from './h2-port.js';
-import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs, holdContinue } from './limits.js';
+import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs } from './limits.js';
 import type { Logger } from '../log/logger.js';
-import { nextRequestId } from './headers.js';
-import { rawError, sendError } from './respond.js';
+import { holdContinue } from './request-body.js';
 import { dequeued, queued } from './client-error.js';
 
 /** A client must send the TLS handshake or the h2c/h1 first bytes within this. */
@@ -32,9 +31,13 @@ type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface Handlers {
+  /** Every request, also those Node would answer itself (CONNECT, an unsupported Expect): see admission.ts. */
   request(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** Upgrade and HTTP/1 CONNECT requests, on the socket taken over from the parser. */
   upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void;
   clientError(err: Error & { code?: string }, socket: net.Socket): void;
+  /** Node answered 503 itself (a request pipelined past keepalive_requests): to be logged. */
+  dropped(req: http.IncomingMessage, socket: net.Socket): void;
 }
 
 /**
@@ -57,25 +60,6 @@ function h1Settings(limits: ClientLimits): Record<string, number> {
     // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
     maxHeadersCount: limits.maxHeaders + 1,
   };
-}
-
-/**
- * CONNECT (forward proxying) is not ours to serve: 405 and close. Without a listener Node just drops the socket.
- * On the TLS server the same event brings HTTP/2 CONNECT streams as (request, response).
- */
-function refuseConnect(_req: http.IncomingMessage, socket: net.Socket | http.ServerResponse): void {
-  if (!(socket instanceof net.Socket)) {
-    sendError(socket, 405, nextRequestId(), false, true);
-    return;
-  }
-  socket.on('error', () => {});
-  if (socket.writable) socket.end(rawError(405, nextRequestId()));
-  else socket.destroy();
-}
-
-/** `Expect:` other than 100-continue: 417, and close (Node's own 417 keeps the connection with the body unread). */
-function refuseExpectation(req: http.IncomingMessage, res: http.ServerResponse): void {
-  sendError(res, 417, nextRequestId(), req.method === 'HEAD', true);
 }
 
 function sniCallback(conf: TlsConfig): ((servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void) | undefined {
@@ -121,16 +105,22 @@ function inOrder(handle: (req: http.IncomingMessage, res: http.ServerResponse) =
   };
 }
 
-/** What every server (HTTP/1.1 parser or HTTP/1.1 over TLS) does with HTTP/1.1 requests besides 'request'. */
-function h1Events(server: net.Server, handlers: Handlers): void {
+/**
+ * What every server (HTTP/1.1 parser or HTTP/1.1 over TLS) does with HTTP/1.1 requests besides 'request'. The
+ * request handler answers what Node would answer itself, unlogged: a missing Host (`requireHostHeader` off), an
+ * unsupported Expect (417, and a close: Node's own keeps the connection with the body unread), CONNECT (405:
+ * without a listener Node just drops the socket).
+ */
+function h1Events(server: net.Server, handlers: Handlers, request: Handlers['request']): void {
   server.on('upgrade', handlers.upgrade);
   server.on('clientError', handlers.clientError);
-  server.on('connect', refuseConnect);
-  server.on('checkExpectation', refuseExpectation);
+  server.on('connect', handlers.upgrade);
+  server.on('checkExpectation', request);
+  server.on('dropRequest', handlers.dropped);
 }
 
 function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
-  const server = http.createServer({ ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse });
+  const server = http.createServer({ ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse, requireHostHeader: false });
   Object.assign(server, h1Settings(limits));
   const request = inOrder(handlers.request);
   server.on('request', request);
@@ -138,7 +128,7 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
     holdContinue(req);
     request(req, res);
   });
-  h1Events(server, handlers);
+  h1Events(server, handlers, request);
   return server;
 }
 
@@ -149,6 +139,9 @@ function h2Handlers(server: http2.Http2Server, handlers: Handlers, limits: Clien
     holdContinue(req as http.IncomingMessage);
     request(req, res);
   });
+  // CONNECT (405) and an unsupported Expect (417) are answered, and logged, by the request handler.
+  server.on('connect', request);
+  server.on('checkExpectation', request);
   // A broken session or stream concerns that connection only.
   server.on('sessionError', () => {});
   server.on('session', (session: http2.ServerHttp2Session) => {

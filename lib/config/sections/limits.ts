@@ -18,9 +18,10 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   bodyTimeout: 60_000,
   keepaliveTimeout: 5_000,
   keepaliveRequests: 1000,
+  underscoresInHeaders: false,
 });
 
-const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests'];
+const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests', 'underscores_in_headers'];
 
 /** Node's parser needs room for at least a request line and a Host header; 1m is far past any real client. */
 const MIN_HEADER_SIZE = 1024;
@@ -39,6 +40,7 @@ export function readLimits(r: Reader, cur: Cursor | undefined): ClientLimits {
     bodyTimeout: optional(f.get('body_timeout'), (c) => readDuration(r, c, true)) ?? d.bodyTimeout,
     keepaliveTimeout: optional(f.get('keepalive_timeout'), (c) => readDuration(r, c, false)) ?? d.keepaliveTimeout,
     keepaliveRequests: optional(f.get('keepalive_requests'), (c) => r.integer(c, 0, Number.MAX_SAFE_INTEGER, 'an integer >= 0 (0 = no limit)')) ?? d.keepaliveRequests,
+    underscoresInHeaders: optional(f.get('underscores_in_headers'), (c) => r.bool(c)) ?? d.underscoresInHeaders,
   };
 }
 
