@@ -1,8 +1,7 @@
 /**
- * @module What Node's HTTP/1 server answers without a request handler, answered and logged like every other
- * answer: bytes the parser refuses (the server's 'clientError': header block too large → 431, headers not
- * received within `header_timeout` → 408, anything else → 400, always followed by a close), and requests
- * pipelined past `keepalive_requests` (Node's own 503, 'dropRequest').
+ * @module What a client gets when the HTTP/1.1 parser refuses its bytes (the server's 'clientError'): header
+ * block too large → 431, headers not received within `header_timeout` → 408, anything else → 400; always
+ * followed by a close, and logged and counted like every other answer.
  *
  * The parser's error always concerns the last request it parsed on that connection (its body: a bad chunk
  * size, a truncated chunk) or the bytes after it. A request whose body broke is failed (400, or its response
@@ -11,11 +10,9 @@
  */
 import type http from 'node:http';
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { requestBodyFailed } from './exchange.js';
 import { displayAddress, nextRequestId } from './headers.js';
 import type { RequestLog } from './request-log.js';
-import { normalizeHost } from './router.js';
 import { currentResponse } from '../util/internals.js';
 
 const TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
@@ -65,15 +62,5 @@ export function answerClientError(log: RequestLog, err: Error & { code?: string 
   log.access({
     client, method: '', host: '', path: '', status, bytes: text.length + 1, duration: 0,
     upstream: null, target: null, upstream_time: null, request_id: requestId, protocol: 'HTTP/1.1',
-  });
-}
-
-/** Node answered `503` (no body) to a request pipelined past `keepalive_requests` and closes the connection. */
-export function logDropped(log: RequestLog, req: http.IncomingMessage, socket: Duplex): void {
-  log.count(-1, 503, 0, -1);
-  log.access({
-    client: displayAddress((socket as Partial<net.Socket>).remoteAddress), method: req.method ?? '',
-    host: normalizeHost(req.headers.host ?? ''), path: req.url ?? '', status: 503, bytes: 0, duration: 0,
-    upstream: null, target: null, upstream_time: null, request_id: nextRequestId(), protocol: 'HTTP/1.1',
   });
 }

@@ -17,7 +17,7 @@ import type { RouteAction } from './admission.js';
 import { serve, type HandlerContext } from './exchange.js';
 import { RequestLog } from './request-log.js';
 import { Tunnels } from './websocket.js';
-import { answerClientError, logDropped } from './client-error.js';
+import { answerClientError } from './client-error.js';
 
 export interface RequestHandler {
   /** Serve one request (HTTP/1.1, or an HTTP/2 compat request: `:authority`, no connection headers). Never throws. */
@@ -26,8 +26,6 @@ export interface RequestHandler {
   upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): void;
   /** The HTTP/1 parser refused a connection's bytes (the server's 'clientError'): answer, log, count. */
   clientError(err: Error & { code?: string }, socket: net.Socket): void;
-  /** Node answered 503 itself to a request pipelined past `keepalive_requests` (the server's 'dropRequest'). */
-  dropped(req: http.IncomingMessage, socket: stream.Duplex): void;
   /** WebSocket tunnels open now (handshakes in progress included). */
   openTunnels(): number;
   /** Close every tunnel at once (drain deadline); each one is logged as it closes. */
@@ -65,9 +63,6 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     },
     clientError(err, socket) {
       answerClientError(log, err, socket);
-    },
-    dropped(req, socket) {
-      logDropped(log, req, socket);
     },
     openTunnels: () => tunnels.open,
     closeTunnels() {

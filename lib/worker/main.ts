@@ -84,7 +84,6 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
       h.upgrade(req, socket, head);
     },
     clientError: (err: Error & { code?: string }, socket: net.Socket) => h.clientError(err, socket),
-    dropped: (req: http.IncomingMessage, socket: net.Socket) => h.dropped(req, socket),
   };
   for (const fd of msg.listeners) {
     const listener = config.listeners.find((x) => x.address.key === fd.key);

@@ -36,8 +36,6 @@ export interface Handlers {
   /** Upgrade and HTTP/1 CONNECT requests, on the socket taken over from the parser. */
   upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void;
   clientError(err: Error & { code?: string }, socket: net.Socket): void;
-  /** Node answered 503 itself (a request pipelined past keepalive_requests): to be logged. */
-  dropped(req: http.IncomingMessage, socket: net.Socket): void;
 }
 
 /**
@@ -116,7 +114,6 @@ function h1Events(server: net.Server, handlers: Handlers, request: Handlers['req
   server.on('clientError', handlers.clientError);
   server.on('connect', handlers.upgrade);
   server.on('checkExpectation', request);
-  server.on('dropRequest', handlers.dropped);
 }
 
 function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {

@@ -39,12 +39,11 @@ const config = loaded.config;
 const logs = createLogs(config.log, { role: 'worker', generation: 1 });
 const handler = createRequestHandler(config, logs, { generation: 1 });
 const drainer = new Drainer();
-// The handlers lib/worker/main.ts gives the servers (older versions: clientError from client-error.js, no dropped).
+// The handlers lib/worker/main.ts gives the servers (older versions: clientError from client-error.js).
 const server = createServer(config.listeners[0], {
   request: (req, res) => handler.handle(req, res),
   upgrade: (req, socket, head) => handler.upgrade(req, socket, head),
   clientError: handler.clientError ? (err, socket) => handler.clientError(err, socket) : answerClientError,
-  dropped: (req, socket) => handler.dropped?.(req, socket),
 }, drainer, config.limits, logs.error);
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 
