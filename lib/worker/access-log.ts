@@ -40,9 +40,24 @@ export function ms(from: number, to: number): number {
   return Math.round((to - from) * 1000) / 1000;
 }
 
-const str = JSON.stringify;
+/**
+ * `s` as the inside of a JSON string literal. Nearly every value needs no escaping (addresses, validated hosts,
+ * tokens, request ids, ordinary paths): it is then used as it is, which spares a JSON.stringify copy per field
+ * and per request (about half a kilobyte of garbage a line, measured with scripts/alloc-per-request).
+ */
+function inner(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 /* " */ || c === 0x5c /* \ */ || c > 0x7e) return JSON.stringify(s).slice(1, -1);
+  }
+  return s;
+}
+
+function nullable(s: string | null): string {
+  return s === null ? 'null' : `"${inner(s)}"`;
+}
 
 /** One line per request, with the fields in a fixed order; strings that come from clients are escaped. `path`: as logged. */
 export function logAccess(log: Logger, r: AccessRecord, path = r.path): void {
-  writeLine(log, `{${accessTime()},"client":${str(r.client)},"method":${str(r.method)},"host":${str(r.host)},"path":${str(path)},"status":${r.status},"bytes":${r.bytes},"duration":${r.duration},"upstream":${r.upstream === null ? 'null' : str(r.upstream)},"target":${r.target === null ? 'null' : str(r.target)},"upstream_time":${r.upstream_time === null ? 'null' : r.upstream_time},"request_id":${str(r.request_id)},"protocol":${str(r.protocol)}}\n`);
+  writeLine(log, `{${accessTime()},"client":"${inner(r.client)}","method":"${inner(r.method)}","host":"${inner(r.host)}","path":"${inner(path)}","status":${r.status},"bytes":${r.bytes},"duration":${r.duration},"upstream":${nullable(r.upstream)},"target":${nullable(r.target)},"upstream_time":${r.upstream_time === null ? 'null' : r.upstream_time},"request_id":"${inner(r.request_id)}","protocol":"${inner(r.protocol)}"}\n`);
 }

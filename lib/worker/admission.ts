@@ -3,7 +3,8 @@
  * HTTP/2 and Upgrade (WebSocket) requests alike (Pingora's request filter). In order: CONNECT, request target,
  * version, method, header limits, headers (the upstream list is built and validated here), Host, Expect, body framing,
  * path, then the route and its body limit. The outcome is an `Admission`: refused (a status and a reason), or
- * admitted with its route (none = 404) and everything the later phases need.
+ * admitted with its route (none = 404) and everything the later phases need (the upstream header list, the
+ * forwarded target, the body's framing and limit).
  */
 import type http from 'node:http';
 import type { ClientLimits } from '../config/types.js';
@@ -45,9 +46,13 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 const EMPTY: string[] = [];
 
+/**
+ * What admission found out about a request: filled by `admit` only. An Exchange is an Admission (one object per
+ * request); a tunnel has one of its own.
+ */
 export class Admission {
   /** 0 when admitted; else the status the refusal answers (400, 405, 413, 417, 431, 505). */
-  status = 0;
+  refusal = 0;
   reason = '';
   requestId = '';
   /** Routing host: lower-case, no port. */
@@ -64,15 +69,23 @@ export class Admission {
   bodyLimit = 0;
 
   refuse(status: number, reason: string): this {
-    this.status = status;
+    this.refusal = status;
     this.reason = reason;
     return this;
   }
 }
 
-/** Admit one request (`client`: its address, for X-Forwarded-For); never throws for anything a client can send. */
-export function admit(gate: Gate, req: http.IncomingMessage, arrival: Arrival, client: string): Admission {
-  const a = new Admission();
+/**
+ * The forwarding context of the request being admitted. One per process, refilled for each request: the header
+ * builder keeps nothing of it, and this is the hot path (an object per request for five fields is not free).
+ */
+const forward = { clientAddress: '', proto: 'http' as 'http' | 'https', tunnel: false, authority: undefined as string | undefined, underscores: false };
+
+/**
+ * Admit one request into `a` (`client`: its address, for X-Forwarded-For) and return it; never throws for
+ * anything a client can send.
+ */
+export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage, arrival: Arrival, client: string, a: A): A {
   // Methods are case-sensitive (RFC 9110 §9.1): `connect` is not CONNECT, and is forwarded as sent.
   const method = req.method ?? '';
   if (method === 'CONNECT') return a.refuse(405, 'CONNECT is not served');
@@ -93,13 +106,12 @@ export function admit(gate: Gate, req: http.IncomingMessage, arrival: Arrival, c
   if (headersExceeded(req, gate.limits)) return a.refuse(431, 'too many or too large request headers');
   let head: UpstreamHead;
   try {
-    head = buildUpstreamHead(req.rawHeaders, {
-      clientAddress: client,
-      proto: (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
-      tunnel: arrival === Arrival.Tunnel,
-      authority,
-      underscores: gate.limits.underscoresInHeaders,
-    });
+    forward.clientAddress = client;
+    forward.proto = (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http';
+    forward.tunnel = arrival === Arrival.Tunnel;
+    forward.authority = authority;
+    forward.underscores = gate.limits.underscoresInHeaders;
+    head = buildUpstreamHead(req.rawHeaders, forward);
   } catch (err) {
     if (err instanceof BadRequest) return a.refuse(400, err.message);
     throw err;

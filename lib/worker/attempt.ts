@@ -32,20 +32,26 @@ const enum State {
   Done,
 }
 
-export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable {
-  readonly #ex: Exchange;
+const enum Retry {
+  /** No reset retried yet. */
+  None,
+  /** The next dispatch is the retry after a reset: on a new connection of its own. */
+  Fresh,
+  /** The one retry is used. */
+  Used,
+}
+
+export class UpstreamAttempt extends ResponseRelay implements Dispatcher.DispatchHandler, Cancellable {
+  protected declare readonly ex: Exchange;
   readonly upstream: Upstream;
   /** The target of the current (or last) dispatch. */
   target: Target;
   readonly body: RequestBody | null;
-  #relay: ResponseRelay | null = null;
   #state = State.Waiting;
-  readonly #first: number;
+  /** The targets to try after the first one, computed at the first failure. */
   #fallback: number[] | null = null;
   #fallbackPos = 0;
-  #retried = false;
-  /** The next dispatch goes out on a new connection (the retry after a reset). */
-  #fresh = false;
+  #retry = Retry.None;
   /** `target.inflight` counts this request. */
   #counted = false;
   #abort: ((err?: Error) => void) | null = null;
@@ -54,12 +60,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
   headersAt = 0;
 
   constructor(ex: Exchange, upstream: Upstream, first: number) {
-    this.#ex = ex;
+    super(ex, upstream.config.idleTimeout);
     this.upstream = upstream;
-    this.#first = first;
     this.target = upstream.targets[first]!;
-    const a = ex.admission;
-    this.body = a.hasBody ? new RequestBody(ex.req, this, a.bodyLimit) : null;
+    this.body = ex.hasBody ? new RequestBody(ex.req, this, ex.bodyLimit) : null;
   }
 
   /** Dispatched and not finished: the response cannot be complete yet. */
@@ -68,11 +72,11 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
   }
 
   start(): void {
-    this.#dispatchTo(this.#first);
+    this.#dispatchTo(this.target.index);
   }
 
   #dispatchTo(index: number): void {
-    const ex = this.#ex;
+    const ex = this.ex;
     // A client that already left (an HTTP/2 stream reset in the same read as its HEADERS, the rapid-reset
     // attack) costs nothing upstream: no connection is opened for it.
     if (ex.clientLeft()) {
@@ -86,10 +90,9 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     this.#state = State.Waiting;
     this.#abort = null;
     if (this.dispatchedAt === 0) this.dispatchedAt = performance.now();
-    const a = ex.admission;
-    const opts = { path: a.target, method: ex.method, headers: a.headers, body: this.body === null ? null : this.body.stream };
-    if (this.#fresh) {
-      this.#fresh = false;
+    const opts = { path: ex.target, method: ex.method, headers: ex.headers, body: this.body === null ? null : this.body.stream };
+    if (this.#retry === Retry.Fresh) {
+      this.#retry = Retry.Used;
       dispatchFresh(target, opts, this);
     } else {
       target.pool.dispatch(opts, this);
@@ -103,14 +106,14 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
       try {
         this.#dispatchTo(index);
       } catch (err) {
-        this.#ex.internalError(err);
+        this.ex.internalError(err);
       }
     });
   }
 
-  /** Next target after a failure: the fallback order is computed only when first needed. */
+  /** Next target after a failure: the fallback order is computed at the first one (the target is still the first pick). */
   #nextCandidate(now: number): number {
-    if (this.#fallback === null) this.#fallback = nextTargets(this.upstream, this.#first, now);
+    if (this.#fallback === null) this.#fallback = nextTargets(this.upstream, this.target.index, now);
     return this.#fallbackPos < this.#fallback.length ? this.#fallback[this.#fallbackPos++]! : -1;
   }
 
@@ -125,7 +128,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
   /** Stop watching the client's upload and reading for inactivity. */
   unwatch(): void {
     this.body?.unwatch();
-    this.#relay?.unwatch();
+    this.stopWatchingDownload();
   }
 
   /** undici has a connection for the request (until it ends). */
@@ -134,7 +137,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
   }
 
   /** Give up on the upstream request (the client left, went idle, or sent a broken body): undici then calls onError. */
-  cancel(err: Error): void {
+  override cancel(err: Error): void {
     const abort = this.#abort;
     if (abort !== null) abort(err);
   }
@@ -152,16 +155,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     return running;
   }
 
-  /** The response could not be completed after its headers: cut it (never a short body that looks complete). */
-  cut(): void {
-    if (this.#relay !== null) this.#relay.cut();
-    else this.#ex.res.destroy();
-  }
-
   // ---- undici's handler protocol -------------------------------------------------------------------------
 
   onConnect(abort: (err?: Error) => void): void {
-    const ex = this.#ex;
+    const ex = this.ex;
     if (this.#state === State.Done || ex.clientLeft()) {
       // The client left while this request waited for a connection.
       abort(CLIENT_GONE_ERROR);
@@ -185,29 +182,26 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     this.headersAt = performance.now();
     const target = this.target;
     if (target.fails !== 0 || target.downUntil !== 0) markUp(target);
-    const ex = this.#ex;
+    const ex = this.ex;
     if (ex.clientGone) return true;
-    const relay = new ResponseRelay(ex.res, ex, this, ex.ctx.sweeper, this.upstream.config.idleTimeout);
-    this.#relay = relay;
     // The upstream answered before reading our whole upload: the client's rest cannot be consumed sensibly.
-    relay.head(statusCode, rawHeaders, statusText, ex.admission.requestId, resume, this.body !== null && !this.body.sent);
+    this.relayHead(statusCode, rawHeaders, statusText, ex.requestId, resume, this.body !== null && !this.body.sent);
     this.#state = State.Streaming;
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    const relay = this.#relay;
-    return relay === null ? true : relay.data(chunk, this.#ex.clientGone);
+    return this.relayData(chunk, this.ex.clientGone);
   }
 
   onComplete(trailers: string[] | null): void {
     this.#state = State.Done;
     this.#abort = null;
     this.#release();
-    const ex = this.#ex;
-    if (ex.clientGone || this.#relay === null) return;
+    const ex = this.ex;
+    if (ex.clientGone) return;
     try {
-      this.#relay.end(trailers);
+      this.relayEnd(trailers);
     } catch (err) {
       ex.internalError(err);
     }
@@ -217,7 +211,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     try {
       this.#fail(err);
     } catch (bug) {
-      this.#ex.internalError(bug);
+      this.ex.internalError(bug);
     }
   }
 
@@ -228,7 +222,7 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     const wasWaiting = this.#state === State.Waiting;
     this.#abort = null;
     this.#release();
-    const ex = this.#ex;
+    const ex = this.ex;
     let code = errorCode(err);
     if (ex.noticeGone()) code = CLIENT_GONE;
     const failure = classify(code);
@@ -245,18 +239,17 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
           this.#redispatch(next);
           return;
         }
-      } else if (failure.kind === 'reset' && !this.#retried && this.body === null && IDEMPOTENT.has(ex.method)) {
+      } else if (failure.kind === 'reset' && this.#retry === Retry.None && this.body === null && IDEMPOTENT.has(ex.method)) {
         // Typically the keep-alive race (the upstream closed the idle connection we reused): one more try,
         // on a new connection (another idle one could be just as stale).
-        this.#retried = true;
-        this.#fresh = true;
+        this.#retry = Retry.Fresh;
         const next = this.#nextCandidate(now);
         this.#log('warn', failure, err, 'upstream connection reset before the response, retrying');
         this.#redispatch(next === -1 ? target.index : next);
         return;
       } else if (failure.kind === 'internal') {
         replacePool(this.upstream, target);
-      } else if (failure.kind === 'timeout' || (failure.kind === 'reset' && this.#retried)) {
+      } else if (failure.kind === 'timeout' || (failure.kind === 'reset' && this.#retry !== Retry.None)) {
         // No response headers in time, or a reset that the retry did not cure: counts for passive health.
         this.#markFailed(target, now);
       }
@@ -265,10 +258,10 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
     if (ex.clientGone) return; // counted and summed up when the response closes
     if (!ex.res.headersSent) {
       this.#log(failure.level, failure, err, 'upstream request failed');
-      ex.answer(failure.status, ex.admission.hasBody && !ex.req.complete);
+      ex.answer(failure.status, ex.hasBody && !ex.req.complete);
     } else {
       this.#log(failure.level, failure, err, 'upstream failed after the response started, response cut');
-      this.cut();
+      this.cutResponse();
     }
   }
 
@@ -276,18 +269,18 @@ export class UpstreamAttempt implements Dispatcher.DispatchHandler, Cancellable 
   #markFailed(target: Target, now: number): void {
     if (!markDown(target, now)) return;
     const c = this.upstream.config;
-    this.#ex.ctx.log.error.error({ upstream: c.name, target: target.address, max_fails: c.maxFails, fail_timeout: c.failTimeout }, 'upstream target taken out for fail_timeout after max_fails failures');
+    this.ex.ctx.log.error.error({ upstream: c.name, target: target.address, max_fails: c.maxFails, fail_timeout: c.failTimeout }, 'upstream target taken out for fail_timeout after max_fails failures');
   }
 
   #log(level: 'info' | 'warn' | 'error', failure: Failure, err: Error, msg: string): void {
-    const ex = this.#ex;
+    const ex = this.ex;
     ex.ctx.log.failure(level, failure, err, { upstream: this.upstream.config.name, target: this.target.address }, ex, msg);
   }
 }
 
 /** Every target is down (health checks, or passive marks): 502 now rather than a wait on a dead target. */
 export function noLiveTarget(ex: Exchange, upstream: Upstream): void {
-  logNoLiveTarget(ex.ctx.log, upstream, ex.route, ex.admission.requestId);
+  logNoLiveTarget(ex.ctx.log, upstream, ex.route, ex.requestId);
   ex.answer(502, false);
 }
 

@@ -7,12 +7,12 @@
  * listener is a module function that finds its Exchange through a symbol.
  */
 import type http from 'node:http';
-import { admit, Arrival, type Admission, type Gate } from './admission.js';
+import { Admission, admit, Arrival, type Gate } from './admission.js';
 import { noLiveTarget, UpstreamAttempt } from './attempt.js';
 import { CLIENT_BAD_BODY, CLIENT_GONE, INTERNAL, classify, coded } from './errors.js';
 import { displayAddress, nextRequestId } from './headers.js';
 import type { IdleSweeper } from './idle.js';
-import type { Outcome } from './relay.js';
+import type { Relayed } from './relay.js';
 import type { RequestFacts, RequestLog } from './request-log.js';
 import { sendError, sendReturn } from './respond.js';
 import { protocolName, ms } from './access-log.js';
@@ -34,7 +34,7 @@ function responseGone(res: http.ServerResponse): boolean {
   return stream !== undefined ? stream.destroyed : res.destroyed;
 }
 
-export class Exchange implements Outcome, RequestFacts {
+export class Exchange extends Admission implements Relayed, RequestFacts {
   readonly ctx: HandlerContext;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
@@ -43,7 +43,6 @@ export class Exchange implements Outcome, RequestFacts {
   readonly method: string;
   /** req.socket at arrival (see `closed`). */
   readonly #socket: http.IncomingMessage['socket'] | null;
-  readonly admission: Admission;
   attempt: UpstreamAttempt | null = null;
   status = 0;
   bytes = 0;
@@ -51,6 +50,7 @@ export class Exchange implements Outcome, RequestFacts {
   clientGone = false;
 
   constructor(ctx: HandlerContext, req: http.IncomingMessage, res: http.ServerResponse, arrival: Arrival) {
+    super();
     this.ctx = ctx;
     this.req = req;
     this.res = res;
@@ -60,11 +60,7 @@ export class Exchange implements Outcome, RequestFacts {
     this.client = displayAddress(this.#socket?.remoteAddress);
     (res as Response)[kExchange] = this;
     res.on('close', onResponseClose);
-    this.admission = admit(ctx, req, arrival, this.client);
-  }
-
-  get requestId(): string {
-    return this.admission.requestId;
+    admit(ctx, req, arrival, this.client, this);
   }
 
   get url(): string {
@@ -72,27 +68,26 @@ export class Exchange implements Outcome, RequestFacts {
   }
 
   get route(): string | null {
-    return this.admission.entry?.label ?? null;
+    return this.entry?.label ?? null;
   }
 
   get routeIndex(): number {
-    return this.admission.entry?.index ?? -1;
+    return this.entry?.index ?? -1;
   }
 
   run(): void {
-    const a = this.admission;
-    if (a.status !== 0) return this.#refuse();
-    if (a.entry === null) return this.answer(404, false);
-    const action = a.action!;
+    if (this.refusal !== 0) return this.#refuse();
+    if (this.entry === null) return this.answer(404, false);
+    const action = this.action!;
     if (action.ret !== null) {
-      if (a.hasBody && !this.req.complete) this.res.shouldKeepAlive = false;
+      if (this.hasBody && !this.req.complete) this.res.shouldKeepAlive = false;
       this.status = action.ret.status;
-      this.bytes = sendReturn(this.res, action.ret, a.requestId, this.method === 'HEAD');
+      this.bytes = sendReturn(this.res, action.ret, this.requestId, this.method === 'HEAD');
       return;
     }
     const upstream = action.upstream;
     if (upstream === null) {
-      this.ctx.log.error.error({ route: a.entry.label, request_id: a.requestId }, 'route names an unknown upstream');
+      this.ctx.log.error.error({ route: this.entry.label, request_id: this.requestId }, 'route names an unknown upstream');
       return this.answer(502, false);
     }
     const first = upstream.balancer.pick(Date.now());
@@ -103,18 +98,16 @@ export class Exchange implements Outcome, RequestFacts {
 
   /** A 4xx/5xx of our own; `close`: end the HTTP/1.1 connection after it (a body not read to its end always does). */
   answer(status: number, close: boolean): void {
-    const a = this.admission;
-    if (a.requestId === '') a.requestId = nextRequestId();
+    if (this.requestId === '') this.requestId = nextRequestId();
     this.status = status;
-    this.bytes = sendError(this.res, status, a.requestId, this.method === 'HEAD', close || (a.hasBody && !this.req.complete));
+    this.bytes = sendError(this.res, status, this.requestId, this.method === 'HEAD', close || (this.hasBody && !this.req.complete));
   }
 
   /** Refused by admission, before anything went upstream: answered, and the connection closed, as nginx does. */
   #refuse(): void {
-    const a = this.admission;
-    if (a.requestId === '') a.requestId = nextRequestId();
-    this.ctx.log.refused(a.status, a.reason, this.client, this);
-    this.answer(a.status, true);
+    if (this.requestId === '') this.requestId = nextRequestId();
+    this.ctx.log.refused(this.refusal, this.reason, this.client, this);
+    this.answer(this.refusal, true);
   }
 
   /** The client left already (checked before dispatch and when undici asks to start). */
@@ -130,7 +123,7 @@ export class Exchange implements Outcome, RequestFacts {
 
   /** A bug while serving this request: only this request fails. */
   internalError(err: unknown): void {
-    this.ctx.log.error.error({ err, request_id: this.admission.requestId, route: this.route }, 'internal error');
+    this.ctx.log.error.error({ err, request_id: this.requestId, route: this.route }, 'internal error');
     this.attempt?.stop(coded(INTERNAL, 'internal error'));
     const res = this.res;
     if (!res.headersSent && !res.destroyed) {
@@ -156,7 +149,7 @@ export class Exchange implements Outcome, RequestFacts {
     // Not connected yet: answer now; onConnect then finds the attempt stopped and aborts the dispatch.
     attempt.stop(err);
     this.ctx.log.failure('warn', classify(CLIENT_BAD_BODY), err, { upstream: attempt.upstream.config.name, target: attempt.target.address }, this, 'malformed request body');
-    if (this.res.headersSent) attempt.cut();
+    if (this.res.headersSent) attempt.cutResponse();
     else this.answer(400, true);
     return true;
   }
@@ -193,10 +186,11 @@ export class Exchange implements Outcome, RequestFacts {
       // in the error log, no access-log line each.
       if (!this.res.headersSent && (attempt === null || attempt.dispatchedAt === 0)) return;
     }
+    if (!log.accessOn) return;
     log.access({
       client: this.client,
       method: this.method,
-      host: this.admission.hostname,
+      host: this.hostname,
       path: this.url,
       status,
       bytes: this.bytes,
@@ -204,7 +198,7 @@ export class Exchange implements Outcome, RequestFacts {
       upstream: attempt === null ? null : attempt.upstream.config.name,
       target: attempt === null || attempt.dispatchedAt === 0 ? null : attempt.target.address,
       upstream_time: upstreamMs < 0 ? null : ms(attempt!.dispatchedAt, attempt!.headersAt),
-      request_id: this.admission.requestId,
+      request_id: this.requestId,
       protocol: protocolName(this.req.httpVersion),
     });
   }

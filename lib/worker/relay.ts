@@ -13,21 +13,32 @@ import type { Cancellable } from './request-body.js';
 
 const { NGHTTP2_INTERNAL_ERROR } = h2constants;
 
-/** What the relay reports into: the request's outcome, as the access log shows it. */
-export interface Outcome {
+/** What the relay reports into and writes to: the request's outcome and its response (an Exchange). */
+export interface Relayed {
   status: number;
   bytes: number;
   /** We cut the response ourselves (failure after headers): not a client abort. */
   cut: boolean;
+  readonly res: ServerResponse;
+  readonly ctx: { readonly sweeper: IdleSweeper };
 }
 
-export class ResponseRelay implements IdleWatched {
-  readonly #res: ServerResponse;
-  readonly #outcome: Outcome;
-  readonly #owner: Cancellable;
-  readonly #sweeper: IdleSweeper;
-  #paused = false;
-  #drainHooked = false;
+const enum Flow {
+  /** No response head written yet. */
+  None,
+  Flowing,
+  /** The client's buffer is full: the upstream waits for 'drain'. */
+  Paused,
+}
+
+/**
+ * The relay's state and behaviour, as the base of the upstream attempt (attempt.ts): one object per proxied
+ * request for both phases, each in its own file.
+ */
+export abstract class ResponseRelay implements IdleWatched, Cancellable {
+  protected readonly ex: Relayed;
+  #flow = Flow.None;
+  /** In the idle sweeper's set. */
   #watching = false;
   /** Resumes the paused upstream (undici's `resume`). */
   #resume: (() => void) | null = null;
@@ -35,18 +46,18 @@ export class ResponseRelay implements IdleWatched {
   /** The upstream's `idle_timeout`; 0 = the client may take as long as it likes. */
   readonly idleLimit: number;
 
-  constructor(res: ServerResponse, outcome: Outcome, owner: Cancellable, sweeper: IdleSweeper, idleLimit: number) {
-    this.#res = res;
-    this.#outcome = outcome;
-    this.#owner = owner;
-    this.#sweeper = sweeper;
+  constructor(ex: Relayed, idleLimit: number) {
+    this.ex = ex;
     this.idleLimit = idleLimit;
   }
 
+  /** Give up on the upstream (the client stopped reading). */
+  abstract cancel(err: Error): void;
+
   /** Write the response head. `close`: the client's rest of an upload cannot be consumed sensibly any more. */
-  head(statusCode: number, rawHeaders: readonly (Buffer | string)[], statusText: string, requestId: string, resume: () => void, close: boolean): void {
+  protected relayHead(statusCode: number, rawHeaders: readonly (Buffer | string)[], statusText: string, requestId: string, resume: () => void, close: boolean): void {
     this.#resume = resume;
-    const res = this.#res;
+    const res = this.ex.res;
     try {
       const headers = buildResponseHeaders(rawHeaders, requestId);
       if (close) res.shouldKeepAlive = false;
@@ -55,70 +66,74 @@ export class ResponseRelay implements IdleWatched {
     } catch (err) {
       throw coded(BAD_RESPONSE, `cannot relay the upstream response headers: ${(err as Error).message}`);
     }
-    this.#outcome.status = statusCode;
+    this.#flow = Flow.Flowing;
+    this.ex.status = statusCode;
   }
 
   /** One body chunk; false when the upstream must wait for 'drain' (undici then pauses it). */
-  data(chunk: Buffer, clientGone: boolean): boolean {
-    this.#outcome.bytes += chunk.length;
-    if (clientGone) return true;
-    const res = this.#res;
+  protected relayData(chunk: Buffer, clientGone: boolean): boolean {
+    const ex = this.ex;
+    ex.bytes += chunk.length;
+    if (clientGone || this.#flow === Flow.None) return true;
+    const res = ex.res as Drained;
     if (res.write(chunk)) return true;
-    this.#paused = true;
-    if (!this.#drainHooked) {
+    this.#flow = Flow.Paused;
+    if (res[kRelay] !== this) {
       // Hooked on the first backpressure only: most responses never need it.
-      this.#drainHooked = true;
-      (res as Relayed)[kRelay] = this;
+      res[kRelay] = this;
       res.on('drain', onResponseDrain);
     }
     if (this.idleLimit > 0 && !this.#watching) {
       this.#watching = true;
-      this.#sweeper.watch(this, Date.now());
+      ex.ctx.sweeper.watch(this, Date.now());
     }
     return false;
   }
 
-  end(trailers: readonly (string | Buffer)[] | null): void {
-    this.unwatch();
-    if (trailers !== null && trailers.length > 0) relayTrailers(this.#res, trailers);
-    this.#res.end();
+  protected relayEnd(trailers: readonly (string | Buffer)[] | null): void {
+    this.stopWatchingDownload();
+    if (this.#flow === Flow.None) return;
+    const res = this.ex.res;
+    if (trailers !== null && trailers.length > 0) relayTrailers(res, trailers);
+    res.end();
   }
 
   /** The response cannot be completed: end the stream (HTTP/2) or the connection (HTTP/1) without its end. */
-  cut(): void {
-    this.unwatch();
-    this.#outcome.cut = true;
+  cutResponse(): void {
+    this.stopWatchingDownload();
+    const ex = this.ex;
+    ex.cut = true;
     // A plain destroy() of an HTTP/2 response resets with NO_ERROR, which clients may take for a normal end.
-    const stream = (this.#res as unknown as { stream?: { close(code: number): void } }).stream;
+    const stream = (ex.res as unknown as { stream?: { close(code: number): void } }).stream;
     if (stream) stream.close(NGHTTP2_INTERNAL_ERROR);
-    else this.#res.destroy();
+    else ex.res.destroy();
   }
 
   drained(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.unwatch();
+    if (this.#flow !== Flow.Paused) return;
+    this.#flow = Flow.Flowing;
+    this.stopWatchingDownload();
     this.#resume?.();
   }
 
-  unwatch(): void {
+  stopWatchingDownload(): void {
     if (this.#watching) {
       this.#watching = false;
-      this.#sweeper.unwatch(this);
+      this.ex.ctx.sweeper.unwatch(this);
     }
   }
 
   onIdle(): void {
     this.#watching = false;
-    this.#owner.cancel(coded(CLIENT_IDLE, 'client stopped reading the response'));
+    this.cancel(coded(CLIENT_IDLE, 'client stopped reading the response'));
   }
 }
 
 /** The relay of a response whose 'drain' is hooked: found without a closure per response. */
 const kRelay = Symbol('baton.relay');
-type Relayed = ServerResponse & { [kRelay]?: ResponseRelay };
+type Drained = ServerResponse & { [kRelay]?: ResponseRelay };
 
-function onResponseDrain(this: Relayed): void {
+function onResponseDrain(this: Drained): void {
   this[kRelay]?.drained();
 }
 

@@ -49,6 +49,11 @@ export class RequestLog {
     return q === -1 ? url : url.slice(0, q);
   }
 
+  /** The access log is on: build no record otherwise. */
+  get accessOn(): boolean {
+    return this.#access !== null;
+  }
+
   /** One access-log line (when the access log is on); `record.path` is the target as received, filtered here. */
   access(record: AccessRecord): void {
     if (this.#access !== null) logAccess(this.#access, record, this.path(record.path));

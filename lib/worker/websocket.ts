@@ -10,7 +10,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { admit, Arrival, type Admission } from './admission.js';
+import { Admission, admit, Arrival } from './admission.js';
 import { logNoLiveTarget } from './attempt.js';
 import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
 import type { HandlerContext } from './exchange.js';
@@ -104,12 +104,12 @@ export class Tunnels {
     }
     const start = performance.now();
     const client = displayAddress(req.socket?.remoteAddress);
-    const a = admit(this.#ctx, req, Arrival.Tunnel, client);
+    const a = admit(this.#ctx, req, Arrival.Tunnel, client, new Admission());
     const url = req.url ?? '';
-    if (a.status !== 0) {
+    if (a.refusal !== 0) {
       if (a.requestId === '') a.requestId = nextRequestId();
-      this.#ctx.log.refused(a.status, a.reason, client, { requestId: a.requestId, method: req.method ?? '', url, route: a.entry?.label ?? null });
-      return this.#answer(socket, a, req, client, start, a.status, rawError(a.status, a.requestId));
+      this.#ctx.log.refused(a.refusal, a.reason, client, { requestId: a.requestId, method: req.method ?? '', url, route: a.entry?.label ?? null });
+      return this.#answer(socket, a, req, client, start, a.refusal, rawError(a.refusal, a.requestId));
     }
     if (a.entry === null) return this.#answer(socket, a, req, client, start, 404, rawError(404, a.requestId));
     const action = a.action!;

@@ -65,7 +65,7 @@ const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-alloc-'));
 const child = fork(path.join(here, 'alloc-proxy.mjs'), [opt.dist, upstreamUrl, dir, opt.kind === 'h2' ? 'h2c' : 'h1', opt.access === 'off' ? 'off' : 'access.log'], {
-  execArgv: ['--expose-gc', '--max-semi-space-size=128', '--min-semi-space-size=128'],
+  execArgv: ['--expose-gc', '--max-semi-space-size=256', '--min-semi-space-size=256'],
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 });
 const replies = [];
@@ -114,6 +114,8 @@ try {
   for (const m of rows) {
     console.log(`kind=${opt.kind} access=${opt.access} node=${node} requests=${opt.requests} bytes/request=${(m.bytes / opt.requests).toFixed(0)} gcs_during=${m.gcs}`);
   }
+  const clean = rows.filter((m) => m.gcs === 0).map((m) => m.bytes / opt.requests).sort((a, b) => a - b);
+  if (clean.length > 0) console.log(`median bytes/request=${clean[Math.floor(clean.length / 2)].toFixed(0)} over ${clean.length} runs without a GC`);
   if (opt.profile) console.log(`profile: ${opt.profile}`);
 } finally {
   cleanup();

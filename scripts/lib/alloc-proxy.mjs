@@ -61,7 +61,7 @@ process.on('message', async (m) => {
     if (profileFile) {
       session = new inspector.Session();
       session.connect();
-      await new Promise((r) => session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }, r));
+      await new Promise((r) => session.post('HeapProfiler.startSampling', { samplingInterval: 64, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }, r));
     }
     global.gc();
     global.gc();
