@@ -2,10 +2,10 @@
  * @module The upstream attempt: pick a target, dispatch through its undici pool, fail over. This object is the
  * undici dispatch handler of one request, across its retries. It uses the handler protocol undici's core calls
  * (onConnect, onBodySent, onRequestSent, onHeaders, onData, onComplete, onError), marked deprecated in undici 7
- * in favour of onRequestStart & co: in undici 7.30 those are an adapter over these (an `UnwrapHandler` and its
- * controller per request, every response's headers parsed into an object we do not use), and they have no
- * onBodySent / onRequestSent, which the upload's idle watch and early responses need. What it measured:
- * scripts/alloc-per-request, and the README's Development section.
+ * in favour of onRequestStart & co. In undici 7.30 those are an adapter over these: an `UnwrapHandler` and its
+ * controller per request, and every response's headers parsed into an object we do not use (about 450 bytes a
+ * request more, measured with scripts/alloc-per-request); and they have no onBodySent / onRequestSent, which
+ * the upload's idle watch and early responses need.
  *
  * Failover: a connect failure moves to the next target for any method (nothing reached the upstream); a reset
  * before any response byte is retried once, on a new connection, for an idempotent request without a body.
@@ -142,9 +142,8 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     if (abort !== null) abort(err);
   }
 
-  /** Stop now, without onError's handling (the exchange answers for itself); false if nothing was running. */
-  stop(err: Error): boolean {
-    const running = this.#state !== State.Done;
+  /** Stop now, without onError's handling: the exchange answers for itself. */
+  stop(err: Error): void {
     const abort = this.#abort;
     this.#abort = null;
     this.#state = State.Done;
@@ -152,7 +151,6 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     if (abort !== null) {
       try { abort(err); } catch { /* already gone */ }
     }
-    return running;
   }
 
   // ---- undici's handler protocol -------------------------------------------------------------------------

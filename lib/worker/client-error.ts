@@ -31,7 +31,7 @@ export function dequeued(socket: net.Socket | null, res: http.ServerResponse): v
   if (socket !== null && (socket as Tracked)[kLast] === res) (socket as Tracked)[kLast] = undefined;
 }
 
-export function clientErrorStatus(code: string | undefined): number {
+function clientErrorStatus(code: string | undefined): number {
   return code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
 }
 

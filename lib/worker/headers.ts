@@ -16,10 +16,10 @@ export class BadRequest extends Error {
 }
 
 /**
- * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1) and those undici 7 rejects (each
- * rejected request wedges a pool slot: research/node-facts.md §2). `host` and the forwarding headers are
- * re-added explicitly. `te` goes too (undici forwards it, but we do not relay trailers); `proxy-authorization`
- * is meant for a proxy, i.e. us, and is not leaked to applications.
+ * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1, `te` included) and those undici 7 rejects
+ * (undici 7.30 leaves a dead client in the pool for each request it rejects, which eventually wedges the pool).
+ * `host` and the forwarding headers are re-added explicitly; `proxy-authorization` is meant for a proxy, i.e.
+ * us, and is not leaked to applications.
  */
 const REQUEST_STRIP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',

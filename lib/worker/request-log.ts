@@ -64,6 +64,11 @@ export class RequestLog {
     recorder.request(route, status, durationMs, upstreamMs);
   }
 
+  /** One closed WebSocket tunnel, by its handshake's answer (101, a relayed refusal, 502...; 499: none). */
+  countTunnel(route: number, status: number): void {
+    recorder.tunnel(route, status);
+  }
+
   /** One failed upstream attempt, by the route's upstream. */
   upstreamFailure(route: number, failure: Failure): void {
     recorder.upstreamFailure(route, failure.kind, failure.code);

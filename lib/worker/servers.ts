@@ -55,7 +55,7 @@ function h1Settings(limits: ClientLimits): Record<string, number> {
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headerTimeout / 4))),
     keepAliveTimeout: limits.keepaliveTimeout,
     maxRequestsPerSocket: limits.keepaliveRequests,
-    // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
+    // Node truncates req.headers past this but keeps rawHeaders whole; admission answers 431 (admission.ts).
     maxHeadersCount: limits.maxHeaders + 1,
   };
 }
@@ -149,7 +149,7 @@ function h2Handlers(server: http2.Http2Server, handlers: Handlers, limits: Clien
 }
 
 /**
- * nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
+ * nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets admission answer
  * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
  * would turn an oversized header list into a stream reset as well, instead of a 431.
  */

@@ -13,14 +13,12 @@ import httpProxy from 'http-proxy';
 import { Admission, admit, Arrival } from './admission.js';
 import { logNoLiveTarget } from './attempt.js';
 import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
-import type { HandlerContext } from './exchange.js';
-import { serve } from './exchange.js';
+import { serve, type HandlerContext } from './exchange.js';
 import { cleanTunnelResponseHeaders, displayAddress, nextRequestId, toHeaderObject } from './headers.js';
 import { ms } from './access-log.js';
 import { rawError, rawReturn } from './respond.js';
 import { answerAndClose, lingerClose, servePlain } from './upgrade-socket.js';
 import { markDown, markUp, type Target, type Upstream } from './upstream/pools.js';
-import { recorder } from '../metrics/recorder.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
@@ -140,7 +138,7 @@ export class Tunnels {
   /** A raw answer of our own (no tunnel): written, logged, counted, and the socket closed. */
   #answer(socket: Duplex, a: Admission, req: http.IncomingMessage, client: string, start: number, status: number, bytes: Buffer): void {
     answerAndClose(socket, bytes);
-    recorder.tunnel(a.entry?.index ?? -1, status);
+    this.#ctx.log.countTunnel(a.entry?.index ?? -1, status);
     this.#ctx.log.access({
       client, method: req.method ?? '', host: a.hostname, path: req.url ?? '', status, bytes: bytes.length,
       duration: ms(start, performance.now()), upstream: a.action?.upstream?.config.name ?? null, target: null,
@@ -220,7 +218,7 @@ export class Tunnels {
       let code = errorCode(err);
       if (tunnel.closed || tunnel.client.destroyed) code = CLIENT_GONE;
       const failure = classify(code);
-      if (failure.kind !== 'client') recorder.upstreamFailure(tunnel.admission.entry!.index, failure.kind, failure.code);
+      if (failure.kind !== 'client') this.#ctx.log.upstreamFailure(tunnel.admission.entry!.index, failure);
       const fields = {
         code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.upstream.config.name,
         target: tunnel.target.address, route: tunnel.admission.entry!.label, request_id: tunnel.admission.requestId, path: this.#ctx.log.path(tunnel.url),
@@ -257,7 +255,7 @@ export class Tunnels {
     tunnel.upstreamSocket?.destroy();
     const a = tunnel.admission;
     const status = tunnel.status === 0 ? 499 : tunnel.status;
-    recorder.tunnel(a.entry!.index, status);
+    this.#ctx.log.countTunnel(a.entry!.index, status);
     if (status === 499) this.#ctx.log.abandoned();
     this.#ctx.log.access({
       client: tunnel.clientAddress, method: 'GET', host: a.hostname, path: tunnel.url, status,
