@@ -16,4 +16,5 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   keepaliveRequests: 1000,
   // nginx's http2_max_concurrent_streams.
   http2MaxConcurrentStreams: 128,
+  underscoresInHeaders: false,
 });

@@ -18,6 +18,8 @@ export interface LogConfig {
   readonly error: LogDestination;
   /** Access log, one JSON line per request; null when `off`. Default: stdout. */
   readonly access: LogDestination | null;
+  /** Request targets in the logs keep their query string (`log.query_strings`); false logs the path alone. */
+  readonly queryStrings: boolean;
 }
 
 /** A TCP address as written in the config, normalized. */
@@ -116,6 +118,8 @@ export interface ClientLimits {
   readonly keepaliveRequests: number;
   /** HTTP/2 streams open at once per connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. */
   readonly http2MaxConcurrentStreams: number;
+  /** Forward request header names containing `_`; false (the default) drops them, as nginx does. */
+  readonly underscoresInHeaders: boolean;
 }
 
 export interface ReturnAction {

@@ -1,14 +1,18 @@
 /**
  * @module What a client gets when the HTTP/1.1 parser refuses its bytes (the server's 'clientError'): header
  * block too large → 431, headers not received within `header_timeout` → 408, anything else → 400; always
- * followed by a close. The parser's error always concerns the last request it parsed on that connection (its
- * body: a bad chunk size, a truncated chunk) or the bytes after it. A request whose body broke is failed (400,
- * or its response cut) so the upstream never gets the rest; requests parsed before are answered, and the
- * connection closes after the last one: never a second, unsolicited response.
+ * followed by a close, and logged and counted like every other answer.
+ *
+ * The parser's error always concerns the last request it parsed on that connection (its body: a bad chunk
+ * size, a truncated chunk) or the bytes after it. A request whose body broke is failed (400, or its response
+ * cut) so the upstream never gets the rest; requests parsed before are answered, and the connection closes
+ * after the last one: never a second, unsolicited response.
  */
 import type http from 'node:http';
 import type net from 'node:net';
 import { requestBodyFailed } from './exchange.js';
+import { displayAddress, nextRequestId } from './headers.js';
+import type { RequestLog } from './request-log.js';
 import { currentResponse } from '../util/internals.js';
 
 const TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
@@ -27,11 +31,11 @@ export function dequeued(socket: net.Socket | null, res: http.ServerResponse): v
   if (socket !== null && (socket as Tracked)[kLast] === res) (socket as Tracked)[kLast] = undefined;
 }
 
-export function clientErrorStatus(code: string | undefined): number {
+function clientErrorStatus(code: string | undefined): number {
   return code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
 }
 
-export function answerClientError(err: Error & { code?: string }, socket: net.Socket): void {
+export function answerClientError(log: RequestLog, err: Error & { code?: string }, socket: net.Socket): void {
   if (!socket.writable || err.code === 'ECONNRESET') {
     socket.destroy();
     return;
@@ -49,5 +53,14 @@ export function answerClientError(err: Error & { code?: string }, socket: net.So
   }
   const status = clientErrorStatus(err.code);
   const text = TEXT[status]!;
-  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nconnection: close\r\n\r\n${text}\n`);
+  const requestId = nextRequestId();
+  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${text}\n`);
+  const client = displayAddress(socket.remoteAddress);
+  log.error.debug({ client, code: err.code, status, request_id: requestId }, 'request refused by the HTTP parser');
+  log.count(-1, status, 0, -1);
+  // Nothing of the request is known for sure: the parser stopped before handing it over.
+  log.access({
+    client, method: '', host: '', path: '', status, bytes: text.length + 1, duration: 0,
+    upstream: null, target: null, upstream_time: null, request_id: requestId, protocol: 'HTTP/1.1',
+  });
 }

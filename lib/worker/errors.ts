@@ -30,15 +30,21 @@ export interface Failure {
 
 /** Codes of our own, for failures that undici does not name. */
 export const CLIENT_GONE = 'BATON_CLIENT_GONE';
+/** The client stopped sending its body or reading the response (`body_timeout`, `idle_timeout`). */
 export const CLIENT_IDLE = 'BATON_CLIENT_IDLE';
-export const CLIENT_SHORT_BODY = 'BATON_CLIENT_SHORT_BODY';
 /** The HTTP/1.1 parser refused the rest of the request body (bad chunk framing). */
 export const CLIENT_BAD_BODY = 'BATON_CLIENT_BAD_BODY';
 /** The request body passed the route's `max_body_size` while it streamed. */
 export const BODY_TOO_LARGE = 'BATON_BODY_TOO_LARGE';
-export const UPSTREAM_IDLE = 'BATON_UPSTREAM_IDLE';
+/** The upstream's response head could not be relayed (Node refused a header). */
 export const BAD_RESPONSE = 'BATON_BAD_RESPONSE';
+/** A bug of ours while serving a request. */
 export const INTERNAL = 'BATON_INTERNAL';
+
+/** An Error with one of the codes above (or undici's), as the table below classifies it. */
+export function coded(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
 
 const TABLE = new Map<string, Failure>();
 
@@ -55,12 +61,12 @@ add(['EMFILE', 'ENFILE'], 503, 'connect', false);
 add(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED'], 502, 'connect', false);
 // An established connection broke (e.g. the keep-alive race: the upstream closed an idle connection we reused).
 add(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'], 502, 'reset', false);
-add(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', UPSTREAM_IDLE], 504, 'timeout', false);
+add(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'], 504, 'timeout', false);
 add(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE', 'UND_ERR_INFO', BAD_RESPONSE], 502, 'protocol', false);
 // The client went away (or stopped sending): logged as 499 / 408 / 400, at warn level since it is not our fault.
 add([CLIENT_GONE, 'UND_ERR_ABORTED', 'UND_ERR_ABORT', 'AbortError', 'ERR_STREAM_PREMATURE_CLOSE'], 499, 'client', false, 'warn');
 add([CLIENT_IDLE], 408, 'client', false, 'warn');
-add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_SHORT_BODY, CLIENT_BAD_BODY], 400, 'client', false, 'warn');
+add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_BAD_BODY], 400, 'client', false, 'warn');
 add([BODY_TOO_LARGE], 413, 'client', false, 'warn');
 // undici refused what we built: a sanitizing bug (and undici 7 may have wedged a pool slot: the pool is replaced).
 add(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', INTERNAL], 500, 'internal', false);

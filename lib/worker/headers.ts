@@ -16,10 +16,10 @@ export class BadRequest extends Error {
 }
 
 /**
- * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1) and those undici 7 rejects (each
- * rejected request wedges a pool slot: research/node-facts.md §2). `host` and the forwarding headers are
- * re-added explicitly. `te` goes too (undici forwards it, but we do not relay trailers); `proxy-authorization`
- * is meant for a proxy, i.e. us, and is not leaked to applications.
+ * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1, `te` included) and those undici 7 rejects
+ * (undici 7.30 leaves a dead client in the pool for each request it rejects, which eventually wedges the pool).
+ * `host` and the forwarding headers are re-added explicitly; `proxy-authorization` is meant for a proxy, i.e.
+ * us, and is not leaked to applications.
  */
 const REQUEST_STRIP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
@@ -46,6 +46,12 @@ export interface ForwardContext {
   readonly tunnel?: boolean;
   /** The authority of an absolute-form request target, which overrides `Host` (RFC 9112 §3.2.2). */
   readonly authority?: string | undefined;
+  /**
+   * Forward header names containing `_` (`limits.underscores_in_headers`). Off by default, as in nginx: CGI and
+   * WSGI-style backends fold `_` and `-` together, so `X_Forwarded_For` or `Transfer_Encoding` would reach them
+   * as the header they imitate.
+   */
+  readonly underscores?: boolean;
 }
 
 export interface UpstreamHead {
@@ -58,6 +64,8 @@ export interface UpstreamHead {
   readonly contentLength: number;
   /** The client sent `Transfer-Encoding` (HTTP/1.1 chunked body). */
   readonly chunked: boolean;
+  /** The `Expect` value, or null (never forwarded: see admission.ts). */
+  readonly expect: string | null;
 }
 
 /**
@@ -77,7 +85,9 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
   let chunked = false;
   let cookieAt = -1;
   let hosts = 0;
+  let expect: string | null = null;
   const tunnel = ctx.tunnel === true;
+  const underscores = ctx.underscores === true;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -85,6 +95,7 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
       if (name === ':authority') h2Authority = value;
       continue;
     }
+    if (!underscores && name.indexOf('_') !== -1) continue;
     const lower = name.toLowerCase();
     if (REQUEST_STRIP.has(lower)) {
       switch (lower) {
@@ -104,6 +115,7 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
         case 'via': via = via === null ? value : via + ', ' + value; break;
         case 'x-request-id': if (requestId === null) requestId = value; break;
         case 'upgrade': if (tunnel) push(out, name, value); break;
+        case 'expect': expect = expect === null ? value : expect + ',' + value; break;
       }
       continue;
     }
@@ -139,7 +151,7 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
   if (authority !== '') out.push('x-forwarded-host', authority);
   push(out, 'via', via === null ? VIA : via + ', ' + VIA);
   out.push('x-request-id', id);
-  return { headers: out, authority, requestId: id, contentLength, chunked };
+  return { headers: out, authority, requestId: id, contentLength, chunked, expect };
 }
 
 function push(out: string[], name: string, value: string): void {

@@ -2,7 +2,8 @@
  * @module Client-side inactivity (`idle_timeout`) without a timer per request. undici bounds the upstream side
  * (headers and body timeouts) but not a client that stops sending its request body (undici keeps waiting while
  * it is "writing") nor one that stops reading the response (undici's body timer sleeps while we hold it
- * paused). Only exchanges in one of those two states are in the watch set; one coarse interval sweeps it.
+ * paused). Only uploads and responses in one of those two states are in the watch set (request-body.ts, relay.ts);
+ * one coarse interval sweeps it.
  */
 
 export interface IdleWatched {
@@ -10,7 +11,7 @@ export interface IdleWatched {
   idleSince: number;
   /** Allowed inactivity in ms. */
   readonly idleLimit: number;
-  /** Called once, after the exchange left the set, when it stayed idle past its limit. */
+  /** Called once, after it left the set, when it stayed idle past its limit. */
   onIdle(now: number): void;
 }
 
@@ -48,7 +49,7 @@ export class IdleSweeper {
       try {
         x.onIdle(now);
       } catch {
-        // onIdle only aborts one exchange; a bug there must not stop the sweep for the others.
+        // onIdle only aborts one request; a bug there must not stop the sweep for the others.
       }
     }
     if (this.#watched.size === 0) this.close();

@@ -1,77 +1,16 @@
 /**
- * @module Client limits the HTTP servers do not enforce themselves: the header count (Node only truncates
- * `req.headers` past `maxHeadersCount` and never refuses), HTTP/2 header list size (nghttp2 advertises
- * SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what it receives), request body size while the
- * body streams (chunked HTTP/1.1, HTTP/2 without content-length), and the idle timeout of HTTP/2 sessions
- * without streams (Node's session timeout fires once and also while streams wait on a slow upstream).
+ * @module Connection-level client limits the servers do not enforce themselves: the HTTP/2 header-pair bound,
+ * the idle timeout of HTTP/2 sessions without streams (Node's session timeout fires once and also while streams
+ * wait on a slow upstream), and the connection budget under the file descriptor limit. Request-level limits are
+ * checked by admission (admission.ts) and while a body streams (request-body.ts).
  */
 import fs from 'node:fs';
-import type http from 'node:http';
 import type http2 from 'node:http2';
-import { Transform, type TransformCallback } from 'node:stream';
 import type { ClientLimits } from '../config/types.js';
-import { BODY_TOO_LARGE } from './errors.js';
-
-/**
- * True when a request has more header fields than allowed, or (HTTP/2 only: llhttp checks HTTP/1.1 itself)
- * a larger header list. Pseudo-headers are not counted. Costs one comparison for a normal HTTP/1.1 request.
- */
-export function headersExceeded(req: http.IncomingMessage, limits: ClientLimits): boolean {
-  const raw = req.rawHeaders;
-  if (req.httpVersionMajor !== 2) return raw.length > 2 * limits.maxHeaders;
-  let fields = 0;
-  let size = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    size += name.length + raw[i + 1]!.length;
-    if (name.charCodeAt(0) !== 58 /* : */) fields++;
-  }
-  return fields > limits.maxHeaders || size > limits.maxHeaderSize;
-}
 
 /** HTTP/2 servers refuse a stream (RST_STREAM ENHANCE_YOUR_CALM) past this many pairs; ours answers 431 first. */
 export function h2MaxHeaderPairs(limits: ClientLimits): number {
   return limits.maxHeaders + 16;
-}
-
-/**
- * Counts the bytes of a request body that is not delimited by Content-Length and fails with
- * `BATON_BODY_TOO_LARGE` once they pass the limit; undici then aborts the upstream request with that error.
- * Also the HTTP/2 body adapter (a destroyed Http2ServerRequest would reset the stream).
- */
-export class BodyLimit extends Transform {
-  readonly #limit: number;
-  #seen = 0;
-
-  /** `limit` 0 = count nothing, just pass through. */
-  constructor(limit: number) {
-    super();
-    this.#limit = limit;
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.#seen += chunk.length;
-    if (this.#limit > 0 && this.#seen > this.#limit) {
-      cb(Object.assign(new Error(`request body larger than ${this.#limit} bytes`), { code: BODY_TOO_LARGE }));
-      return;
-    }
-    cb(null, chunk);
-  }
-}
-
-const kContinue = Symbol('baton.continue');
-
-/**
- * The server's 'checkContinue' listener marks the request (`Expect: 100-continue`) instead of letting Node send
- * `100 Continue` at once: the exchange sends it only when an upstream connection is ready for the body, so a
- * refused request (413, 404, 502) gets its final answer without the client uploading anything.
- */
-export function holdContinue(req: http.IncomingMessage): void {
-  (req as { [kContinue]?: boolean })[kContinue] = true;
-}
-
-export function awaitsContinue(req: http.IncomingMessage): boolean {
-  return (req as { [kContinue]?: boolean })[kContinue] === true;
 }
 
 const kIdle = Symbol('baton.h2idle');
@@ -127,50 +66,6 @@ export function closeIdleSessions(server: http2.Http2Server | http2.Http2SecureS
     stream[kIdle] = st;
     stream.once('close', onStreamClose);
   });
-}
-
-/**
- * A Host header (or absolute-form authority) that names a host: reg-name, IPv4 or an IPv6 literal, an
- * optional port, nothing else. Refused otherwise (RFC 9112 §3.2: 400), so no `/`, `@`, space or `..` can
- * steer routing or reach an upstream's virtual hosting.
- */
-export function isValidHost(value: string): boolean {
-  const n = value.length;
-  if (n === 0) return true; // an empty Host is allowed when the target has no authority
-  if (n > 255 + 6) return false;
-  let i = 0;
-  if (value.charCodeAt(0) === 91 /* [ */) {
-    const end = value.indexOf(']');
-    if (end < 3) return false;
-    for (i = 1; i < end; i++) {
-      const c = value.charCodeAt(i);
-      const ok = (c >= 48 && c <= 58) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102) || c === 46;
-      if (!ok) return false;
-    }
-    i = end + 1;
-  } else {
-    let prevDot = true; // no leading dot, no '..'
-    for (; i < n; i++) {
-      const c = value.charCodeAt(i);
-      if (c === 58 /* : */) break;
-      if (c === 46) {
-        if (prevDot) return false;
-        prevDot = true;
-        continue;
-      }
-      prevDot = false;
-      const ok = (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 95;
-      if (!ok) return false;
-    }
-    if (i === 0) return false;
-  }
-  if (i === n) return true;
-  if (value.charCodeAt(i) !== 58 || n - i - 1 > 5) return false;
-  for (let k = i + 1; k < n; k++) {
-    const c = value.charCodeAt(k);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
 }
 
 /** File descriptors kept back for log files, health checks, DNS, Node itself. */

@@ -7,10 +7,9 @@ import type http from 'node:http';
 import { createLogs, type Logs } from '../log/logger.js';
 import { isMasterToWorker, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
-import { createRequestHandler, type RequestHandler } from './proxy.js';
+import { createRequestHandler, type RequestHandler } from './handler.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
-import { answerClientError } from './client-error.js';
 import { missingInternals } from '../util/internals.js';
 
 const STATS_INTERVAL_MS = 1000;
@@ -84,7 +83,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
       drainer.markUpgraded(socket);
       h.upgrade(req, socket, head);
     },
-    clientError: answerClientError,
+    clientError: (err: Error & { code?: string }, socket: net.Socket) => h.clientError(err, socket),
   };
   for (const fd of msg.listeners) {
     const listener = config.listeners.find((x) => x.address.key === fd.key);

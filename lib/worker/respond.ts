@@ -52,7 +52,7 @@ export function sendReturn(res: http.ServerResponse, ret: CompiledReturn, reques
 const errorPages = new Map<number, Buffer>();
 
 /** `502 Bad Gateway\n`: short, plain, cached per status. */
-export function errorBody(status: number): Buffer {
+function errorBody(status: number): Buffer {
   let body = errorPages.get(status);
   if (body === undefined) {
     body = Buffer.from(`${status} ${http.STATUS_CODES[status] ?? 'Error'}\n`, 'latin1');
@@ -79,7 +79,7 @@ export function sendError(res: http.ServerResponse, status: number, requestId: s
 }
 
 /** A complete raw HTTP/1.1 response for a socket taken over by an upgrade; the connection closes after it. */
-export function rawResponse(status: number, body: Buffer, headers: readonly string[] = []): Buffer {
+function rawResponse(status: number, body: Buffer, headers: readonly string[] = []): Buffer {
   let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   head += `connection: close\r\ncontent-length: ${body.length}\r\n\r\n`;

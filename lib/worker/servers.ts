@@ -16,10 +16,9 @@ import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
 import { H2Guard, refusedStream } from './h2-guard.js';
 import { H2Port } from './h2-port.js';
 import { createTlsServer } from './tls-server.js';
-import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs, holdContinue } from './limits.js';
+import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs } from './limits.js';
+import { holdContinue } from './request-body.js';
 import type { Logger } from '../log/logger.js';
-import { nextRequestId } from './headers.js';
-import { rawError, sendError } from './respond.js';
 import { dequeued, queued } from './client-error.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -28,24 +27,11 @@ type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 export interface Handlers {
+  /** Every request, also those Node would answer itself (CONNECT, an unsupported Expect): see admission.ts. */
   request(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** Upgrade and HTTP/1 CONNECT requests, on the socket taken over from the parser. */
   upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void;
   clientError(err: Error & { code?: string }, socket: net.Socket): void;
-}
-
-/**
- * CONNECT (forward proxying) is not ours to serve: 405 and close. Without a listener Node just drops the socket.
- * (HTTP/2 CONNECT streams get Node's own 405: the HTTP/2 server has no 'connect' listener.)
- */
-function refuseConnect(_req: http.IncomingMessage, socket: net.Socket): void {
-  socket.on('error', () => {});
-  if (socket.writable) socket.end(rawError(405, nextRequestId()));
-  else socket.destroy();
-}
-
-/** `Expect:` other than 100-continue: 417, and close (Node's own 417 keeps the connection with the body unread). */
-function refuseExpectation(req: http.IncomingMessage, res: http.ServerResponse): void {
-  sendError(res, 417, nextRequestId(), req.method === 'HEAD', true);
 }
 
 /**
@@ -72,12 +58,17 @@ function inOrder(handle: (req: http.IncomingMessage, res: http.ServerResponse) =
   };
 }
 
-/** What every server (HTTP/1.1 parser or HTTP/1.1 over TLS) does with HTTP/1.1 requests besides 'request'. */
-function h1Events(server: net.Server, handlers: Handlers): void {
+/**
+ * What every server (HTTP/1.1 parser or HTTP/1.1 over TLS) does with HTTP/1.1 requests besides 'request'. The
+ * request handler answers what Node would answer itself, unlogged: a missing Host (`requireHostHeader` off), an
+ * unsupported Expect (417, and a close: Node's own keeps the connection with the body unread), CONNECT (405:
+ * without a listener Node just drops the socket).
+ */
+function h1Events(server: net.Server, handlers: Handlers, request: Handlers['request']): void {
   server.on('upgrade', handlers.upgrade);
   server.on('clientError', handlers.clientError);
-  server.on('connect', refuseConnect);
-  server.on('checkExpectation', refuseExpectation);
+  server.on('connect', handlers.upgrade);
+  server.on('checkExpectation', request);
 }
 
 /**
@@ -90,6 +81,8 @@ function h1Events(server: net.Server, handlers: Handlers): void {
 function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
   const server = http.createServer({
     ServerResponse: DrainAwareResponse as unknown as typeof http.ServerResponse,
+    // admission.ts answers a missing Host, with an access-log line (Node's own 400 has none).
+    requireHostHeader: false,
     maxHeaderSize: limits.maxHeaderSize,
     headersTimeout: limits.headerTimeout,
     // Large uploads may take long; body inactivity is bounded by body_timeout instead.
@@ -98,7 +91,7 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
     keepAliveTimeout: limits.keepaliveTimeout,
   });
   server.maxRequestsPerSocket = limits.keepaliveRequests;
-  // Node truncates req.headers past this but keeps rawHeaders whole; the exchange answers 431 (limits.ts).
+  // Node truncates req.headers past this but keeps rawHeaders whole; admission answers 431 (admission.ts).
   server.maxHeadersCount = limits.maxHeaders + 1;
   const request = inOrder(handlers.request);
   server.on('request', request);
@@ -106,15 +99,15 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
     holdContinue(req);
     request(req, res);
   });
-  h1Events(server, handlers);
+  h1Events(server, handlers, request);
   return server;
 }
 
 /**
  * The HTTP/2 server of a listener. SETTINGS_MAX_CONCURRENT_STREAMS is advertised: nghttp2 refuses the streams
  * over it (REFUSED_STREAM while the client has not acknowledged the setting; a connection error once it has);
- * the guard (h2-guard.ts) adds the limits nghttp2 lacks: resets, and streams per client. nghttp2 resets a stream past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets the exchange answer
- * 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
+ * the guard (h2-guard.ts) adds the limits nghttp2 lacks: resets, and streams per client. nghttp2 resets a stream
+ * past `maxHeaderListPairs` (ENHANCE_YOUR_CALM); the margin lets admission answer 431 first, as for HTTP/1.1. SETTINGS_MAX_HEADER_LIST_SIZE is left at its default: advertising max_header_size
  * would turn an oversized header list into a stream reset as well, instead of a 431.
  */
 function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): http2.Http2Server {
@@ -131,6 +124,9 @@ function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): htt
     holdContinue(req as http.IncomingMessage);
     request(req, res);
   });
+  // CONNECT (405) and an unsupported Expect (417) are answered, and logged, by the request handler.
+  server.on('connect', request);
+  server.on('checkExpectation', request);
   // A broken session or stream concerns that connection only.
   server.on('sessionError', ignore);
   server.on('session', (session: http2.ServerHttp2Session) => {

@@ -1,36 +1,35 @@
 /**
- * @module WebSocket tunnels (`Upgrade: websocket`) through http-proxy's `ws()`: routed like HTTP requests,
- * headers stripped and validated like HTTP requests (but keeping the upgrade), a raw `HTTP/1.1 502` when the
- * upstream cannot be reached, non-101 handshake answers relayed, and every open tunnel tracked so the worker
- * can count and close them. http-proxy crashes the process on an unhandled 'error': there is always a
+ * @module WebSocket tunnels (`Upgrade: websocket`) through http-proxy's `ws()`: admitted like every request
+ * (admission.ts: the same Host, path, limits and framing checks, plus GET only and no body), a raw `HTTP/1.1 502`
+ * when the upstream cannot be reached, non-101 handshake answers relayed, every answer logged and counted, and
+ * every open tunnel tracked so the worker can count and close them. Other upgrades and CONNECT are answered as
+ * plain requests (upgrade-socket.ts). http-proxy crashes the process on an unhandled 'error': there is always a
  * callback, a server-level 'error' listener and an 'error' listener on each socket.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { BadRequest, buildUpstreamHead, cleanTunnelResponseHeaders, displayAddress, nextRequestId, toHeaderObject } from './headers.js';
-import { normalizeHost, routingPath, splitAbsoluteTarget, type RouteEntry } from './router.js';
-import { CLIENT_GONE, classify, errorCode } from './errors.js';
+import { Admission, admit, Arrival } from './admission.js';
+import { logNoLiveTarget } from './attempt.js';
+import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
+import { serve, type HandlerContext } from './exchange.js';
+import { cleanTunnelResponseHeaders, displayAddress, nextRequestId, toHeaderObject } from './headers.js';
+import { ms } from './access-log.js';
 import { rawError, rawReturn } from './respond.js';
+import { answerAndClose, lingerClose, servePlain } from './upgrade-socket.js';
 import { markDown, markUp, type Target, type Upstream } from './upstream/pools.js';
-import type { HandlerContext } from './exchange.js';
-import { logAccess, ms } from './access-log.js';
-import { recorder } from '../metrics/recorder.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
 
 interface Tunnel {
   readonly client: ClientSocket;
-  readonly requestId: string;
-  readonly entry: RouteEntry;
+  readonly admission: Admission;
   readonly upstream: Upstream;
   readonly target: Target;
   readonly start: number;
-  readonly method: string;
-  readonly path: string;
-  readonly hostname: string;
+  readonly url: string;
   readonly clientAddress: string;
   proxyReq: http.ClientRequest | null;
   upstreamSocket: net.Socket | null;
@@ -53,26 +52,19 @@ interface WsTarget {
 /** Socket errors are expected (resets); the tunnel's 'close' does the cleanup. The listener must exist. */
 function ignoreSocketError(): void {}
 
-function coded(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code });
-}
-
 export class Tunnels {
   readonly #ctx: HandlerContext;
   readonly #proxy: httpProxy;
   readonly #open = new Set<Tunnel>();
   readonly #targets = new WeakMap<Target, WsTarget>();
-  /** Serve a non-WebSocket upgrade request (e.g. `Upgrade: h2c`) as the plain HTTP request it also is. */
-  readonly #plain: (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
-  constructor(ctx: HandlerContext, plain: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  constructor(ctx: HandlerContext) {
     this.#ctx = ctx;
-    this.#plain = plain;
     // prependPath false + our own path; no xfwd (we add X-Forwarded-* ourselves); Host kept from the client.
     this.#proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, prependPath: false, changeOrigin: false });
     // Only reached if a callback-less path ever fires: without a listener http-proxy throws (process crash).
     this.#proxy.on('error', (err, _req, socket) => {
-      ctx.logs.error.warn({ code: errorCode(err), error: err.message }, 'websocket proxy error');
+      ctx.log.error.warn({ code: errorCode(err), error: err.message }, 'websocket proxy error');
       const s = socket as unknown as Duplex | undefined;
       if (s && typeof s.destroy === 'function') s.destroy();
     });
@@ -97,74 +89,61 @@ export class Tunnels {
     try {
       this.#upgrade(req, socket as ClientSocket, head);
     } catch (err) {
-      this.#ctx.logs.error.error({ err }, 'internal error on an upgrade request');
-      this.#answer(socket, rawError(500, nextRequestId()));
+      this.#ctx.log.error.error({ err }, 'internal error on an upgrade request');
+      answerAndClose(socket, rawError(500, nextRequestId()));
     }
-  }
-
-  #answer(socket: Duplex, bytes: Buffer): void {
-    if (!socket.destroyed && socket.writable) socket.end(bytes);
-    else socket.destroy();
   }
 
   #upgrade(req: http.IncomingMessage, socket: ClientSocket, head: Buffer): void {
     const upgradeTo = req.headers.upgrade;
-    if (typeof upgradeTo !== 'string' || upgradeTo.toLowerCase() !== 'websocket') {
-      this.#servePlain(req, socket, head);
+    if (req.method === 'CONNECT' || typeof upgradeTo !== 'string' || upgradeTo.toLowerCase() !== 'websocket') {
+      servePlain(req, socket, (r, res) => serve(this.#ctx, r, res, Arrival.Detached));
       return;
     }
-    const clientAddress = displayAddress(req.socket?.remoteAddress);
-    let path = req.url ?? '';
-    let authority: string | undefined;
-    if (path.charCodeAt(0) !== 47) {
-      const abs = splitAbsoluteTarget(path);
-      if (abs === null) return this.#answer(socket, rawError(400, nextRequestId()));
-      authority = abs.authority;
-      path = abs.path;
+    const start = performance.now();
+    const client = displayAddress(req.socket?.remoteAddress);
+    const a = admit(this.#ctx, req, Arrival.Tunnel, client, new Admission());
+    const url = req.url ?? '';
+    if (a.refusal !== 0) {
+      if (a.requestId === '') a.requestId = nextRequestId();
+      this.#ctx.log.refused(a.refusal, a.reason, client, { requestId: a.requestId, method: req.method ?? '', url, route: a.entry?.label ?? null });
+      return this.#answer(socket, a, req, client, start, a.refusal, rawError(a.refusal, a.requestId));
     }
-    if (req.method !== 'GET') return this.#answer(socket, rawError(405, nextRequestId()));
-    let headers: string[];
-    let requestId: string;
-    let hostname: string;
-    try {
-      const h = buildUpstreamHead(req.rawHeaders, {
-        clientAddress,
-        proto: (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
-        tunnel: true,
-        authority,
-      });
-      headers = h.headers;
-      requestId = h.requestId;
-      hostname = normalizeHost(h.authority);
-    } catch (err) {
-      if (!(err instanceof BadRequest)) throw err;
-      this.#ctx.logs.error.info({ client: clientAddress, path: req.url, reason: err.message }, 'bad upgrade request');
-      return this.#answer(socket, rawError(400, nextRequestId()));
-    }
-    const rpath = routingPath(path);
-    if (rpath === null) return this.#answer(socket, rawError(400, requestId));
-    const entry = this.#ctx.router.match(hostname, rpath);
-    if (entry === null) return this.#answer(socket, rawError(404, requestId));
-    const action = this.#ctx.actions[entry.index]!;
-    if (action.ret !== null) return this.#answer(socket, rawReturn(action.ret, requestId));
-    if (action.upstream === null) return this.#answer(socket, rawError(502, requestId));
-
+    if (a.entry === null) return this.#answer(socket, a, req, client, start, 404, rawError(404, a.requestId));
+    const action = a.action!;
+    if (action.ret !== null) return this.#answer(socket, a, req, client, start, action.ret.status, rawReturn(action.ret, a.requestId));
     const upstream = action.upstream;
+    if (upstream === null) return this.#answer(socket, a, req, client, start, 502, rawError(502, a.requestId));
     const picked = upstream.balancer.pick(Date.now());
-    if (picked === -1) return this.#answer(socket, rawError(502, requestId)); // every target is down
+    if (picked === -1) {
+      logNoLiveTarget(this.#ctx.log, upstream, a.entry.label, a.requestId);
+      return this.#answer(socket, a, req, client, start, 502, rawError(502, a.requestId));
+    }
     const target = upstream.targets[picked]!;
     const tunnel: Tunnel = {
-      client: socket, requestId, entry, upstream, target, start: performance.now(), method: req.method, path: req.url ?? '',
-      hostname, clientAddress, proxyReq: null, upstreamSocket: null, connected: false, responded: false, upgraded: false,
-      status: 0, counted: true, closed: false,
+      client: socket, admission: a, upstream, target, start, url, clientAddress: client,
+      proxyReq: null, upstreamSocket: null, connected: false, responded: false, upgraded: false, status: 0, counted: true, closed: false,
     };
     target.inflight++; // least_conn sees long-lived tunnels too
     socket[kTunnel] = tunnel;
     this.#open.add(tunnel);
     socket.once('close', () => this.#closed(tunnel));
+    // A handshake answered without a tunnel (a relayed refusal, or our 502/504) ends our side: read the rest.
+    socket.once('finish', () => { if (!tunnel.upgraded) lingerClose(socket); });
     // http-proxy copies req.headers into its upstream request: hand it the cleaned, validated set.
-    req.headers = toHeaderObject(headers) as http.IncomingHttpHeaders;
+    req.headers = toHeaderObject(a.headers) as http.IncomingHttpHeaders;
     this.#proxy.ws(req, socket, head, { target: this.#wsTarget(target) as unknown as string }, (err) => this.#failed(tunnel, err));
+  }
+
+  /** A raw answer of our own (no tunnel): written, logged, counted, and the socket closed. */
+  #answer(socket: Duplex, a: Admission, req: http.IncomingMessage, client: string, start: number, status: number, bytes: Buffer): void {
+    answerAndClose(socket, bytes);
+    this.#ctx.log.countTunnel(a.entry?.index ?? -1, status);
+    this.#ctx.log.access({
+      client, method: req.method ?? '', host: a.hostname, path: req.url ?? '', status, bytes: bytes.length,
+      duration: ms(start, performance.now()), upstream: a.action?.upstream?.config.name ?? null, target: null,
+      upstream_time: null, request_id: a.requestId, protocol: 'HTTP/1.1',
+    });
   }
 
   #wsTarget(target: Target): WsTarget {
@@ -203,11 +182,12 @@ export class Tunnels {
         : coded('UND_ERR_CONNECT_TIMEOUT', 'connect timeout'));
     });
     proxyReq.on('response', (res: http.IncomingMessage) => {
-      // A refused handshake (401, 403, 404...) is relayed; http-proxy pipes the decoded body and then closes.
+      // A refused handshake (401, 403, 404...) is relayed; http-proxy pipes the decoded body and then ends the
+      // client socket ('finish' then drains and closes it: see #upgrade).
       tunnel.responded = true;
       tunnel.status = res.statusCode ?? 0;
       cleanTunnelResponseHeaders(res.headers, false);
-      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.requestId;
+      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.admission.requestId;
     });
     proxyReq.on('upgrade', (res: http.IncomingMessage, upstreamSocket: net.Socket) => {
       tunnel.responded = true;
@@ -217,7 +197,7 @@ export class Tunnels {
       upstreamSocket.on('error', ignoreSocketError);
       if (tunnel.target.fails !== 0 || tunnel.target.downUntil !== 0) markUp(tunnel.target);
       cleanTunnelResponseHeaders(res.headers, true);
-      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.requestId;
+      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.admission.requestId;
       if (tunnel.closed) {
         upstreamSocket.destroy();
         return;
@@ -238,27 +218,27 @@ export class Tunnels {
       let code = errorCode(err);
       if (tunnel.closed || tunnel.client.destroyed) code = CLIENT_GONE;
       const failure = classify(code);
-      if (failure.kind !== 'client') recorder.upstreamFailure(tunnel.entry.index, failure.kind, failure.code);
-      const fields = { code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.target.address, route: tunnel.entry.label, request_id: tunnel.requestId, path: tunnel.path };
+      if (failure.kind !== 'client') this.#ctx.log.upstreamFailure(tunnel.admission.entry!.index, failure);
+      const fields = {
+        code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.upstream.config.name,
+        target: tunnel.target.address, route: tunnel.admission.entry!.label, request_id: tunnel.admission.requestId, path: this.#ctx.log.path(tunnel.url),
+      };
       if (failure.kind === 'client') {
-        this.#ctx.logs.error.info(fields, 'websocket client left');
         tunnel.client.destroy();
         return;
       }
       if (!tunnel.responded) {
         if (failure.markDown) markDown(tunnel.target, Date.now());
-        this.#ctx.logs.error[failure.level](fields, 'websocket upstream failed');
+        this.#ctx.log.error[failure.level](fields, 'websocket upstream failed');
         tunnel.responded = true;
         tunnel.status = failure.status;
-        const c = tunnel.client;
-        if (c.writable) c.end(rawError(failure.status, tunnel.requestId));
-        else c.destroy();
+        answerAndClose(tunnel.client, rawError(failure.status, tunnel.admission.requestId));
         return;
       }
-      this.#ctx.logs.error.info(fields, tunnel.upgraded ? 'websocket tunnel closed by an upstream error' : 'websocket handshake relay failed');
+      this.#ctx.log.error.info(fields, tunnel.upgraded ? 'websocket tunnel closed by an upstream error' : 'websocket handshake relay failed');
       tunnel.client.destroy();
     } catch (bug) {
-      this.#ctx.logs.error.error({ err: bug }, 'internal error in a websocket failure');
+      this.#ctx.log.error.error({ err: bug }, 'internal error in a websocket failure');
       tunnel.client.destroy();
     }
   }
@@ -273,44 +253,16 @@ export class Tunnels {
     }
     if (!tunnel.upgraded) tunnel.proxyReq?.destroy();
     tunnel.upstreamSocket?.destroy();
-    recorder.tunnel(tunnel.entry.index, tunnel.status === 0 ? 499 : tunnel.status);
-    const access = this.#ctx.logs.access;
-    if (access === null) return;
-    logAccess(access, {
-      client: tunnel.clientAddress,
-      method: tunnel.method,
-      host: tunnel.hostname,
-      path: tunnel.path,
-      status: tunnel.status === 0 ? 499 : tunnel.status,
+    const a = tunnel.admission;
+    const status = tunnel.status === 0 ? 499 : tunnel.status;
+    this.#ctx.log.countTunnel(a.entry!.index, status);
+    if (status === 499) this.#ctx.log.abandoned();
+    this.#ctx.log.access({
+      client: tunnel.clientAddress, method: 'GET', host: a.hostname, path: tunnel.url, status,
       // The socket belongs to this tunnel alone, so its counter is exact (handshake answer included).
       bytes: (tunnel.client as Partial<net.Socket>).bytesWritten ?? 0,
-      duration: ms(tunnel.start, performance.now()),
-      upstream: tunnel.target.origin,
-      upstream_time: null,
-      request_id: tunnel.requestId,
-      protocol: 'HTTP/1.1',
+      duration: ms(tunnel.start, performance.now()), upstream: tunnel.upstream.config.name, target: tunnel.target.address,
+      upstream_time: null, request_id: a.requestId, protocol: 'HTTP/1.1',
     });
-  }
-
-  /**
-   * An `Upgrade` we do not tunnel (h2c, TLS...): RFC 9110 §7.8 lets a server ignore it, so answer the request
-   * as plain HTTP/1.1 on the socket Node handed over, then close the connection.
-   */
-  #servePlain(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (head.length > 0 || !req.complete) {
-      // Bytes beyond the request (or a body) would need the HTTP parser Node already detached.
-      this.#answer(socket, rawError(400, nextRequestId()));
-      return;
-    }
-    const res = new http.ServerResponse(req);
-    res.shouldKeepAlive = false;
-    res.assignSocket(socket as net.Socket);
-    // The socket stays assigned, so its 'close' still closes the response (and logs it) as Node's server would.
-    res.once('finish', () => {
-      const s = socket as Duplex & { destroySoon?: () => void };
-      if (typeof s.destroySoon === 'function') s.destroySoon();
-      else s.end();
-    });
-    this.#plain(req, res);
   }
 }

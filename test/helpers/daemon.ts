@@ -98,6 +98,8 @@ export interface DaemonOptions {
   wrapper?: string[];
   /** The access log destination instead of `access.log` (a path, `stdout`, `off`). */
   access?: string;
+  /** More keys of the `log:` section (YAML lines, indented by two spaces). */
+  log?: string;
 }
 
 /** Copy bin/, dist/ and package.json into `dir` (node_modules linked) so a test can change the code on disk. */
@@ -152,6 +154,7 @@ export class Daemon {
       `  level: debug`,
       `  error: error.log`,
       `  access: ${opts.access ?? 'access.log'}`,
+      opts.log ?? '',
       `admin:`,
       // 127.0.0.2: a port-0 admin listener must not share the key of a port-0 listener on 127.0.0.1.
       `  listen: 127.0.0.2:${opts.adminPort ?? 0}`,

@@ -65,3 +65,27 @@ export function settingsOf(f: Frame): Map<number, number> {
   for (let i = 0; i + 6 <= f.payload.length; i += 6) m.set(f.payload.readUInt16BE(i), f.payload.readUInt32BE(i + 2));
   return m;
 }
+
+/** An HPACK integer with an `prefix`-bit prefix, the first byte's other bits set to `flags` (RFC 7541 §5.1). */
+function hpackInt(value: number, prefix: number, flags: number): number[] {
+  const max = (1 << prefix) - 1;
+  if (value < max) return [flags | value];
+  const out = [flags | max];
+  let rest = value - max;
+  while (rest >= 128) {
+    out.push((rest % 128) + 128);
+    rest = Math.floor(rest / 128);
+  }
+  out.push(rest);
+  return out;
+}
+
+/** Any header list, each field a literal without indexing and with a literal name (no Huffman): exact bytes on the wire. */
+export function literalHeaders(fields: readonly (readonly [string, string])[]): Buffer {
+  const out: number[] = [];
+  for (const [name, value] of fields) {
+    out.push(0x00, ...hpackInt(name.length, 7, 0), ...Buffer.from(name, 'latin1'));
+    out.push(...hpackInt(value.length, 7, 0), ...Buffer.from(value, 'latin1'));
+  }
+  return Buffer.from(out);
+}

@@ -11,7 +11,7 @@ import { DEFAULT_LIMITS } from '../defaults.js';
 
 export { DEFAULT_LIMITS };
 
-const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests', 'http2_max_concurrent_streams'];
+const KEYS = ['max_header_size', 'max_headers', 'max_body_size', 'header_timeout', 'body_timeout', 'keepalive_timeout', 'keepalive_requests', 'http2_max_concurrent_streams', 'underscores_in_headers'];
 
 /** Node's parser needs room for at least a request line and a Host header; 1m is far past any real client. */
 const MIN_HEADER_SIZE = 1024;
@@ -31,6 +31,7 @@ export function readLimits(r: Reader, cur: Cursor | undefined): ClientLimits {
     keepaliveTimeout: optional(f.get('keepalive_timeout'), (c) => readDuration(r, c, false)) ?? d.keepaliveTimeout,
     keepaliveRequests: optional(f.get('keepalive_requests'), (c) => r.integer(c, 0, Number.MAX_SAFE_INTEGER, 'an integer >= 0 (0 = no limit)')) ?? d.keepaliveRequests,
     http2MaxConcurrentStreams: optional(f.get('http2_max_concurrent_streams'), (c) => r.integer(c, 1, 10_000, 'an integer from 1 to 10000')) ?? d.http2MaxConcurrentStreams,
+    underscoresInHeaders: optional(f.get('underscores_in_headers'), (c) => r.bool(c)) ?? d.underscoresInHeaders,
   };
 }
 

@@ -5,12 +5,14 @@ import { optional, type Cursor, type Reader } from '../reader.js';
 const LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
 
 export function readLog(r: Reader, cur: Cursor | undefined): LogConfig {
-  const f = optional(cur, (c) => r.fields(c, ['level', 'error', 'access']));
+  const f = optional(cur, (c) => r.fields(c, ['level', 'error', 'access', 'query_strings']));
   const access = f?.get('access');
   return {
     level: optional(f?.get('level'), (c) => r.oneOf(c, LEVELS)) ?? 'info',
     error: optional(f?.get('error'), (c) => readDestination(r, c, false)) ?? { kind: 'stderr' },
     access: access === undefined ? { kind: 'stdout' } : (readDestination(r, access, true) ?? null),
+    // Query strings often carry tokens; `false` keeps them out of both logs.
+    queryStrings: optional(f?.get('query_strings'), (c) => r.bool(c)) ?? true,
   };
 }
 

@@ -125,9 +125,3 @@ export function fallbacks(targets: readonly BalancedTarget[], first: number, now
   }
   return healthy;
 }
-
-/** The full candidate order for one request: the pick, then its fallbacks; empty when every target is down. */
-export function candidates(balancer: Balancer, targets: readonly BalancedTarget[], now: number): number[] {
-  const first = balancer.pick(now);
-  return first === -1 ? [] : [first, ...fallbacks(targets, first, now)];
-}

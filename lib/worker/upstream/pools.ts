@@ -24,7 +24,8 @@ export interface Target extends BalancedTarget {
   readonly origin: string;
   /** `host:port` as written in logs. */
   readonly address: string;
-  readonly upstream: UpstreamConfig;
+  /** The configuration of the upstream this target belongs to (the runtime one is an `Upstream`). */
+  readonly upstreamConfig: UpstreamConfig;
   /** Passive health: failures counted since `firstFailAt`. */
   fails: number;
   firstFailAt: number;
@@ -67,7 +68,7 @@ function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Targe
     weight: t.weight,
     inflight: 0,
     downUntil: 0,
-    upstream: up,
+    upstreamConfig: up,
     fails: 0,
     firstFailAt: 0,
     checkDown: false,
@@ -93,7 +94,7 @@ export function createUpstreams(config: Config): Map<string, Upstream> {
  * failure took the target out.
  */
 export function markDown(target: Target, now: number): boolean {
-  const c = target.upstream;
+  const c = target.upstreamConfig;
   if (c.maxFails === 0 || c.targets.length < 2 || target.checkDown) return false;
   if (target.fails === 0 || now - target.firstFailAt > c.failTimeout) {
     target.fails = 0;
@@ -124,7 +125,7 @@ export function setChecked(target: Target, down: boolean): void {
  * be just as stale. The client closes once that request is done (retries are rare: no pool of them is kept).
  */
 export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-  const { connections: _c, ...options } = poolOptions(target.upstream);
+  const { connections: _c, ...options } = poolOptions(target.upstreamConfig);
   const client = new Client(target.origin, { ...options, pipelining: 0 });
   try {
     client.dispatch(opts, handler);
@@ -140,8 +141,8 @@ export function nextTargets(up: Upstream, first: number, now: number): number[] 
 
 /**
  * Swap in a fresh pool after undici refused a request's arguments: undici 7.30 leaves a never-connected client
- * in the pool for each such request, and a bounded pool eventually hangs (research/node-facts.md §2). Requests
- * already running on the old pool finish there.
+ * in the pool for each such request (no client ever connects or leaves), and a bounded pool eventually hangs.
+ * Requests already running on the old pool finish there.
  */
 export function replacePool(up: Upstream, target: Target): void {
   const old = target.pool;

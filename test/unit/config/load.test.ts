@@ -39,12 +39,12 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     shutdownTimeout: 30_000,
     upgradeTimeout: 60_000,
     user: null,
-    log: { level: 'info', error: { kind: 'stderr' }, access: { kind: 'stdout' } },
+    log: { level: 'info', error: { kind: 'stderr' }, access: { kind: 'stdout' }, queryStrings: true },
     admin: null,
     listeners: [{ address: { key: '127.0.0.1:0', host: '127.0.0.1', port: 0, family: 4 }, h2c: false, tls: null }],
     limits: {
       maxHeaderSize: 16 * 1024, maxHeaders: 100, maxBodySize: 100 * 1024 * 1024, headerTimeout: 10_000, bodyTimeout: 60_000,
-      keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128,
+      keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
     },
     upstreams: {},
     routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024 }],
@@ -88,7 +88,7 @@ t.test('absolute paths are kept as written', async (t) => {
   const file = tempConfig(t, 'pid_file: /run/baton/baton.pid\nlog: {error: /var/log/baton/error.log, access: stderr}\nlisteners: [{listen: 8080}]\nroutes: [{return: {status: 204}}]\n');
   const config = mustLoad(file);
   t.equal(config.pidFile, '/run/baton/baton.pid');
-  t.strictSame(config.log, { level: 'info', error: { kind: 'file', path: '/var/log/baton/error.log' }, access: { kind: 'stderr' } });
+  t.strictSame(config.log, { level: 'info', error: { kind: 'file', path: '/var/log/baton/error.log' }, access: { kind: 'stderr' }, queryStrings: true });
 });
 
 t.test('a config file that cannot be read is one error at 1:1 with the OS message', async (t) => {

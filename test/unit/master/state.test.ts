@@ -6,7 +6,7 @@ import { initialState, reduce, type Effect, type MasterEvent, type MasterState }
 function config(pidFile = '/tmp/x.pid'): Config {
   return {
     file: '/tmp/baton.yaml', pidFile, workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
-    log: { level: 'info', error: { kind: 'stderr' }, access: null }, admin: null,
+    log: { level: 'info', error: { kind: 'stderr' }, access: null, queryStrings: true }, admin: null,
     listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
     limits: DEFAULT_LIMITS,
     upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0 }],

@@ -1,6 +1,6 @@
 /** @module Balancers: weighted distribution, smoothness, least connections, down targets, candidate order. */
 import t from 'tap';
-import { candidates, createBalancer, fallbacks, type BalancedTarget } from '../../../lib/worker/upstream/balancer.js';
+import { createBalancer, fallbacks, type BalancedTarget } from '../../../lib/worker/upstream/balancer.js';
 
 const targets = (...weights: number[]): BalancedTarget[] => weights.map((weight) => ({ weight, inflight: 0, downUntil: 0 }));
 const NOW = 1_000_000;
@@ -88,11 +88,4 @@ t.test('fallbacks follow the ring after the first pick and leave out targets mar
   ts[3]!.downUntil = NOW + 1;
   t.strictSame(fallbacks(ts, 2, NOW), [0, 1]);
   t.strictSame(fallbacks(targets(1), 0, NOW), []);
-});
-
-t.test('a candidate list starts with the pick and names every target once', async (t) => {
-  const ts = targets(1, 1, 1);
-  const c = candidates(createBalancer('round_robin', ts), ts, NOW);
-  t.equal(c.length, 3);
-  t.strictSame([...c].sort(), [0, 1, 2]);
 });

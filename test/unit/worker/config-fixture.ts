@@ -10,7 +10,7 @@ import type { Test } from 'tap';
 import type { Balance, ClientLimits, Config, HealthCheckConfig, ReturnAction, RouteConfig, UpstreamConfig } from '../../../lib/config/types.js';
 import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
 import type { Logs } from '../../../lib/log/logger.js';
-import { createRequestHandler, type RequestHandler } from '../../../lib/worker/proxy.js';
+import { createRequestHandler, type RequestHandler } from '../../../lib/worker/handler.js';
 
 export interface UpstreamOptions {
   balance?: Balance;
@@ -57,7 +57,7 @@ export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], l
     shutdownTimeout: 5000,
     upgradeTimeout: 5000,
     user: null,
-    log: { level: 'debug', error: { kind: 'stderr' }, access: { kind: 'stdout' } },
+    log: { level: 'debug', error: { kind: 'stderr' }, access: { kind: 'stdout' }, queryStrings: true },
     admin: null,
     listeners: [],
     limits: { ...DEFAULT_LIMITS, ...limits },

@@ -142,3 +142,12 @@ t.test('helpers: IPv4-mapped addresses display as IPv4, flat lists become object
   t.equal(displayAddress(undefined), 'unknown');
   t.strictSame({ ...toHeaderObject(['A', '1', 'a', '2', 'B', '3']) }, { a: ['1', '2'], b: '3' });
 });
+
+t.test('request headers: a second Host and any transfer coding but chunked are refused', async (t) => {
+  const ctx = { clientAddress: '127.0.0.1', proto: 'http' as const };
+  t.throws(() => buildUpstreamHead(['Host', 'a', 'Host', 'b'], ctx), BadRequest);
+  for (const te of ['identity, chunked', 'gzip', 'chunked, gzip', 'xchunked', '"chunked"'])
+    t.throws(() => buildUpstreamHead(['Host', 'a', 'Transfer-Encoding', te], ctx), BadRequest, te);
+  for (const te of ['chunked', 'Chunked', ' chunked ', '\tCHUNKED'])
+    t.equal(buildUpstreamHead(['Host', 'a', 'Transfer-Encoding', te], ctx).chunked, true, JSON.stringify(te));
+});

@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import t, { type Test } from 'tap';
 import type http from 'node:http';
-import { createRequestHandler } from '../../../lib/worker/proxy.js';
+import { createRequestHandler } from '../../../lib/worker/handler.js';
 import { listen, makeConfig, memoryLogs, route, startUpstream, until, upstream } from './config-fixture.js';
 
 async function h2Front(t: Test, config: ReturnType<typeof makeConfig>) {

@@ -92,3 +92,12 @@ t.test('an absolute-form target splits into authority and origin-form path', asy
   t.equal(splitAbsoluteTarget('http://user@h/'), null);
   t.equal(splitAbsoluteTarget('ftp://h/'), null);
 });
+
+t.test('routing paths: path parameters are cut from every segment, a decoded NUL is refused', async (t) => {
+  t.equal(routingPath('/admin;jsessionid=1/x'), '/admin/x');
+  t.equal(routingPath('/public/..;/admin/'), '/admin/');
+  t.equal(routingPath('/a;b;c/d;e'), '/a/d');
+  t.equal(routingPath('/public/%2e%2e;x/admin'), '/admin');
+  t.equal(routingPath('/x/%00/y'), null);
+  t.equal(routingPath('/plain/path'), '/plain/path', 'the fast path is untouched');
+});

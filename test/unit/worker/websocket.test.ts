@@ -94,7 +94,7 @@ t.test('a WebSocket handshake gets the upstream 101 and bytes are echoed both wa
   socket.end();
   await until(() => p.handler.openTunnels() === 0, 3000, 'the tunnel to close');
   await until(() => p.mem.access.length === 1);
-  t.match(p.mem.access[0], { status: 101, path: '/ws', upstream: up.origin });
+  t.match(p.mem.access[0], { status: 101, path: '/ws', upstream: 'ws', target: up.origin.slice('http://'.length) });
 });
 
 t.test('a WebSocket to an upstream that refuses connections gets a raw 502', async (t) => {

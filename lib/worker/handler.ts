@@ -1,9 +1,10 @@
 /**
  * @module The request path of a worker: `createRequestHandler(config)` compiles routes, return actions and
- * upstream pools once per config snapshot, then serves HTTP requests (exchange.ts) and upgrades
- * (websocket.ts) until `close()`.
+ * upstream pools once per config snapshot, then serves HTTP requests (exchange.ts), upgrades (websocket.ts)
+ * and the HTTP/1 server's own answers (client-error.ts) until `close()`.
  */
 import type http from 'node:http';
+import type net from 'node:net';
 import type stream from 'node:stream';
 import type { Config } from '../config/types.js';
 import type { Logs } from '../log/logger.js';
@@ -12,14 +13,19 @@ import { compileReturn } from './respond.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
 import { HealthChecks } from './upstream/health.js';
 import { IdleSweeper } from './idle.js';
-import { serve, type HandlerContext, type RouteAction } from './exchange.js';
+import type { RouteAction } from './admission.js';
+import { serve, type HandlerContext } from './exchange.js';
+import { RequestLog } from './request-log.js';
 import { Tunnels } from './websocket.js';
+import { answerClientError } from './client-error.js';
 
 export interface RequestHandler {
   /** Serve one request (HTTP/1.1, or an HTTP/2 compat request: `:authority`, no connection headers). Never throws. */
   handle(req: http.IncomingMessage, res: http.ServerResponse): void;
-  /** An Upgrade request (WebSocket etc.), from the server's 'upgrade' event. Never throws. */
+  /** An Upgrade or CONNECT request, from the server's 'upgrade' or 'connect' event. Never throws. */
   upgrade(req: http.IncomingMessage, socket: stream.Duplex, head: Buffer): void;
+  /** The HTTP/1 parser refused a connection's bytes (the server's 'clientError'): answer, log, count. */
+  clientError(err: Error & { code?: string }, socket: net.Socket): void;
   /** WebSocket tunnels open now (handshakes in progress included). */
   openTunnels(): number;
   /** Close every tunnel at once (drain deadline); each one is logged as it closes. */
@@ -37,22 +43,26 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
   }));
   let shortestIdle = config.limits.bodyTimeout > 0 ? config.limits.bodyTimeout : Infinity;
   for (const up of upstreams.values()) if (up.config.idleTimeout > 0) shortestIdle = Math.min(shortestIdle, up.config.idleTimeout);
+  const log = new RequestLog(logs, config.log.queryStrings);
   const ctx: HandlerContext = {
     router: compileRouter(config.routes),
     actions,
-    logs,
+    log,
     sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
     limits: config.limits,
   };
   const checks = new HealthChecks(upstreams.values(), logs.error);
   checks.start();
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => serve(ctx, req, res);
-  const tunnels = new Tunnels(ctx, handle);
+  const tunnels = new Tunnels(ctx);
   logs.error.debug({ generation: info.generation, routes: config.routes.length, upstreams: upstreams.size }, 'request handler ready');
   return {
     handle,
     upgrade(req, socket, head) {
       tunnels.upgrade(req, socket, head);
+    },
+    clientError(err, socket) {
+      answerClientError(log, err, socket);
     },
     openTunnels: () => tunnels.open,
     closeTunnels() {
@@ -61,6 +71,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     async close() {
       checks.stop();
       ctx.sweeper.close();
+      log.flush();
       await closeUpstreams(upstreams);
     },
   };

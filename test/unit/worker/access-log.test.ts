@@ -1,0 +1,53 @@
+/** @module The access-log line: valid JSON with the documented fields, whatever a client puts in its strings. */
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import t from 'tap';
+import { logAccess, type AccessRecord } from '../../../lib/worker/access-log.js';
+
+function capture(): { log: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      cb();
+    },
+  });
+  return { log: pino({ base: null }, sink), lines };
+}
+
+const base: AccessRecord = {
+  client: '127.0.0.1', method: 'GET', host: 'a.test', path: '/x?y=1', status: 200, bytes: 12, duration: 1.5,
+  upstream: 'app', target: '127.0.0.1:9001', upstream_time: 0.75, request_id: 'abc-1', protocol: 'HTTP/1.1',
+};
+
+t.test('an access line is one JSON object with the fields in the documented order', async (t) => {
+  const { log, lines } = capture();
+  logAccess(log, base);
+  t.equal(lines.length, 1);
+  const parsed = JSON.parse(lines[0]!) as Record<string, unknown>;
+  t.same(Object.keys(parsed), ['time', 'client', 'method', 'host', 'path', 'status', 'bytes', 'duration', 'upstream', 'target', 'upstream_time', 'request_id', 'protocol']);
+  t.match(parsed, { ...base, time: /^\d{4}-\d\d-\d\dT/ });
+  logAccess(log, { ...base, upstream: null, target: null, upstream_time: null });
+  t.match(JSON.parse(lines[1]!), { upstream: null, target: null, upstream_time: null });
+});
+
+t.test('strings that need escaping stay intact: quotes, backslashes, control characters, non-ASCII, lone surrogates', async (t) => {
+  const { log, lines } = capture();
+  const nasty = ['/a"b', '/a\\b', '/a\nb\r\t\x00\x1f', '/é✓', '/\ud800x', '"}{"injected":1'];
+  for (const path of nasty) logAccess(log, { ...base, path, method: path, host: path, request_id: path, upstream: path });
+  t.equal(lines.length, nasty.length, 'one line each: nothing a client sends can add a line');
+  lines.forEach((line, i) => {
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    const want = nasty[i]!.replace('\ud800', '\ufffd');
+    for (const field of ['path', 'method', 'host', 'request_id', 'upstream']) {
+      t.equal(String(parsed[field]).replace('\ud800', '\ufffd'), want, `${field} of ${JSON.stringify(nasty[i])}`);
+    }
+    t.notOk('injected' in parsed, 'no field injected');
+  });
+});
+
+t.test('the path logged can differ from the record (query strings left out)', async (t) => {
+  const { log, lines } = capture();
+  logAccess(log, base, '/x');
+  t.equal((JSON.parse(lines[0]!) as { path: string }).path, '/x');
+});
