@@ -5,7 +5,7 @@ import { isMap, isScalar } from 'yaml';
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
-import { claimAddress, readListeners } from './listeners.js';
+import { claimAddress, readListeners, type Owners } from './listeners.js';
 import { readLimits } from './limits.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
@@ -24,7 +24,7 @@ export function readConfig(r: Reader): Config | undefined {
   const duration = (c: Cursor) => r.parse(c, DURATION_FORMAT, parseDuration);
   const listenersCur = f.required('listeners');
   const routesCur = f.required('routes');
-  const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map<string, string>() } : readListeners(r, listenersCur);
+  const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map() as Owners } : readListeners(r, listenersCur);
   const limits = readLimits(r, f.get('limits'));
   const { upstreams, names } = readUpstreams(r, f.get('upstreams'));
 
@@ -50,7 +50,7 @@ function readWorkers(r: Reader, cur: Cursor | undefined): number | undefined {
 }
 
 /** `owners` holds the listeners' addresses: the admin server cannot share a listener's socket. */
-function readAdmin(r: Reader, cur: Cursor, owners: Map<string, string>): AdminConfig | undefined {
+function readAdmin(r: Reader, cur: Cursor, owners: Owners): AdminConfig | undefined {
   const listen = optional(r.fields(cur, ['listen'])?.required('listen'), (c) => claimAddress(r, c, owners, 'admin'));
   return listen === undefined ? undefined : { listen };
 }
