@@ -1,8 +1,8 @@
 /** @module The top level of the config file: process settings, then each section, then checks across sections. */
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar } from 'yaml';
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
+import { autoWorkers } from '../cpu-quota.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
 import { claimAddress, readListeners, type Owners } from './listeners.js';
@@ -45,7 +45,7 @@ export function readConfig(r: Reader): Config | undefined {
 }
 
 function readWorkers(r: Reader, cur: Cursor | undefined): number | undefined {
-  if (cur === undefined || (isScalar(cur.node) && cur.node.value === 'auto')) return availableParallelism();
+  if (cur === undefined || (isScalar(cur.node) && cur.node.value === 'auto')) return autoWorkers();
   return r.integer(cur, 1, Number.MAX_SAFE_INTEGER, 'an integer >= 1 or "auto"');
 }
 
