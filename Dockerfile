@@ -18,6 +18,7 @@ RUN npm ci --no-audit --no-fund \
 # Runtime: the same slim image, the installed package, the non-root node user, config at /etc/baton/baton.yaml.
 FROM node:24.20.0-trixie-slim
 ENV NODE_ENV=production
+ENV PATH=/opt/baton/bin:$PATH
 COPY --from=build /opt/baton /opt/baton
 COPY conf/baton.container.yaml /etc/baton/baton.yaml
 RUN mkdir -p /run/baton && chown node:node /run/baton
