@@ -23,10 +23,10 @@ function configPath(given: string | null): string {
   return fs.existsSync(local) ? local : path.join(PACKAGE_ROOT, 'conf/baton.yaml');
 }
 
-/** `-t` and a start check the config against this machine too (user, pid file and log paths), as nginx -t does. */
+/** `-t` checks the config against this machine too (user, pid file and log paths), as nginx -t does; --daemon its logs. */
 function loadOptions(cmd: Command): LoadOptions {
-  if (cmd.kind === 'test') return { preflight: { daemon: false } };
-  if (cmd.kind === 'run') return { preflight: { daemon: cmd.daemon } };
+  if (cmd.kind === 'test') return { preflight: { machine: true, daemon: false } };
+  if (cmd.kind === 'run' && cmd.daemon) return { preflight: { machine: false, daemon: true } };
   return {};
 }
 

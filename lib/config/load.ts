@@ -8,7 +8,7 @@ import { readSource } from './source.js';
 import type { LoadResult } from './types.js';
 
 export interface LoadOptions {
-  /** Also check the config against this machine (`-t` and start): user, pid file and log paths, --daemon logs. */
+  /** Also check the config against this machine (`-t`: user, pid file and log paths) or for `--daemon` (no log on a terminal). */
   readonly preflight?: PreflightOptions;
 }
 

@@ -1,8 +1,9 @@
 /**
- * @module What `-t` and a start check beyond the file itself, as `nginx -t` does: that `user:` exists, that the
- * pid file and the log files can be created and written by whoever runs the check, and (for `--daemon`) that no
- * log goes to a terminal that is about to disappear. Not run on reload or by `-s`/`status`: those must work for an
- * operator who cannot write /run/baton, and a reload's problems come back from the master.
+ * @module What `-t` checks beyond the file itself, as `nginx -t` does: that `user:` exists, and that the pid file and
+ * the log files can be created and written by whoever runs the check. A start checks only what `--daemon` needs
+ * (no log on a terminal that is about to disappear): the master reports an unknown user or an unwritable pid file
+ * itself, and an unwritable log never stops it (lines are kept and retried). Never run on reload or by
+ * `-s`/`status`: those must work for an operator who cannot write /run/baton.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,6 +13,8 @@ import type { Reader } from './reader.js';
 import type { Config, LogDestination } from './types.js';
 
 export interface PreflightOptions {
+  /** `-t`: the user, the pid file and the log files, on this machine. */
+  readonly machine: boolean;
   /** The master will detach (`--daemon`): the standard streams are gone once it has. */
   readonly daemon: boolean;
 }
@@ -22,13 +25,13 @@ export function preflight(r: Reader, config: Config, opts: PreflightOptions): vo
     const written = node.depth === keys.length;
     r.fail(node.node, keys.join('.'), written ? message : `${message} (this is the default: set ${keys.join('.')})`);
   };
-  if (config.user !== null && !userExists(config.user)) fail(['user'], `no user "${config.user}" on this machine`);
-  const pid = cannotWrite(config.pidFile, false);
+  if (opts.machine && config.user !== null && !userExists(config.user)) fail(['user'], `no user "${config.user}" on this machine`);
+  const pid = opts.machine ? cannotWrite(config.pidFile, false) : null;
   if (pid !== null) fail(['pid_file'], `cannot write ${config.pidFile}: ${pid}`);
   const logs: [string, LogDestination | null][] = [['error', config.log.error], ['access', config.log.access]];
   for (const [key, dest] of logs) {
     if (dest?.kind === 'file') {
-      const why = cannotWrite(dest.path, true);
+      const why = opts.machine ? cannotWrite(dest.path, true) : null;
       if (why !== null) fail(['log', key], `cannot write ${dest.path}: ${why}`);
     } else if (opts.daemon && dest !== null) {
       fail(['log', key], `${dest.kind} is gone once --daemon detaches: log to a file${key === 'access' ? ' (or off)' : ''}`);
