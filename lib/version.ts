@@ -1,6 +1,6 @@
 /**
  * @module The version of the code this process was started from, read from package.json once at start:
- * after `npm install baton@next` the file on disk changes, but a running master keeps reporting its own.
+ * after `npm install -g ./baton-proxy-X.Y.Z.tgz` the file on disk changes, but a running master keeps reporting its own.
  */
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,30 +1,17 @@
 /**
- * @module The CLI's commands that talk to a running master: -s, reload, upgrade, status, and the --daemon launcher.
+ * @module The CLI's commands that act on a running master: -s, reload and upgrade. Each finds the master through
+ * its pid file (checked: a live baton master) before it signals anything.
  */
-import { spawn } from 'node:child_process';
 import type { Config } from '../config/types.js';
 import { signalForVerb } from '../control/signals.js';
 import { oldbinPath, processAlive, readPidFile } from '../control/pid-file.js';
 import { EXIT } from '../control/exit-codes.js';
 import { adminBase, adminCall, childrenOf, waitFor } from './control-client.js';
+import { runningMaster, type Out } from './running-master.js';
+import { lastUpgradeFailure } from './status.js';
 
-type Out = (line: string) => void;
-
-function runningMaster(config: Config, err: Out): number | null {
-  const read = readPidFile(config.pidFile);
-  if (!read.ok) {
-    err(`baton: ${read.reason}`);
-    return null;
-  }
-  if (!processAlive(read.pid)) {
-    err(`baton: pid file ${config.pidFile} names process ${read.pid}, which is not running`);
-    return null;
-  }
-  return read.pid;
-}
-
-export function signalCommand(config: Config, verb: string, err: Out): number {
-  const pid = runningMaster(config, err);
+export function signalCommand(pidFile: string, verb: string, err: Out): number {
+  const pid = runningMaster(pidFile, err);
   if (pid === null) return EXIT.NOT_RUNNING;
   const signal = signalForVerb(verb)!;
   try {
@@ -42,7 +29,7 @@ export async function reloadCommand(config: Config, out: Out, err: Out): Promise
     err('baton: reload needs the admin listener (admin.listen with a fixed port) to report the outcome; use -s reload to only send HUP');
     return EXIT.USAGE;
   }
-  if (runningMaster(config, err) === null) return EXIT.NOT_RUNNING;
+  if (runningMaster(config.pidFile, err) === null) return EXIT.NOT_RUNNING;
   try {
     const res = await adminCall(base, 'POST', '/reload', config.shutdownTimeout + 60_000);
     const outcome = JSON.parse(res.body) as { ok: boolean; generation?: number; errors?: string[] };
@@ -60,7 +47,7 @@ export async function reloadCommand(config: Config, out: Out, err: Out): Promise
 }
 
 export async function upgradeCommand(config: Config, out: Out, err: Out): Promise<number> {
-  const old = runningMaster(config, err);
+  const old = runningMaster(config.pidFile, err);
   if (old === null) return EXIT.NOT_RUNNING;
   process.kill(old, 'SIGUSR2');
   out(`USR2 sent to master ${old}; waiting for the new master`);
@@ -83,7 +70,9 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
     return undefined;
   });
   if (!outcome || !outcome.ok) {
-    err(`upgrade failed: the new master did not become ready${outcome ? '' : ' in time'}; master ${old} keeps serving (see the error log for why)`);
+    err(`upgrade failed: the new master did not become ready${outcome ? '' : ' in time'}; master ${old} keeps serving`);
+    const reason = await lastUpgradeFailure(config);
+    err(reason !== null ? `  reason: ${reason}` : '  the error log says why');
     return EXIT.OPERATION_FAILED;
   }
   out(`new master ${outcome.pid} is serving`);
@@ -101,49 +90,4 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
   }
   out(`upgrade done: master ${outcome.pid}`);
   return EXIT.OK;
-}
-
-export async function statusCommand(config: Config, out: Out, err: Out): Promise<number> {
-  const base = adminBase(config);
-  if (!base) {
-    err('baton: status needs the admin listener (admin.listen with a fixed port)');
-    return EXIT.USAGE;
-  }
-  try {
-    const res = await adminCall(base, 'GET', '/status', 5000);
-    const s = JSON.parse(res.body) as {
-      version: string; pid: number; phase: string; generation: number | null; uptime: number;
-      workers: { pid: number; generation: number; state: string; connections: number; requests: number }[];
-      listeners: { listen: string; address: string }[];
-      upgrade: { oldMaster: number; newMaster: number | null; stage: string } | null;
-    };
-    out(`baton ${s.version}  master ${s.pid}  ${s.phase}  generation ${s.generation ?? '-'}  up ${s.uptime}s`);
-    if (s.upgrade) out(`upgrade: old master ${s.upgrade.oldMaster} → new master ${s.upgrade.newMaster ?? '(starting)'} (${s.upgrade.stage})`);
-    for (const l of s.listeners) out(`listen   ${l.listen}${l.address !== l.listen ? ` (${l.address})` : ''}`);
-    for (const w of s.workers) out(`worker   ${w.pid}  gen ${w.generation}  ${w.state.padEnd(8)}  ${w.connections} conns  ${w.requests} reqs`);
-    return EXIT.OK;
-  } catch (e) {
-    err(`baton: status: ${(e as Error).message}`);
-    return EXIT.NOT_RUNNING;
-  }
-}
-
-/** --daemon: start the master detached; exit 0 only once it serves and its pid file names it. */
-export async function daemonCommand(config: Config, argv: readonly string[], err: Out): Promise<number> {
-  const args = argv.filter((a) => a !== '--daemon' && a !== '-d');
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...args], { detached: true, stdio: ['ignore', 'inherit', 'inherit'] });
-  let exited: number | null = null;
-  child.on('exit', (code) => { exited = code ?? 1; });
-  const ok = await waitFor(config.upgradeTimeout, () => {
-    if (exited !== null) return false;
-    const read = readPidFile(config.pidFile);
-    return read.ok && read.pid === child.pid ? true : undefined;
-  });
-  if (ok) {
-    child.unref();
-    return EXIT.OK;
-  }
-  err(`baton: the master did not start${exited !== null ? ` (exit code ${exited})` : ' in time'}`);
-  if (exited === null) child.kill('SIGTERM');
-  return EXIT.STARTUP_FAILED;
 }

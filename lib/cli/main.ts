@@ -4,13 +4,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, type LoadOptions } from '../config/load.js';
 import { formatConfigError } from '../config/errors.js';
-import type { Config } from '../config/types.js';
 import { PACKAGE_ROOT, VERSION } from '../version.js';
-import { parseArgv, USAGE } from './argv.js';
+import { parseArgv, USAGE, type Command } from './argv.js';
 import { EXIT } from '../control/exit-codes.js';
-import { daemonCommand, reloadCommand, signalCommand, statusCommand, upgradeCommand } from './commands.js';
+import { reloadCommand, signalCommand, upgradeCommand } from './commands.js';
+import { daemonCommand } from './daemon.js';
+import { statusCommand } from './status.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
 const err = (line: string) => process.stderr.write(line + '\n');
@@ -22,11 +23,24 @@ function configPath(given: string | null): string {
   return fs.existsSync(local) ? local : path.join(PACKAGE_ROOT, 'conf/baton.yaml');
 }
 
-function load(file: string): Config | null {
-  const result = loadConfig(file);
-  if (result.ok) return result.config;
-  for (const e of result.errors) err(formatConfigError(e));
-  return null;
+/** `-t` checks the config against this machine too (user, pid file and log paths), as nginx -t does; --daemon its logs. */
+function loadOptions(cmd: Command): LoadOptions {
+  if (cmd.kind === 'test') return { preflight: { machine: true, daemon: false } };
+  if (cmd.kind === 'run' && cmd.daemon) return { preflight: { machine: false, daemon: true } };
+  return {};
+}
+
+/**
+ * Exit code for an invalid config. `baton reload`/`upgrade` exit 5 like any failed reload or upgrade (what was
+ * asked did not happen; the daemon is unchanged), so a script or `systemctl reload` tests one code for "refused".
+ */
+function invalidConfig(cmd: Command, file: string): number {
+  if (cmd.kind === 'test') err(`baton: configuration file ${file} test failed`);
+  if (cmd.kind === 'reload' || cmd.kind === 'upgrade') {
+    err(`baton: ${cmd.kind} failed: the configuration is invalid; nothing was sent to the running master, which is unchanged`);
+    return EXIT.OPERATION_FAILED;
+  }
+  return EXIT.CONFIG_INVALID;
 }
 
 export async function main(argv: readonly string[]): Promise<void> {
@@ -45,20 +59,25 @@ export async function main(argv: readonly string[]): Promise<void> {
     case 'version':
       out(`baton ${VERSION}`);
       return exit(EXIT.OK);
+    case 'signal':
+      // logrotate's reopen must not depend on the config on disk parsing: with --pid-file it is never read.
+      if (cmd.pidFile !== null) return exit(signalCommand(path.resolve(cmd.pidFile), cmd.verb, err));
+      break;
     default:
   }
   const file = configPath(cmd.config);
-  const config = load(file);
-  if (!config) {
-    if (cmd.kind === 'test') err(`baton: configuration file ${file} test failed`);
-    return exit(EXIT.CONFIG_INVALID);
+  const result = loadConfig(file, loadOptions(cmd));
+  if (!result.ok) {
+    for (const e of result.errors) err(formatConfigError(e));
+    return exit(invalidConfig(cmd, file));
   }
+  const config = result.config;
   switch (cmd.kind) {
     case 'test':
       out(`configuration ok: ${file}`);
       return exit(EXIT.OK);
     case 'signal':
-      return exit(signalCommand(config, cmd.verb, err));
+      return exit(signalCommand(config.pidFile, cmd.verb, err));
     case 'reload':
       return exit(await reloadCommand(config, out, err));
     case 'upgrade':
@@ -66,7 +85,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     case 'status':
       return exit(await statusCommand(config, out, err));
     case 'run': {
-      if (cmd.daemon) return exit(await daemonCommand(config, argv, err));
+      if (cmd.daemon) return exit(await daemonCommand(config, argv, out, err));
       const { runMaster, StartupError } = await import('../master/main.js');
       try {
         await runMaster(file, config);

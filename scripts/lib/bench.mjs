@@ -442,7 +442,7 @@ async function main() {
   const ratio = (x, y) => (x && y ? (x / y).toFixed(2) : '-');
   const out = [''];
   const loadLine =
-    `${os.cpus().length} CPUs shared by the load generator, proxy and upstream: compare ratios, not absolute numbers. ` +
+    `Node ${process.version}; ${os.cpus().length} CPUs shared by the load generator, proxy and upstream: compare ratios, not absolute numbers. ` +
     `Load average before/after: ${loadBefore} / ${os.loadavg()[0].toFixed(2)}` +
     (Number(loadBefore) > os.cpus().length / 2 ? ' (other work was running: figures are noisy)' : '');
   if (h1Targets.length) {

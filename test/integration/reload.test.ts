@@ -61,11 +61,13 @@ t.test('baton reload reports success, and reports the errors with a non-zero exi
   t.match(ok.stdout, /reload ok: generation 2 is serving/);
   // Old workers may accept for the moment it takes the drain message to reach them.
   await waitFor('the new config serving', 3000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
-  // A config that cannot even be read: the CLI reports it, with positions, before asking the daemon.
+  // A config that cannot even be read: the CLI reports it, with positions, before asking the daemon; like any
+  // failed reload it exits 5 (the README's exit code), and the daemon is unchanged.
   fs.writeFileSync(d.configFile, fs.readFileSync(d.configFile, 'utf8').replace('workers: 1', 'workers: zero'));
   const bad = await runCli(['reload', '-c', d.configFile]);
-  t.equal(bad.code, 1);
+  t.equal(bad.code, 5);
   t.match(bad.stderr, new RegExp(`${d.configFile}:\\d+:\\d+: workers`));
+  t.match(bad.stderr, /reload failed: the configuration is invalid; nothing was sent/);
   // A valid config the daemon cannot apply (its new port is taken): the daemon's own answer, exit 5.
   const taken = await upstream(t, (_req, res) => res.end());
   d.writeConfig({ body: body('three', '').replace('127.0.0.1:0', `127.0.0.1:${taken.port}`), adminPort });

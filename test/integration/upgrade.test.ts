@@ -115,3 +115,19 @@ t.test('baton upgrade runs USR2, WINCH and QUIT and reports each step', async (t
   t.notOk(alive(old));
   t.equal((await request(port, '/')).status, 200);
 });
+
+t.test('baton upgrade to code that cannot load exits 5, says the old master keeps serving, and why when /status knows', async (t) => {
+  const adminPort = await freePort();
+  const { d, bin, port } = await startCopy(t, { adminPort });
+  const old = d.masterPid;
+  fs.writeFileSync(path.resolve(path.dirname(bin), '../dist/lib/master/main.js'), 'this is not javascript (\n');
+  const r = await runCli(['upgrade', '-c', d.configFile], { timeoutMs: 90_000 });
+  t.equal(r.code, 5, r.stdout + r.stderr);
+  t.match(r.stderr, `upgrade failed: the new master did not become ready; master ${old} keeps serving`);
+  const s = await d.status(old);
+  const failure = s.lastUpgradeFailure as { reason: string } | null | undefined;
+  // The reason comes from the old master's /status (lastUpgradeFailure) where it reports one.
+  t.match(r.stderr, failure ? `  reason: ${failure.reason}` : '  the error log says why');
+  t.equal(d.masterPid, old);
+  t.equal((await request(port, '/')).status, 200);
+});

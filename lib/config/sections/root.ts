@@ -1,11 +1,11 @@
 /** @module The top level of the config file: process settings, then each section, then checks across sections. */
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar } from 'yaml';
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
+import { autoWorkers } from '../cpu-quota.js';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
-import { claimAddress, readListeners } from './listeners.js';
+import { claimAddress, readListeners, type Owners } from './listeners.js';
 import { readLimits } from './limits.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
@@ -24,7 +24,7 @@ export function readConfig(r: Reader): Config | undefined {
   const duration = (c: Cursor) => r.parse(c, DURATION_FORMAT, parseDuration);
   const listenersCur = f.required('listeners');
   const routesCur = f.required('routes');
-  const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map<string, string>() } : readListeners(r, listenersCur);
+  const { listeners, owners } = listenersCur === undefined ? { listeners: [], owners: new Map() as Owners } : readListeners(r, listenersCur);
   const limits = readLimits(r, f.get('limits'));
   const { upstreams, names } = readUpstreams(r, f.get('upstreams'));
 
@@ -45,12 +45,12 @@ export function readConfig(r: Reader): Config | undefined {
 }
 
 function readWorkers(r: Reader, cur: Cursor | undefined): number | undefined {
-  if (cur === undefined || (isScalar(cur.node) && cur.node.value === 'auto')) return availableParallelism();
+  if (cur === undefined || (isScalar(cur.node) && cur.node.value === 'auto')) return autoWorkers();
   return r.integer(cur, 1, Number.MAX_SAFE_INTEGER, 'an integer >= 1 or "auto"');
 }
 
 /** `owners` holds the listeners' addresses: the admin server cannot share a listener's socket. */
-function readAdmin(r: Reader, cur: Cursor, owners: Map<string, string>): AdminConfig | undefined {
+function readAdmin(r: Reader, cur: Cursor, owners: Owners): AdminConfig | undefined {
   const listen = optional(r.fields(cur, ['listen'])?.required('listen'), (c) => claimAddress(r, c, owners, 'admin'));
   return listen === undefined ? undefined : { listen };
 }

@@ -1,6 +1,7 @@
 /** @module loadConfig end to end: defaults, paths, freezing, aliases and an unreadable file. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
+import { autoWorkers } from '../../../lib/config/cpu-quota.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
@@ -35,7 +36,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
   t.strictSame(config, {
     file: path.join(FIXTURES, 'minimal.yaml'),
     pidFile: path.join(FIXTURES, 'baton.pid'),
-    workers: availableParallelism(),
+    workers: autoWorkers(),
     shutdownTimeout: 30_000,
     upgradeTimeout: 60_000,
     user: null,
@@ -51,9 +52,9 @@ t.test('a config with only listeners and routes gets every default', async (t) =
   });
 });
 
-t.test('workers: auto is one worker per available CPU, and an explicit count is kept', async (t) => {
+t.test('workers: auto is one worker per usable CPU (cgroup quota included), and an explicit count is kept', async (t) => {
   const base = 'listeners: [{listen: 8080}]\nroutes: [{return: {status: 204}}]\n';
-  t.equal(mustLoad(tempConfig(t, `workers: auto\n${base}`)).workers, availableParallelism());
+  t.equal(mustLoad(tempConfig(t, `workers: auto\n${base}`)).workers, autoWorkers());
   t.equal(mustLoad(tempConfig(t, `workers: 7\n${base}`)).workers, 7);
 });
 
