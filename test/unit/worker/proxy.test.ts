@@ -229,12 +229,12 @@ t.test('a refused connection is a 502 with a log line naming upstream, target, r
 });
 
 t.test('no response headers within response_timeout is a 504', async (t) => {
-  const up = await startUpstream(t, (_req, res) => { setTimeout(() => res.end('late'), 1500).unref(); });
+  // The upstream never answers: only response_timeout can end the request, so the 504 is the witness (how soon
+  // it comes depends on the machine's load and undici's timer resolution; that is for scripts to print).
+  const up = await startUpstream(t, () => {});
   const p = await startProxy(t, makeConfig([upstream('app', [up.origin], { responseTimeout: 200 })], [route('/', { upstream: 'app' })]));
-  const started = Date.now();
   const r = await request(p.port);
-  t.equal(r.status, 504);
-  t.ok(Date.now() - started < 1200, 'answered at the timeout, not when the upstream finished');
+  t.equal(r.status, 504, 'answered at the timeout, with the upstream still silent');
   await until(() => p.mem.errors.some((l) => l.code === 'UND_ERR_HEADERS_TIMEOUT'));
 });
 
