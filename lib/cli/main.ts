@@ -22,10 +22,11 @@ function configPath(given: string | null): string {
   return fs.existsSync(local) ? local : path.join(PACKAGE_ROOT, 'conf/baton.yaml');
 }
 
-function load(file: string): Config | null {
+function load(file: string, problems: string[] = []): Config | null {
   const result = loadConfig(file);
   if (result.ok) return result.config;
-  for (const e of result.errors) err(formatConfigError(e));
+  for (const e of result.errors) problems.push(formatConfigError(e));
+  problems.forEach(err);
   return null;
 }
 
@@ -48,9 +49,12 @@ export async function main(argv: readonly string[]): Promise<void> {
     default:
   }
   const file = configPath(cmd.config);
-  const config = load(file);
+  const problems: string[] = [];
+  const config = load(file, problems);
   if (!config) {
     if (cmd.kind === 'test') err(`baton: configuration file ${file} test failed`);
+    // A new master of an upgrade tells the old one, which logs it where the operator looks (not only this stderr).
+    if (cmd.kind === 'run') await (await import('../master/upgrade.js')).reportStartupFailure(`invalid configuration:\n${problems.join('\n')}`);
     return exit(EXIT.CONFIG_INVALID);
   }
   switch (cmd.kind) {
