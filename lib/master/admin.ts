@@ -20,7 +20,7 @@ function send(res: http.ServerResponse, status: number, type: string, body: stri
   res.end(body);
 }
 
-export function createAdminServer(view: AdminView): http.Server {
+function createAdminServer(view: AdminView): http.Server {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/status' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -46,7 +46,7 @@ export function createAdminServer(view: AdminView): http.Server {
 }
 
 /** Serve on a socket the registry bound (so it can be handed to a new master like any listener). */
-export function listenOnHandle(server: http.Server, handle: RawHandle): Promise<void> {
+function listenOnHandle(server: http.Server, handle: RawHandle): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(handle as unknown as net_Handle, () => {

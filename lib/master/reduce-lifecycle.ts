@@ -13,7 +13,7 @@ type On<K extends MasterEvent['type']> = Extract<MasterEvent, { type: K }>;
 const leaving = (phase: Phase) => phase === 'quitting' || phase === 'stopping';
 
 /** The master may leave once it stops and nothing it runs is left. */
-export function exitWhenEmpty(state: MasterState, effects: Effect[]): Step {
+function exitWhenEmpty(state: MasterState, effects: Effect[]): Step {
   if (leaving(state.phase) && state.generations.length === 0) {
     // The pid file (or .oldbin) is removed by the exit effect, only where it still names this master.
     effects.push(log('info', 'master exiting'), { type: 'exit', code: state.exitCode });

@@ -67,9 +67,6 @@ export const CONNECTIONS: FamilyDef = {
   help: 'Open client connections of the live workers, by protocol and worker state (active or draining).',
 };
 
-/** The families a worker snapshot may carry, in rendering order. */
-export const WORKER_FAMILIES: readonly FamilyDef[] = Object.freeze([REQUESTS, REQUEST_DURATION, UPSTREAM_LATENCY, UPSTREAM_FAILURES, WEBSOCKET_TUNNELS, CONNECTIONS]);
-
 // ---- known to the master only -------------------------------------------------------------------------------------
 
 export const BUILD_INFO: FamilyDef = { name: 'baton_build_info', type: 'gauge', help: 'Always 1; the labels name the version of the master and of Node.js.' };
