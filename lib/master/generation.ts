@@ -106,7 +106,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   /** It drains on its own (an uncaught exception): its slot gets a new worker now, not once it has gone. */
   #retiring(w: WorkerHandle, reason: string): void {
-    if (this.slots[w.slot] !== w) return;
+    const status = this.#opts.status();
+    if (this.slots[w.slot] !== w || this.#ending || (status !== 'active' && status !== 'starting')) {
+      this.#log.error({ generation: this.id, worker: w.pid }, `worker retires (${reason})`);
+      return;
+    }
     this.#log.error({ generation: this.id, worker: w.pid }, `worker retires (${reason}); replacing it`);
     this.#replace(w);
   }

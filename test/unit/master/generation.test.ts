@@ -134,3 +134,16 @@ t.test('stop signals every live worker, and a generation with none is gone at on
   children.forEach((c) => c.exit(null, 'SIGTERM'));
   t.same(events, ['gone']);
 });
+
+t.test('a worker of a draining generation that retires is not replaced', async (t) => {
+  const { gen, children, events, setStatus } = generation(1);
+  gen.start();
+  children[0]!.ready();
+  setStatus('draining');
+  gen.drain();
+  children[0]!.emit('message', { type: 'retiring', reason: 'uncaught exception: boom' });
+  children[0]!.exit(1);
+  t.same(events, ['ready', 'gone']);
+  t.equal(children.length, 1);
+  t.equal(gen.restarts, 0);
+});
