@@ -137,21 +137,25 @@ export function flushEvery(sink: Sink, ms: number): void {
 }
 
 /**
- * Wait (at most `ms`) until a file sink has opened its file, so that lines logged just before an exit are not
- * lost: SonicBoom opens asynchronously and cannot flush what it has not opened yet.
+ * Wait (at most `ms`) until a sink has opened its file and has no write in flight, so that lines logged just
+ * before an exit are not lost: SonicBoom opens and writes asynchronously, and its flushSync() neither writes to a
+ * file it has not opened yet nor waits for a write already handed to the thread pool.
  */
-export function whenOpen(sink: Sink, ms: number): Promise<void> {
-  if (sinkInternals(sink).fd >= 0 || sinkInternals(sink).destroyed) return Promise.resolve();
+export function whenWritten(sink: Sink, ms: number): Promise<void> {
+  const i = sinkInternals(sink);
+  const settled = () => i.destroyed || (i.fd >= 0 && !i._writing);
+  if (settled()) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      sink.off('ready', done);
-      sink.off('error', done);
+      sink.off('ready', later).off('drain', later).off('write', later).off('error', done);
       resolve();
     };
+    // 'write' fires before SonicBoom clears its writing flag: look again on the next turn.
+    const later = () => setImmediate(() => { if (settled()) done(); });
     const timer = setTimeout(done, ms);
-    sink.once('ready', done);
-    sink.once('error', done);
+    // A failing destination will not get better before the exit: stop waiting.
+    sink.on('ready', later).on('drain', later).on('write', later).once('error', done);
   });
 }
 

@@ -4,7 +4,7 @@
  */
 import pino from 'pino';
 import type { LogConfig, LogDestination } from '../config/types.js';
-import { closeSink, flushEvery, openSink, reopenSink, whenOpen, type Sink } from './destination.js';
+import { closeSink, flushEvery, openSink, reopenSink, whenWritten, type Sink } from './destination.js';
 import { prettify } from './pretty.js';
 import { loggerStream } from '../util/internals.js';
 
@@ -112,7 +112,7 @@ export function createLogs(config: LogConfig, bindings: LogBindings): OwnedLogs 
     },
     flush,
     async settle(ms) {
-      await Promise.all(sinks.map(([, sink]) => whenOpen(sink, ms)));
+      await Promise.all(sinks.map(([, sink]) => whenWritten(sink, ms)));
       flush();
     },
     close() {

@@ -17,10 +17,17 @@ export class NewMaster {
   constructor(private readonly world: Pick<MasterBoundary, 'spawnNewMaster'>, private readonly enqueue: (e: MasterEvent) => void) {}
 
   spawn(listeners: readonly ListenerEntry[], firstGeneration: number): void {
-    const child = this.world.spawnNewMaster(listeners, firstGeneration, (msg) => {
-      if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
-      else this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
-    });
+    let child: ChildProcess;
+    try {
+      child = this.world.spawnNewMaster(listeners, firstGeneration, (msg) => {
+        if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
+        else this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+      });
+    } catch (err) {
+      // EBADF, EINVAL...: thrown rather than emitted. The upgrade fails instead of staying in progress forever.
+      this.enqueue({ type: 'newMasterSpawnFailed', reason: (err as Error).message });
+      return;
+    }
     this.#child = child;
     child.once('spawn', () => this.enqueue({ type: 'newMasterSpawned', pid: child.pid! }));
     // Only a spawn that made no process is a spawn failure; later errors (IPC, kill) are followed by an exit.

@@ -52,7 +52,11 @@ function start(t: Test, opts: { config?: Partial<Config>; plans?: SpawnPlan[]; w
       },
       tellOldMaster: (msg) => world.told.push(msg),
       writePidFile: (p) => { world.pidWrites.push(p); fs.writeFileSync(p, `${process.pid}\n`); },
-      restorePidFile: () => { world.restored++; return true; },
+      restorePidFile: (p) => {
+        world.restored++;
+        try { fs.renameSync(`${p}.oldbin`, p); } catch { /* nothing renamed */ }
+        return true;
+      },
       notify: async (fields) => { world.notes.push(fields); },
       loadConfig: () => ({ ok: true, config: opts.reloadTo ?? config }),
       stderr: (line) => world.stderr.push(line),
@@ -163,4 +167,18 @@ t.test('/status answers 503 until a worker is ready, and 200 while one is', asyn
   t.match(h.runtime.status().body, { serving: true, workers: [{ state: 'ready', rss: null }] });
   h.runtime.enqueue({ type: 'winch' });
   t.equal(h.runtime.status().code, 503, 'drained by WINCH: nothing serves');
+});
+
+t.test('a new master whose spawn throws: the upgrade fails, the pid file is restored, and a later USR2 is not refused', async (t) => {
+  let attempts = 0;
+  const h = start(t, { world: { spawnNewMaster: () => { attempts++; throw Object.assign(new Error('spawn EBADF'), { code: 'EBADF' }); } } });
+  await serving(h);
+  fs.writeFileSync(h.runtime.state.config.pidFile, `${process.pid}\n`);
+  h.runtime.enqueue({ type: 'upgrade' });
+  await until('the upgrade over', () => h.runtime.state.upgrade === null);
+  t.equal(h.world.restored, 1, 'the pid file is restored');
+  t.match(h.runtime.status().body.lastUpgradeFailure, { reason: 'spawn EBADF' });
+  h.runtime.enqueue({ type: 'upgrade' });
+  await until('a second attempt', () => attempts === 2);
+  t.pass('the next USR2 tried again');
 });
