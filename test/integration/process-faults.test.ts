@@ -1,14 +1,14 @@
 /**
  * Process faults against the real daemon: a worker killed under load, a new master killed during an upgrade,
- * a full or unwritable log destination, a worker out of file descriptors, and uncaught errors in one request.
+ * a full or unwritable log destination, a worker out of file descriptors (uncaught errors in one request:
+ * worker-faults.test.ts).
  */
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { alive, Daemon, ROOT, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
+import { alive, Daemon, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 
 interface Outcome { start: number; end: number; ok: boolean; error?: string }
@@ -100,16 +100,16 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
 
   // Before it is ready: killed as soon as it exists.
   d.signal('SIGUSR2', old);
-  const early = await waitFor('the new master process', 10_000, newMaster);
+  const early = await waitFor('the new master process', 30_000, newMaster);
   process.kill(early, 'SIGKILL');
-  await d.waitForLine('the old master carrying on', (l) => typeof l.msg === 'string' && l.msg.includes('new master exited before it was ready'));
-  await waitFor('the pid file back', 5000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await d.waitForLine('the old master carrying on', (l) => typeof l.msg === 'string' && l.msg.includes('new master exited before it was ready'), 30_000);
+  await waitFor('the pid file back', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   t.pass('killed before ready: the pid file names the old master again');
 
   // After it is ready: it wrote the pid file, and is killed then.
   await sleep(300);
   d.signal('SIGUSR2', old);
-  const ready = await waitFor('the new master in the pid file', 20_000, () => {
+  const ready = await waitFor('the new master in the pid file', 60_000, () => {
     try {
       return d.masterPid !== old ? d.masterPid : undefined;
     } catch {
@@ -117,7 +117,7 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
     }
   });
   process.kill(ready, 'SIGKILL');
-  await waitFor('the old master to take over again', 10_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await waitFor('the old master to take over again', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   await sleep(500);
   const outcomes = await l.stop();
   const failed = outcomes.filter((o) => !o.ok);
@@ -195,33 +195,4 @@ t.test('a worker at its file descriptor limit closes new connections at once ins
   await sleep(300);
   t.equal((await attempt(port, '/after')).ok, true, 'once connections close, new ones are served');
   t.same(d.workerPids(), [worker], 'the same worker');
-});
-
-t.test('after an uncaught exception a worker finishes its requests in flight, exits, and is replaced at once', async (t) => {
-  let slowArrived = 0;
-  const up = await upstream(t, (req, res) => {
-    if (req.url === '/slow') slowArrived++;
-    setTimeout(() => res.end('ok'), req.url === '/slow' ? 700 : 0);
-  });
-  const hook = pathToFileURL(path.join(ROOT, 'test/fixtures/hooks/fault.mjs')).href;
-  const d = await new Daemon(t).start({ env: { NODE_OPTIONS: `--import=${hook}` }, body: proxyAll(up.url) });
-  const port = await d.port();
-  const [worker] = d.workerPids();
-  const slow = Array.from({ length: 6 }, () => attempt(port, '/slow'));
-  await waitFor('the six slow requests at the upstream', 30_000, () => (slowArrived === 6 ? true : undefined));
-  const fault = await attempt(port, '/fault/async-throw', { 'x-fault': 'async-throw' }, 10_000);
-  t.ok(fault.ok, 'the request whose processing threw later was still answered');
-  const logged = await d.waitForLine('the exception logged by the worker', (l) => typeof l.msg === 'string' && l.msg.startsWith('uncaught exception: the worker stops accepting, drains and exits') && l.pid === worker, 30_000);
-  t.match(logged.err, { message: 'injected asynchronous fault' }, 'with the error');
-  t.same((await Promise.all(slow)).map((o) => o.ok), [true, true, true, true, true, true], 'the requests in flight all completed');
-  await d.waitForLine('the master replacing it', (l) => l.role === 'master' && typeof l.msg === 'string' && l.msg.startsWith('worker retires (uncaught exception: injected asynchronous fault)'), 30_000);
-  await waitFor('the worker gone', 30_000, () => (alive(worker!) ? undefined : true));
-  const [replacement] = await waitFor('a replacement worker', 30_000, () => { const w = d.workerPids(); return w.length === 1 && w[0] !== worker ? w : undefined; });
-  t.not(replacement, worker, 'a new worker process took its place');
-  t.equal((await attempt(port, '/after')).ok, true, 'and serves');
-  // An unhandled rejection is the same kind of bug (Node's own default turns it into an uncaught exception).
-  await attempt(port, '/fault/async-reject', { 'x-fault': 'async-reject' }, 10_000);
-  await d.waitForLine('the rejection logged', (l) => typeof l.msg === 'string' && l.msg.startsWith('unhandled rejection: the worker stops accepting') && l.pid === replacement, 30_000);
-  await waitFor('that worker replaced too', 30_000, () => { const w = d.workerPids(); return w.length === 1 && w[0] !== replacement ? true : undefined; });
-  t.equal((await attempt(port, '/after-2')).ok, true);
 });
