@@ -24,10 +24,11 @@ t.test('reload, reload, WINCH: both POST /reload requests are answered', async (
   const second = post();
   await d.waitForLine('the second reload queued', (l) => l.msg === 'reload queued behind the one in progress');
   d.signal('SIGWINCH');
+  let timer: NodeJS.Timeout | undefined;
   const answers = await Promise.race([
     Promise.all([first, second]),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a POST /reload was never answered')), 60_000)),
-  ]);
+    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('a POST /reload was never answered')), 60_000); }),
+  ]).finally(() => clearTimeout(timer));
   t.same(answers.map((a) => a.body), [{ ok: false, errors: ['interrupted by WINCH'] }, { ok: false, errors: ['interrupted by WINCH'] }]);
   t.same(answers.map((a) => a.status), [409, 409]);
 });
