@@ -68,7 +68,10 @@ export async function main(argv: readonly string[]): Promise<void> {
   const file = configPath(cmd.config);
   const result = loadConfig(file, loadOptions(cmd));
   if (!result.ok) {
-    for (const e of result.errors) err(formatConfigError(e));
+    const problems = result.errors.map(formatConfigError);
+    problems.forEach(err);
+    // A new master of an upgrade tells the old one, which logs it where the operator looks (not only this stderr).
+    if (cmd.kind === 'run') await (await import('../master/upgrade.js')).reportStartupFailure(`invalid configuration:\n${problems.join('\n')}`);
     return exit(invalidConfig(cmd, file));
   }
   const config = result.config;

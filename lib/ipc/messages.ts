@@ -1,9 +1,10 @@
 /**
- * @module The IPC vocabulary, one table per direction: master → worker, worker → master, and new master →
- * old master during a binary upgrade. Messages are plain JSON discriminated on `type`.
+ * @module The IPC vocabulary, one table per direction: master → worker, worker → master, and between the old and
+ * the new master during a binary upgrade. Messages are plain JSON discriminated on `type`.
  */
 import type { Config } from '../config/types.js';
 import type { MetricsSnapshot } from '../metrics/snapshot.js';
+import type { ProcessSample } from '../metrics/process.js';
 
 /** A listening socket handed to a worker: its config key and the fd number it has in the worker. */
 export interface ListenerFd {
@@ -13,10 +14,26 @@ export interface ListenerFd {
 
 export type MasterToWorker =
   | { readonly type: 'start'; readonly generation: number; readonly config: Config; readonly listeners: readonly ListenerFd[] }
-  /** Stop accepting and leave gracefully (DESIGN §4). */
+  /** Stop accepting and leave gracefully (README, "Draining"). */
   | { readonly type: 'drain' }
   /** Reopen log files (USR1). */
   | { readonly type: 'reopen' };
+
+/** One upstream target as a worker sees it now: passive marks and active checks together. */
+export interface TargetHealth {
+  /** `host:port`, as in the logs. */
+  readonly target: string;
+  readonly state: 'up' | 'down';
+  /** When it entered this state (ISO 8601): the last change, or the worker's start. */
+  readonly since: string;
+  /** Why it is down, or why it came back; null when it has been up from the start. */
+  readonly reason: string | null;
+}
+
+export interface UpstreamHealth {
+  readonly name: string;
+  readonly targets: readonly TargetHealth[];
+}
 
 export interface WorkerStats {
   /** Open client connections (HTTP/1 sockets + HTTP/2 sessions + tunnels). */
@@ -24,20 +41,32 @@ export interface WorkerStats {
   readonly requests: number;
   /** Cumulative counters, histograms and gauges for /metrics (lib/metrics/snapshot.ts). */
   readonly metrics?: MetricsSnapshot;
+  /** Memory, event loop and descriptors of the worker process. */
+  readonly process?: ProcessSample;
+  /** Its view of every upstream target. */
+  readonly health?: readonly UpstreamHealth[];
 }
 
 export type WorkerToMaster =
   | { readonly type: 'ready' }
   | { readonly type: 'stats'; readonly stats: WorkerStats }
   /** A start-up failure the master should log (then the worker exits). */
-  | { readonly type: 'fatal'; readonly message: string };
+  | { readonly type: 'fatal'; readonly message: string }
+  /** The worker stopped accepting and drains before it exits (an uncaught exception): replace it now. */
+  | { readonly type: 'retiring'; readonly reason: string };
 
-/** A new master that fails simply exits: its exit, not a message, is what the old master acts on. */
-export type NewMasterToOld = { readonly type: 'upgrade-ready'; readonly pid: number };
+/** The new master tells the old one it serves, or why it cannot start (its stderr may be a closed terminal). */
+export type NewMasterToOld =
+  | { readonly type: 'upgrade-ready'; readonly pid: number }
+  | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string };
 
-const WORKER_TYPES = new Set(['ready', 'stats', 'fatal']);
+/** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
+export type OldMasterToNew = { readonly type: 'admin-handover' };
+
+const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring']);
 const MASTER_TYPES = new Set(['start', 'drain', 'reopen']);
-const NEW_MASTER_TYPES = new Set(['upgrade-ready']);
+const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed']);
+const OLD_MASTER_TYPES = new Set(['admin-handover']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   return typeof msg === 'object' && msg !== null && types.has((msg as { type?: unknown }).type as string);
@@ -55,8 +84,9 @@ export function isNewMasterToOld(msg: unknown): msg is NewMasterToOld {
   return hasType(msg, NEW_MASTER_TYPES);
 }
 
-/** Environment variable naming the worker's role, so `lib/cli` never parses worker argv. */
-export const WORKER_ENV = 'BATON_WORKER';
+export function isOldMasterToNew(msg: unknown): msg is OldMasterToNew {
+  return hasType(msg, OLD_MASTER_TYPES);
+}
+
 /** Environment variable describing inherited listening sockets: JSON `{ "<address key>": <fd> }`. */
 export const INHERIT_ENV = 'BATON_INHERITED_FDS';
-

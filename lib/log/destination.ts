@@ -15,6 +15,15 @@ import { sinkInternals } from '../util/internals.js';
 
 export type Sink = ReturnType<typeof pino.destination>;
 
+/** What must stop when a sink is closed (its retry and flush timers). */
+const cleanups = new WeakMap<Sink, Array<() => void>>();
+
+function onClose(sink: Sink, fn: () => void): void {
+  const list = cleanups.get(sink);
+  if (list) list.push(fn);
+  else cleanups.set(sink, [fn]);
+}
+
 /** Bytes of log lines kept while the destination fails; later lines are dropped. */
 export const MAX_BUFFERED = 16 * 1024 * 1024;
 const RETRY_MS = 5000;
@@ -73,6 +82,10 @@ export function openSink(dest: LogDestination, events: SinkEvents | ((err: Error
     retry = setInterval(tryAgain, RETRY_MS);
     retry.unref();
   });
+  onClose(sink, () => {
+    if (retry !== null) clearInterval(retry);
+    retry = null;
+  });
   sink.on('drop', () => { dropped++; });
   sink.on('write', (n: number) => { if (failing && n > 0) recover(); });
   sink.on('ready', recover);
@@ -112,11 +125,48 @@ export function reopenSink(dest: LogDestination, sink: Sink): void {
 
 /** Flush a buffered sink at least this often, so lines of a quiet server still reach the file. */
 export function flushEvery(sink: Sink, ms: number): void {
-  setInterval(() => {
+  const timer = setInterval(() => {
     try {
       sink.flush();
     } catch {
       /* not open yet, or being reopened: the next tick retries */
     }
-  }, ms).unref();
+  }, ms);
+  timer.unref();
+  onClose(sink, () => clearInterval(timer));
+}
+
+/**
+ * Wait (at most `ms`) until a sink has opened its file and has no write in flight, so that lines logged just
+ * before an exit are not lost: SonicBoom opens and writes asynchronously, and its flushSync() neither writes to a
+ * file it has not opened yet nor waits for a write already handed to the thread pool.
+ */
+export function whenWritten(sink: Sink, ms: number): Promise<void> {
+  const i = sinkInternals(sink);
+  const settled = () => i.destroyed || (i.fd >= 0 && !i._writing);
+  if (settled()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      sink.off('ready', later).off('drain', later).off('write', later).off('error', done);
+      resolve();
+    };
+    // 'write' fires before SonicBoom clears its writing flag: look again on the next turn.
+    const later = () => setImmediate(() => { if (settled()) done(); });
+    const timer = setTimeout(done, ms);
+    // A failing destination will not get better before the exit: stop waiting.
+    sink.on('ready', later).on('drain', later).on('write', later).once('error', done);
+  });
+}
+
+/**
+ * Close a sink that is replaced (a reload moved the log): what it holds is written, its descriptor closed (never
+ * fd 1 or 2), its timers stopped.
+ */
+export function closeSink(sink: Sink): void {
+  for (const fn of cleanups.get(sink) ?? []) fn();
+  cleanups.delete(sink);
+  if (sinkInternals(sink).destroyed) return;
+  if (sinkInternals(sink).fd < 0) sink.destroy();
+  else sink.end();
 }

@@ -3,8 +3,9 @@
  * Knows nothing about signals: the master or the worker calls `reopen()`.
  */
 import pino from 'pino';
-import type { LogConfig } from '../config/types.js';
-import { flushEvery, openSink, reopenSink, type Sink } from './destination.js';
+import type { LogConfig, LogDestination } from '../config/types.js';
+import { closeSink, flushEvery, openSink, reopenSink, whenWritten, type Sink } from './destination.js';
+import { prettify } from './pretty.js';
 import { loggerStream } from '../util/internals.js';
 
 const ACCESS_FLUSH_MS = 1000;
@@ -35,7 +36,7 @@ export function writeLine(log: Logger, line: string): void {
 export interface Logs {
   /** Error log: pid, role and (in workers) generation on every line. */
   readonly error: Logger;
-  /** Access log, or null when `access: off`. */
+  /** Access log (workers only), or null when `access: off`. */
   readonly access: Logger | null;
   /** Reopen file destinations (logrotate renamed them). */
   reopen(): void;
@@ -43,14 +44,27 @@ export interface Logs {
   flush(): void;
 }
 
+/** The logs of the process that opened them: it alone may wait for them or close them. */
+export interface OwnedLogs extends Logs {
+  /** Wait (at most `ms`) for files still being opened, then flush: nothing logged before an exit is lost. */
+  settle(ms: number): Promise<void>;
+  /** Write what is buffered and close the files (a reload replaced these logs). Standard streams stay open. */
+  close(): void;
+}
+
 export interface LogBindings {
   readonly role: 'master' | 'worker';
   readonly generation?: number;
 }
 
-export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
-  const sinks: Array<[LogConfig['error'], Sink]> = [];
-  let errorLog: Logger | undefined;
+/** A standard stream on a terminal gets lines for a person (pretty.ts); files and pipes get JSON. */
+function forTerminal(dest: LogDestination, sink: Sink): Sink {
+  const tty = dest.kind === 'stderr' ? process.stderr.isTTY : dest.kind === 'stdout' ? process.stdout.isTTY : false;
+  return tty ? prettify(sink, { colour: !process.env.NO_COLOR }) : sink;
+}
+
+export function createLogs(config: LogConfig, bindings: LogBindings): OwnedLogs {
+  const sinks: Array<[LogDestination, Sink]> = [];
   const report = (what: string) => ({
     // A failing log destination must not take the process down; say so once on stderr, which always exists.
     onError(err: Error): void {
@@ -60,9 +74,9 @@ export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
       process.stderr.write(`baton[${process.pid}]: ${what} log writes work again${dropped > 0 ? `; ${dropped} lines were dropped` : ''}\n`);
     },
   });
-  const errorSink = openSink(config.error, report('error'));
+  const errorSink = forTerminal(config.error, openSink(config.error, report('error')));
   sinks.push([config.error, errorSink]);
-  errorLog = pino(
+  const errorLog = pino(
     {
       level: config.level,
       base: { pid: process.pid, role: bindings.role, ...(bindings.generation !== undefined ? { generation: bindings.generation } : {}) },
@@ -72,10 +86,11 @@ export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
     errorSink,
   );
   let access: Logger | null = null;
-  if (config.access) {
+  // The master serves no requests: it never opens the access log.
+  if (config.access && bindings.role === 'worker') {
     const sameAsError = config.access.kind === config.error.kind &&
       (config.access.kind !== 'file' || (config.error.kind === 'file' && config.error.path === config.access.path));
-    const accessSink = sameAsError ? errorSink : openSink(config.access, report('access'), { buffered: true });
+    const accessSink = sameAsError ? errorSink : forTerminal(config.access, openSink(config.access, report('access'), { buffered: true }));
     if (!sameAsError) {
       sinks.push([config.access, accessSink]);
       if (config.access.kind === 'file') flushEvery(accessSink, ACCESS_FLUSH_MS);
@@ -84,16 +99,27 @@ export function createLogs(config: LogConfig, bindings: LogBindings): Logs {
     // start with the comma its stock time functions put first, or the line would open with "{,".
     access = pino({ level: 'info', base: null, timestamp: accessTime, formatters: { level: () => ({}) } }, accessSink);
   }
+  const flush = () => {
+    for (const [, sink] of sinks) {
+      try { sink.flushSync(); } catch { /* not ready yet or closed: nothing buffered worth a crash */ }
+    }
+  };
   return {
     error: errorLog,
     access,
     reopen() {
       for (const [dest, sink] of sinks) reopenSink(dest, sink);
     },
-    flush() {
-      for (const [, sink] of sinks) {
-        try { sink.flushSync(); } catch { /* not ready yet or closed: nothing buffered worth a crash */ }
-      }
+    flush,
+    async settle(ms) {
+      await Promise.all(sinks.map(([, sink]) => whenWritten(sink, ms)));
+      flush();
+    },
+    close() {
+      // A line logged later through a stale reference must be dropped, not throw "SonicBoom destroyed".
+      errorLog.level = 'silent';
+      if (access) access.level = 'silent';
+      for (const [, sink] of sinks) closeSink(sink);
     },
   };
 }

@@ -1,13 +1,16 @@
 /**
- * @module The admin listener, served by the master: GET /status (JSON), GET /metrics (Prometheus text),
- * POST /reload (a synchronous reload: the answer comes once the new generation serves, or with the errors).
+ * @module The admin listener, served by one master at a time: GET /status (JSON; 503 while nothing serves),
+ * GET /metrics (Prometheus text), POST /reload (a synchronous reload: the answer comes once the new generation
+ * serves, or with the errors).
  */
 import http from 'node:http';
-import type { RawHandle } from './listeners.js';
+import type { Address } from '../config/types.js';
+import type { ListenerRegistry, RawHandle } from './listeners.js';
 import type { ReloadOutcome } from './state.js';
+import type { StatusReply } from './status.js';
 
 export interface AdminView {
-  status(): unknown;
+  status(): StatusReply;
   metrics(): string;
   reload(): Promise<ReloadOutcome>;
 }
@@ -17,11 +20,12 @@ function send(res: http.ServerResponse, status: number, type: string, body: stri
   res.end(body);
 }
 
-export function createAdminServer(view: AdminView): http.Server {
+function createAdminServer(view: AdminView): http.Server {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/status' && (req.method === 'GET' || req.method === 'HEAD')) {
-      send(res, 200, 'application/json', JSON.stringify(view.status(), null, 2) + '\n');
+      const status = view.status();
+      send(res, status.code, 'application/json', JSON.stringify(status.body, null, 2) + '\n');
     } else if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
       send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', view.metrics());
     } else if (path === '/reload' && req.method === 'POST') {
@@ -42,7 +46,7 @@ export function createAdminServer(view: AdminView): http.Server {
 }
 
 /** Serve on a socket the registry bound (so it can be handed to a new master like any listener). */
-export function listenOnHandle(server: http.Server, handle: RawHandle): Promise<void> {
+function listenOnHandle(server: http.Server, handle: RawHandle): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(handle as unknown as net_Handle, () => {
@@ -54,3 +58,47 @@ export function listenOnHandle(server: http.Server, handle: RawHandle): Promise<
 
 // net.Server.listen accepts a raw handle; the public typings only know `{ fd }` or servers.
 type net_Handle = { fd: number };
+
+/**
+ * The admin socket as the master serves it: opened from the registry (so that it is handed to a new master like
+ * any listener), released when a new master takes over, opened again after a rollback.
+ */
+export class AdminListener {
+  #server: http.Server | null = null;
+  #opening: Promise<{ url: string; address: string } | null> | null = null;
+  #key: string | null = null;
+
+  constructor(private readonly registry: ListenerRegistry, private readonly view: AdminView) {}
+
+  /** The registry key of the socket while this master serves it. */
+  get key(): string | null {
+    return this.#server ? this.#key : null;
+  }
+
+  /** Serve on `listen`; resolves with where (null when served already). Rejects with the reason. */
+  open(listen: Address): Promise<{ url: string; address: string } | null> {
+    if (this.#server) return Promise.resolve(null);
+    this.#opening ??= this.#open(listen).finally(() => { this.#opening = null; });
+    return this.#opening;
+  }
+
+  async #open(listen: Address): Promise<{ url: string; address: string }> {
+    const problems = this.registry.ensure([listen]);
+    if (problems.length) throw new Error(`admin listener: ${problems.join('; ')}`);
+    const entry = this.registry.get(listen.key)!;
+    const server = createAdminServer(this.view);
+    await listenOnHandle(server, entry.handle);
+    this.#server = server;
+    this.#key = listen.key;
+    return { url: `http://${entry.bound}/status`, address: entry.bound };
+  }
+
+  /** Stop answering: requests in progress finish, idle keep-alive clients reconnect (to whoever serves now). */
+  release(): void {
+    if (!this.#server || !this.#key) return;
+    this.registry.forget(this.#key);
+    this.#server.close();
+    this.#server.closeIdleConnections();
+    this.#server = null;
+  }
+}

@@ -1,13 +1,15 @@
 /**
  * @module A generation: N workers started on one config snapshot. It reports ready once every worker is,
- * replaces a worker that dies unasked (with backoff) without touching the others, drains on request
- * with a hard deadline, and reports gone when its last worker has left.
+ * replaces a worker that dies unasked (with backoff) or retires on its own without touching the others, drains
+ * on request with a hard deadline, and reports gone when its last worker has left. Its status (starting, active,
+ * draining) is the reducer's, read through `status()`: this file keeps only the mechanics.
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerEntry } from './listeners.js';
-import { WorkerHandle, type WorkerIdentity } from './worker-handle.js';
+import type { GenerationStatus } from './state.js';
+import { WorkerHandle, type SpawnProcess, type WorkerIdentity } from './worker-handle.js';
 
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
@@ -26,131 +28,180 @@ export interface GenerationEvents {
   workerExit: [worker: WorkerHandle];
 }
 
+export interface GenerationOptions {
+  readonly id: number;
+  readonly config: Config;
+  /** The listening sockets its workers inherit, looked up when each worker starts. */
+  readonly sockets: () => readonly ListenerEntry[];
+  readonly identity: WorkerIdentity;
+  /** The master's error log now (a reload may move it: never keep the logger itself). */
+  readonly log: () => Logger;
+  /** The reducer's status of this generation; null once it is no longer in the master's state. */
+  readonly status: () => GenerationStatus | null;
+  /** The process boundary (child_process.spawn unless a test fakes it). */
+  readonly spawn?: SpawnProcess;
+}
+
 export class Generation extends EventEmitter<GenerationEvents> {
-  readonly workers: (WorkerHandle | null)[];
-  status: 'starting' | 'active' | 'draining' = 'starting';
+  readonly id: number;
+  readonly config: Config;
+  /** The worker serving each slot now (a retiring one is no longer in its slot, but still live). */
+  readonly slots: (WorkerHandle | null)[];
   restarts = 0;
+  readonly #opts: GenerationOptions;
+  readonly #live = new Set<WorkerHandle>();
   readonly #failures: number[];
   readonly #timers = new Set<NodeJS.Timeout>();
-  #stopping = false;
+  /** Reported failed, or told to stop: its workers are being killed, none is replaced. */
+  #ending = false;
+  #goneReported = false;
 
-  constructor(
-    readonly id: number,
-    readonly config: Config,
-    private readonly sockets: () => readonly ListenerEntry[],
-    private readonly identity: WorkerIdentity,
-    private readonly log: Logger,
-  ) {
+  constructor(opts: GenerationOptions) {
     super();
-    this.workers = Array.from({ length: config.workers }, () => null);
-    this.#failures = Array.from({ length: config.workers }, () => 0);
+    this.#opts = opts;
+    this.id = opts.id;
+    this.config = opts.config;
+    this.slots = Array.from({ length: opts.config.workers }, () => null);
+    this.#failures = Array.from({ length: opts.config.workers }, () => 0);
+  }
+
+  get #log(): Logger {
+    return this.#opts.log();
   }
 
   start(): void {
-    for (let slot = 0; slot < this.workers.length; slot++) this.#spawn(slot);
+    for (let slot = 0; slot < this.slots.length; slot++) this.#spawn(slot);
     // Same bound as for a new master: a generation that is not ready by then never will be.
-    const deadline = setTimeout(() => {
-      if (this.status === 'starting') this.#fail(`workers not ready within ${this.config.upgradeTimeout} ms`);
-    }, this.config.upgradeTimeout);
-    deadline.unref();
-    this.#timers.add(deadline);
+    this.#after(this.config.upgradeTimeout, () => {
+      if (this.#opts.status() === 'starting') this.#fail(`workers not ready within ${this.config.upgradeTimeout} ms`);
+    });
   }
 
-  #fail(reason: string): void {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    this.#clearTimers();
-    for (const other of this.live()) other.kill('SIGKILL');
-    this.emit('failed', reason);
-    if (this.live().length === 0) this.emit('gone');
-  }
-
+  /** Every worker process that has not exited yet, retiring ones included. */
   live(): WorkerHandle[] {
-    return this.workers.filter((w): w is WorkerHandle => w !== null && w.state !== 'exited');
+    return [...this.#live];
   }
 
   #spawn(slot: number): void {
-    const w = new WorkerHandle(slot, this.id, this.config, this.sockets(), this.identity, (worker, msg) => {
-      if (msg.type === 'ready') {
-        this.log.debug({ generation: this.id, worker: worker.pid }, 'worker ready');
-        if (this.status === 'draining') worker.drain();
-        else if (this.status === 'starting' && !this.#stopping && this.workers.every((x) => x?.state === 'ready')) {
-          this.status = 'active';
-          this.#clearTimers();
-          this.emit('ready');
-        }
-      } else if (msg.type === 'stats') {
-        this.emit('workerStats', worker);
-      } else if (msg.type === 'fatal') {
-        this.log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
-      }
-    }, (worker) => this.#exited(worker));
-    this.workers[slot] = w;
+    const w = new WorkerHandle(
+      { slot, generation: this.id, config: this.config, listeners: this.#opts.sockets(), identity: this.#opts.identity, spawn: this.#opts.spawn },
+      (worker, msg) => {
+        if (msg.type === 'ready') this.#ready(worker);
+        else if (msg.type === 'stats') this.emit('workerStats', worker);
+        else if (msg.type === 'fatal') this.#log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
+        else if (msg.type === 'retiring') this.#retiring(worker, msg.reason);
+      },
+      (worker) => this.#exited(worker),
+    );
+    this.slots[slot] = w;
+    this.#live.add(w);
+  }
+
+  #ready(w: WorkerHandle): void {
+    this.#log.debug({ generation: this.id, worker: w.pid }, 'worker ready');
+    const status = this.#opts.status();
+    if (status === 'draining') w.drain();
+    else if (status === 'starting' && !this.#ending && this.slots.every((x) => x?.state === 'ready')) this.emit('ready');
+  }
+
+  /** It drains on its own (an uncaught exception): its slot gets a new worker now, not once it has gone. */
+  #retiring(w: WorkerHandle, reason: string): void {
+    const status = this.#opts.status();
+    if (this.slots[w.slot] !== w || this.#ending || (status !== 'active' && status !== 'starting')) {
+      this.#log.error({ generation: this.id, worker: w.pid }, `worker retires (${reason})`);
+      return;
+    }
+    this.#log.error({ generation: this.id, worker: w.pid }, `worker retires (${reason}); replacing it`);
+    this.#replace(w);
   }
 
   #exited(w: WorkerHandle): void {
+    this.#live.delete(w);
     this.emit('workerExit', w);
-    const how = w.exit?.signal ? `signal ${w.exit.signal}` : `code ${w.exit?.code}`;
-    if (this.status === 'draining' || this.#stopping) {
-      this.log.debug({ generation: this.id, worker: w.pid }, `worker left (${how})`);
-      if (this.live().length === 0) {
-        this.#clearTimers();
-        this.emit('gone');
-      }
+    const status = this.#opts.status();
+    const current = this.slots[w.slot] === w;
+    if (!current || status === 'draining' || status === null || this.#ending) {
+      this.#log.debug({ generation: this.id, worker: w.pid }, `worker left (${w.describeExit()})`);
+      this.#goneIfEmpty();
       return;
     }
-    if (this.status === 'starting' && w.state !== 'ready') {
+    if (status === 'starting' && !w.wasReady) {
       // A worker that cannot even start on this config will not do better on a retry: the generation fails,
       // and a reload reports it instead of waiting forever while the old generation keeps serving.
-      this.#fail(w.fatal ?? `worker ${w.pid} exited (${how}) before it was ready`);
+      this.#fail(w.fatal ?? `worker ${w.pid} exited (${w.describeExit()}) before it was ready`);
       return;
     }
-    const lived = Date.now() - w.startedAt;
-    if (lived > BACKOFF_RESET_AFTER_MS) this.#failures[w.slot] = 0;
-    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.#failures[w.slot]);
-    this.#failures[w.slot]++;
+    this.#log.error({ generation: this.id, worker: w.pid }, `worker died unexpectedly (${w.describeExit()}); replacing it`);
+    this.#replace(w);
+  }
+
+  /** A new worker for `w`'s slot, after a backoff that grows while workers of that slot keep dying young. */
+  #replace(w: WorkerHandle): void {
+    if (Date.now() - w.startedAt > BACKOFF_RESET_AFTER_MS) this.#failures[w.slot] = 0;
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.#failures[w.slot]!);
+    this.#failures[w.slot]!++;
     this.restarts++;
-    this.log.error({ generation: this.id, worker: w.pid, respawnIn: delay }, `worker died unexpectedly (${how}); replacing it`);
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      if (this.status !== 'draining' && !this.#stopping) this.#spawn(w.slot);
-    }, delay);
-    this.#timers.add(timer);
+    this.slots[w.slot] = null;
+    this.#log.debug({ generation: this.id, slot: w.slot, respawnIn: delay }, 'replacement scheduled');
+    this.#after(delay, () => {
+      const status = this.#opts.status();
+      if ((status === 'active' || status === 'starting') && !this.#ending) this.#spawn(w.slot);
+    }, { keepAlive: true });
+  }
+
+  #fail(reason: string): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#clearTimers();
+    for (const w of this.#live) w.kill('SIGKILL');
+    this.emit('failed', reason);
+    this.#goneIfEmpty();
+  }
+
+  #goneIfEmpty(): void {
+    if (this.#live.size > 0 || this.#goneReported) return;
+    this.#goneReported = true;
+    this.#clearTimers();
+    this.emit('gone');
   }
 
   drain(): void {
-    if (this.status === 'draining') return;
-    this.status = 'draining';
     this.#clearTimers();
-    const live = this.live();
-    if (live.length === 0) {
-      queueMicrotask(() => this.emit('gone'));
+    if (this.#live.size === 0) {
+      queueMicrotask(() => this.#goneIfEmpty());
       return;
     }
-    for (const w of live) w.drain();
-    const backstop = setTimeout(() => {
-      for (const w of this.live()) {
-        this.log.warn({ generation: this.id, worker: w.pid }, 'worker still running after shutdown_timeout: killed');
+    for (const w of this.#live) w.drain();
+    this.#after(this.config.shutdownTimeout + DRAIN_KILL_MARGIN_MS, () => {
+      for (const w of this.#live) {
+        this.#log.warn({ generation: this.id, worker: w.pid }, 'worker still running after shutdown_timeout: killed');
         w.kill('SIGKILL');
       }
-    }, this.config.shutdownTimeout + DRAIN_KILL_MARGIN_MS);
-    backstop.unref();
-    this.#timers.add(backstop);
+    });
   }
 
   stop(signal: 'SIGTERM' | 'SIGKILL'): void {
-    this.#stopping = true;
+    this.#ending = true;
     this.#clearTimers();
-    const live = this.live();
-    if (live.length === 0) {
-      queueMicrotask(() => this.emit('gone'));
+    if (this.#live.size === 0) {
+      queueMicrotask(() => this.#goneIfEmpty());
       return;
     }
-    for (const w of live) w.kill(signal);
+    for (const w of this.#live) w.kill(signal);
   }
 
   reopenLogs(): void {
-    for (const w of this.live()) w.send({ type: 'reopen' });
+    for (const w of this.#live) w.send({ type: 'reopen' });
+  }
+
+  /** Deadlines never keep the master alive; a pending replacement does (it may be all that is left to do). */
+  #after(ms: number, fn: () => void, opts: { keepAlive?: boolean } = {}): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    if (!opts.keepAlive) timer.unref();
+    this.#timers.add(timer);
   }
 
   #clearTimers(): void {

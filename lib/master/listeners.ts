@@ -12,6 +12,21 @@ import { createServerHandle, type RawHandle } from '../util/internals.js';
 
 export type { RawHandle };
 
+/** The socket boundary: bind (or wrap an fd) without listening; a handle, or a negative errno. */
+export type BindHandle = typeof createServerHandle;
+
+/** What an operator should read next to the errno of a failed bind. */
+const BIND_HINTS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE',
+  EADDRNOTAVAIL: 'no such address on this host',
+};
+
+function bindProblem(key: string, errno: string): string {
+  const hint = BIND_HINTS[errno];
+  return `cannot listen on ${key}: ${errno}${hint ? ` (${hint})` : ''}`;
+}
+
 export interface ListenerEntry {
   readonly key: string;
   readonly handle: RawHandle;
@@ -33,6 +48,8 @@ function boundAddress(handle: RawHandle, fallback: string): string {
 export class ListenerRegistry {
   readonly #entries = new Map<string, ListenerEntry>();
 
+  constructor(private readonly bind: BindHandle = createServerHandle) {}
+
   get(key: string): ListenerEntry | undefined {
     return this.#entries.get(key);
   }
@@ -45,7 +62,7 @@ export class ListenerRegistry {
   adopt(fds: Readonly<Record<string, number>>): string[] {
     const problems: string[] = [];
     for (const [key, fd] of Object.entries(fds)) {
-      const handle = createServerHandle(null, null, null, fd);
+      const handle = this.bind(null, null, null, fd);
       if (typeof handle === 'number') {
         problems.push(`cannot adopt inherited socket ${key} (fd ${fd}): ${errnoName(handle)}`);
         continue;
@@ -59,7 +76,7 @@ export class ListenerRegistry {
   adoptActivated(fds: readonly number[]): string[] {
     const problems: string[] = [];
     for (const fd of fds) {
-      const handle = createServerHandle(null, null, null, fd);
+      const handle = this.bind(null, null, null, fd);
       if (typeof handle === 'number') {
         problems.push(`cannot adopt activated socket fd ${fd}: ${errnoName(handle)}`);
         continue;
@@ -80,9 +97,9 @@ export class ListenerRegistry {
     const problems: string[] = [];
     for (const a of addresses) {
       if (this.#entries.has(a.key)) continue;
-      const handle = createServerHandle(a.host, a.port, a.family, undefined, 0);
+      const handle = this.bind(a.host, a.port, a.family, undefined, 0);
       if (typeof handle === 'number') {
-        problems.push(`cannot listen on ${a.key}: ${errnoName(handle)}`);
+        problems.push(bindProblem(a.key, errnoName(handle)));
         continue;
       }
       // libuv defers EADDRINUSE from bind() to listen(), which only workers call: an fd left unbound would be
@@ -90,7 +107,7 @@ export class ListenerRegistry {
       const out: Record<string, unknown> = {};
       if (handle.getsockname(out) !== 0 || out.port === 0 || (a.port !== 0 && out.port !== a.port)) {
         handle.close();
-        problems.push(`cannot listen on ${a.key}: EADDRINUSE`);
+        problems.push(bindProblem(a.key, 'EADDRINUSE'));
         continue;
       }
       this.#entries.set(a.key, { key: a.key, handle, bound: boundAddress(handle, a.key) });

@@ -1,7 +1,8 @@
 /**
  * @module The master's metrics: the workers' pushed snapshots aggregated over every worker and generation
  * (lib/metrics/aggregate.ts: counters survive a worker's exit), plus what only the master knows (workers,
- * restarts, reloads, upgrades, build info), rendered as Prometheus text for GET /metrics.
+ * restarts, reloads and upgrades as the reducer settles them, process samples, upstream health, build info),
+ * rendered as Prometheus text for GET /metrics.
  *
  * Why not prom-client: its multi-process support (AggregatorRegistry) is built on the `cluster` module's
  * messaging, and our workers are plain child processes; it aggregates live workers only, so the counts of an
@@ -9,60 +10,28 @@
  * label object on every call, where the request path here only increments typed arrays.
  */
 import {
-  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, PROTOCOLS, RELOADS, REQUESTS, REQUEST_DURATION, START_TIME, UPGRADES,
-  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
+  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RELOADS, REQUESTS,
+  REQUEST_DURATION, START_TIME, TARGET_UP, UPGRADES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
 } from '../metrics/families.js';
 import { Aggregator } from '../metrics/aggregate.js';
+import { isProcessSample, ProcessSampler, type ProcessSample } from '../metrics/process.js';
 import { Exposition, labelKey } from '../metrics/text.js';
+import type { UpstreamHealth } from '../ipc/messages.js';
 import type { Generation } from './generation.js';
-import type { MasterEvent, MasterState } from './state.js';
+import type { Effect } from './state.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 export type ReloadResult = 'ok' | 'failed';
 export type UpgradeResult = 'ok' | 'failed' | 'rolled_back';
 
-/**
- * Whether `event`, arriving in state `prev`, ends a reload (HUP, POST /reload, or the rollback HUP after
- * WINCH), and how. One count per reload, however many admin requests wait for it.
- */
-export function reloadOutcome(prev: MasterState, event: MasterEvent): ReloadResult | null {
-  const r = prev.reload;
-  if (r === null) return null;
-  switch (event.type) {
-    case 'configInvalid':
-      return r.stage === 'loading' ? 'failed' : null;
-    case 'generationReady':
-      return r.generation === event.id && prev.generations.some((g) => g.id === event.id && g.status === 'starting') ? 'ok' : null;
-    case 'generationFailed':
-      return r.generation === event.id ? 'failed' : null;
-    case 'winch':
-      // Interrupted: the reply says so, and the new generation (if any) drains.
-      return prev.phase === 'running' ? 'failed' : null;
-    case 'quit':
-    case 'stop':
-      return prev.phase === 'running' ? 'failed' : null;
-    default:
-      return null;
-  }
+export interface RenderInfo {
+  readonly version: string;
+  readonly startedAt: number;
+  /** Upstream targets as the serving workers see them (status.ts `serving`). */
+  readonly health?: readonly UpstreamHealth[];
 }
 
-/** Whether `event`, arriving in state `prev`, settles an upgrade this master started, and how. */
-export function upgradeOutcome(prev: MasterState, event: MasterEvent): UpgradeResult | null {
-  const u = prev.upgrade;
-  if (u === null) return null;
-  switch (event.type) {
-    case 'newMasterReady':
-      return u.pid === event.pid && u.stage === 'spawning' ? 'ok' : null;
-    case 'newMasterSpawnFailed':
-      return 'failed';
-    case 'newMasterExited':
-      // Also the end of a new master killed at the upgrade deadline.
-      if (u.pid !== event.pid) return null;
-      return u.stage === 'spawning' ? 'failed' : 'rolled_back';
-    default:
-      return null;
-  }
-}
+type Row = readonly [string, number];
 
 export class MasterMetrics {
   readonly reloads: Record<ReloadResult, number> = { ok: 0, failed: 0 };
@@ -70,6 +39,7 @@ export class MasterMetrics {
   /** Keyed by the worker's handle, not its pid: a pid may come back as a later worker's. */
   readonly #workers = new Aggregator<WorkerHandle>();
   readonly #generations = new Set<Generation>();
+  readonly #self = new ProcessSampler();
   /** Restarts of generations that have left. */
   #retiredRestarts = 0;
 
@@ -84,15 +54,14 @@ export class MasterMetrics {
     });
   }
 
-  /** Called with every event before the reducer sees it: counts reloads and upgrades as they settle. */
-  observe(prev: MasterState, event: MasterEvent): void {
-    const reload = reloadOutcome(prev, event);
-    if (reload !== null) this.reloads[reload]++;
-    const upgrade = upgradeOutcome(prev, event);
-    if (upgrade !== null) this.upgrades[upgrade]++;
+  /** Every effect the reducer asks for passes here: a `settled` one ends a reload or an upgrade, counted once. */
+  observe(effect: Effect): void {
+    if (effect.type !== 'settled') return;
+    if (effect.operation === 'reload' && effect.outcome !== 'rolled_back') this.reloads[effect.outcome]++;
+    else if (effect.operation === 'upgrade') this.upgrades[effect.outcome]++;
   }
 
-  render(info: { readonly version: string; readonly startedAt: number }): string {
+  render(info: RenderInfo): string {
     const out = new Exposition();
     out.scalar(BUILD_INFO, [[labelKey([['version', info.version], ['node', process.version]]), 1]]);
     out.scalar(START_TIME, [['', Math.floor(info.startedAt / 1000)]]);
@@ -124,6 +93,27 @@ export class MasterMetrics {
     out.scalar(WORKER_RESTARTS, [['', restarts]]);
     out.scalar(RELOADS, Object.entries(this.reloads).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));
     out.scalar(UPGRADES, Object.entries(this.upgrades).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));
+    const targets: Row[] = [];
+    for (const up of info.health ?? []) {
+      for (const t of up.targets) targets.push([labelKey([['upstream', up.name], ['target', t.target]]), t.state === 'up' ? 1 : 0]);
+    }
+    out.scalar(TARGET_UP, targets);
+    this.#renderProcesses(out);
     return out.text();
+  }
+
+  /** The master's own sample (taken now) and each live worker's last pushed one. */
+  #renderProcesses(out: Exposition): void {
+    const samples: Array<[string, ProcessSample]> = [[labelKey([['role', 'master'], ['pid', String(process.pid)]]), this.#self.sample()]];
+    for (const g of this.#generations) {
+      for (const w of g.live()) {
+        const p = w.stats.process;
+        if (isProcessSample(p)) samples.push([labelKey([['role', 'worker'], ['pid', String(w.pid)], ['generation', String(g.id)]]), p]);
+      }
+    }
+    out.scalar(PROCESS_RSS, samples.map(([k, s]) => [k, s.rss] as const));
+    out.scalar(PROCESS_HEAP, samples.map(([k, s]) => [k, s.heapUsed] as const));
+    out.scalar(PROCESS_ELU, samples.map(([k, s]) => [k, s.eventLoopUtilization] as const));
+    out.scalar(PROCESS_FDS, samples.flatMap(([k, s]) => (s.openFds === null ? [] : [[k, s.openFds] as const])));
   }
 }

@@ -1,10 +1,10 @@
 /**
  * @module Binary upgrade, the mechanism: spawn a new master from the code now on disk with our listening
  * sockets as inherited fds (described by one environment variable) and an IPC channel back to us; and, on the
- * new master's side, read what it inherited.
+ * new master's side, read what it inherited and talk back (ready, or why it cannot start).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { INHERIT_ENV, isNewMasterToOld, type NewMasterToOld } from '../ipc/messages.js';
+import { INHERIT_ENV, isNewMasterToOld, isOldMasterToNew, type NewMasterToOld } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
 
 /** Names the old master's pid in the new master's environment. */
@@ -13,6 +13,9 @@ export const UPGRADE_FROM_ENV = 'BATON_UPGRADE_FROM';
 export const GENERATION_ENV = 'BATON_FIRST_GENERATION';
 
 const FIRST_FD = 4;
+
+/** The old master's pid, once takeInherited() has removed it from the environment. */
+let upgradeFrom: number | null = null;
 
 /** The bin path exactly as this master was started (argv[1]); Node resolves it, and any symlink, afresh. */
 const STARTED_AS = { bin: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv, cwd: process.cwd() };
@@ -46,6 +49,7 @@ export function takeInherited(): Inherited {
   const from = Number(process.env[UPGRADE_FROM_ENV]);
   const gen = Number(process.env[GENERATION_ENV]);
   delete process.env[INHERIT_ENV];
+  if (Number.isInteger(from) && from > 0) upgradeFrom = from;
   delete process.env[UPGRADE_FROM_ENV];
   delete process.env[GENERATION_ENV];
   let fds: Record<string, number> = {};
@@ -68,4 +72,29 @@ export function takeInherited(): Inherited {
 
 export function tellOldMaster(msg: NewMasterToOld): void {
   if (process.send && process.connected) process.send(msg, () => {});
+}
+
+/** New master: the old one stopped serving the admin listener. */
+export function onAdminHandover(fn: () => void): void {
+  process.on('message', (msg: unknown) => {
+    if (isOldMasterToNew(msg)) fn();
+  });
+}
+
+/**
+ * A new master that cannot start says why to the old one, which logs it in the configured error log and shows it
+ * in /status (this process's stderr may be a terminal closed long ago). No-op outside an upgrade. Resolves once
+ * the message is written, so that the caller may exit.
+ */
+export function reportStartupFailure(reason: string): Promise<void> {
+  if (!process.env[UPGRADE_FROM_ENV] && !upgradeFrom) return Promise.resolve();
+  if (!process.send || !process.connected) return Promise.resolve();
+  const msg: NewMasterToOld = { type: 'upgrade-failed', pid: process.pid, reason };
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1000);
+    process.send!(msg, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -1,10 +1,12 @@
 /**
- * @module One worker child process: spawn it with the listening fds, send its config snapshot, follow its state.
+ * @module One worker child process: spawn it with the listening fds, send its config snapshot, follow its state
+ * until it has exited. A spawn that fails (thrown, or reported by an 'error' event with no process behind it)
+ * ends the handle like an exit, so its slot is refilled and a drain can complete.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/types.js';
-import { isWorkerToMaster, WORKER_ENV, INHERIT_ENV, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
+import { isWorkerToMaster, INHERIT_ENV, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
 
 /** The worker entry is located, never imported: master and worker code stay apart. */
@@ -13,6 +15,10 @@ const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url))
 /** stdio slots 0-2 are the standard streams, 3 is the IPC channel; listening sockets follow. */
 const FIRST_LISTENER_FD = 4;
 
+/** The process boundary: `child_process.spawn`, or a fake in unit tests. */
+export type SpawnProcess = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+
+/** draining: told to drain, or leaving on its own (retiring after an uncaught exception). */
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 
 export interface WorkerIdentity {
@@ -20,57 +26,106 @@ export interface WorkerIdentity {
   readonly gid?: number;
 }
 
+export interface WorkerSpec {
+  readonly slot: number;
+  readonly generation: number;
+  readonly config: Config;
+  readonly listeners: readonly ListenerEntry[];
+  readonly identity: WorkerIdentity;
+  readonly spawn?: SpawnProcess;
+}
+
+export interface WorkerExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** Set when no process ever ran: why the spawn failed. */
+  readonly spawnError?: string;
+}
+
 export class WorkerHandle {
-  readonly child: ChildProcess;
+  readonly slot: number;
+  readonly child: ChildProcess | null;
   readonly startedAt = Date.now();
   state: WorkerState = 'starting';
+  /** It said ready once (a worker that dies before that could not start at all). */
+  wasReady = false;
   stats: WorkerStats = { connections: 0, requests: 0 };
+  /** The reason a worker gave for not starting, or for leaving on its own. */
   fatal: string | null = null;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  exit: WorkerExit | null = null;
 
   constructor(
-    readonly slot: number,
-    generation: number,
-    config: Config,
-    listeners: readonly ListenerEntry[],
-    identity: WorkerIdentity,
+    spec: WorkerSpec,
     onMessage: (w: WorkerHandle, msg: WorkerToMaster) => void,
-    onExit: (w: WorkerHandle) => void,
+    private readonly onExit: (w: WorkerHandle) => void,
   ) {
-    const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(generation) };
+    this.slot = spec.slot;
+    const env: NodeJS.ProcessEnv = { ...process.env };
     delete env[INHERIT_ENV];
     delete env.LISTEN_FDS;
     delete env.LISTEN_PID;
     delete env.LISTEN_FDNAMES;
-    this.child = spawn(process.execPath, [WORKER_MAIN], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...listeners.map((l) => l.handle.fd)],
-      env,
-      ...identity,
-    });
-    const fds: ListenerFd[] = listeners.map((l, i) => ({ key: l.key, fd: FIRST_LISTENER_FD + i }));
-    this.child.on('message', (msg: unknown) => {
-      if (!isWorkerToMaster(msg)) return;
-      if (msg.type === 'ready' && this.state === 'starting') this.state = 'ready';
+    let child: ChildProcess | null = null;
+    try {
+      // --no-warnings: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
+      child = (spec.spawn ?? spawn)(process.execPath, ['--no-warnings', WORKER_MAIN], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...spec.listeners.map((l) => l.handle.fd)],
+        env,
+        ...spec.identity,
+      });
+    } catch (err) {
+      // EBADF (a listening fd already closed), EINVAL...: thrown, not emitted. Reported after the constructor.
+      const message = (err as Error).message;
+      queueMicrotask(() => this.#ended({ code: null, signal: null, spawnError: message }));
+    }
+    this.child = child;
+    if (child === null) return;
+    const fds: ListenerFd[] = spec.listeners.map((l, i) => ({ key: l.key, fd: FIRST_LISTENER_FD + i }));
+    child.on('message', (msg: unknown) => {
+      if (!isWorkerToMaster(msg) || this.state === 'exited') return;
+      if (msg.type === 'ready' && this.state === 'starting') {
+        this.state = 'ready';
+        this.wasReady = true;
+      }
       else if (msg.type === 'stats') this.stats = msg.stats;
       else if (msg.type === 'fatal') this.fatal = msg.message;
+      else if (msg.type === 'retiring') {
+        this.fatal = msg.reason;
+        this.state = 'draining';
+      }
       onMessage(this, msg);
     });
-    // An IPC write to a dying child fails asynchronously; the exit event tells the real story.
-    this.child.on('error', () => {});
-    this.child.on('exit', (code, signal) => {
-      this.state = 'exited';
-      this.exit = { code, signal };
-      onExit(this);
+    child.on('error', (err) => {
+      // ENOENT, EACCES, EAGAIN, EMFILE: no process, and no 'exit' will follow. With a pid, the error is a failed
+      // IPC write or kill of a process whose 'exit' tells the real story.
+      if (child.pid === undefined) this.#ended({ code: null, signal: null, spawnError: err.message });
     });
-    this.send({ type: 'start', generation, config, listeners: fds });
+    child.on('exit', (code, signal) => this.#ended({ code, signal }));
+    this.send({ type: 'start', generation: spec.generation, config: spec.config, listeners: fds });
+  }
+
+  #ended(exit: WorkerExit): void {
+    if (this.state === 'exited') return;
+    this.state = 'exited';
+    this.exit = exit;
+    if (exit.spawnError !== undefined) this.fatal ??= `cannot start a worker process: ${exit.spawnError}`;
+    this.onExit(this);
   }
 
   get pid(): number {
-    return this.child.pid ?? -1;
+    return this.child?.pid ?? -1;
+  }
+
+  /** How it ended, for log lines. */
+  describeExit(): string {
+    const e = this.exit;
+    if (!e) return 'running';
+    if (e.spawnError !== undefined) return `spawn failed: ${e.spawnError}`;
+    return e.signal ? `signal ${e.signal}` : `code ${e.code}`;
   }
 
   send(msg: MasterToWorker): void {
-    if (this.child.connected) this.child.send(msg, () => {});
+    if (this.child?.connected && this.state !== 'exited') this.child.send(msg, () => {});
   }
 
   drain(): void {
@@ -80,6 +135,6 @@ export class WorkerHandle {
   }
 
   kill(signal: NodeJS.Signals): void {
-    if (this.state !== 'exited') this.child.kill(signal);
+    if (this.state !== 'exited' && this.child?.pid !== undefined) this.child.kill(signal);
   }
 }

@@ -67,9 +67,6 @@ export const CONNECTIONS: FamilyDef = {
   help: 'Open client connections of the live workers, by protocol and worker state (active or draining).',
 };
 
-/** The families a worker snapshot may carry, in rendering order. */
-export const WORKER_FAMILIES: readonly FamilyDef[] = Object.freeze([REQUESTS, REQUEST_DURATION, UPSTREAM_LATENCY, UPSTREAM_FAILURES, WEBSOCKET_TUNNELS, CONNECTIONS]);
-
 // ---- known to the master only -------------------------------------------------------------------------------------
 
 export const BUILD_INFO: FamilyDef = { name: 'baton_build_info', type: 'gauge', help: 'Always 1; the labels name the version of the master and of Node.js.' };
@@ -82,3 +79,19 @@ export const UPGRADES: FamilyDef = {
   type: 'counter',
   help: 'Binary upgrades started by this master, by outcome (ok = the new master became ready; rolled_back = it left after that).',
 };
+
+// ---- processes and upstream health, known to the master from its own sample and the workers' pushes ------------
+
+export const TARGET_UP: FamilyDef = {
+  name: 'baton_upstream_target_up',
+  type: 'gauge',
+  help: '1 when the serving workers send requests to this upstream target, 0 when any of them has taken it out (passive marks or active checks).',
+};
+export const PROCESS_RSS: FamilyDef = { name: 'baton_process_resident_memory_bytes', type: 'gauge', help: 'Resident memory of the master and of each live worker, by role, pid and generation.' };
+export const PROCESS_HEAP: FamilyDef = { name: 'baton_process_heap_used_bytes', type: 'gauge', help: 'V8 heap in use, by role, pid and generation.' };
+export const PROCESS_ELU: FamilyDef = {
+  name: 'baton_process_event_loop_utilization',
+  type: 'gauge',
+  help: 'Share of time the event loop was busy (0 to 1): workers over their last push interval (1 s), the master since the previous scrape.',
+};
+export const PROCESS_FDS: FamilyDef = { name: 'baton_process_open_fds', type: 'gauge', help: 'Open file descriptors, by role, pid and generation.' };

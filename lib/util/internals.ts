@@ -47,6 +47,7 @@ export interface SinkInternals {
   _len: number;
   _writing: boolean;
   file: string | null;
+  destroyed: boolean;
 }
 
 export function sinkInternals(sink: ReturnType<typeof pino.destination>): SinkInternals {
@@ -93,6 +94,19 @@ export function setPeer(socket: object, address: string | undefined, port: numbe
   (socket as { _peername?: object })._peername = { address, port, family };
 }
 
+// ---- process warnings -------------------------------------------------------------------------------------------
+
+/** Node prints process warnings to stderr through a 'warning' listener of its own, named so. */
+const WARNING_PRINTER = 'onWarning';
+const noWarningsFlag = () => process.execArgv.includes('--no-warnings') || /(^|\s)--no-warnings(\s|$)/.test(process.env.NODE_OPTIONS ?? '');
+/** Seen when this module loads, before anything removed it. */
+const printerAtLoad = noWarningsFlag() || process.listeners('warning').some((l) => l.name === WARNING_PRINTER);
+
+/** Stop Node printing process warnings raw to stderr (the 'warning' event still fires for our own listener). */
+export function removeWarningPrinter(): void {
+  for (const l of process.listeners('warning')) if (l.name === WARNING_PRINTER) process.off('warning', l);
+}
+
 // ---- the start-up probe ----------------------------------------------------------------------------------------
 
 function probeSession(): string[] {
@@ -131,7 +145,7 @@ function probeHttp(): string[] {
 function probeSink(): string[] {
   const sink = pino.destination({ dest: '/dev/null', sync: true });
   const i = sinkInternals(sink) as unknown as Record<string, unknown>;
-  const missing = (['fd', 'minLength', '_len', '_writing', 'file'] as const).filter((f) => !(f in i)).map((f) => `sonic-boom: ${f}`);
+  const missing = (['fd', 'minLength', '_len', '_writing', 'file', 'destroyed'] as const).filter((f) => !(f in i)).map((f) => `sonic-boom: ${f}`);
   sink.destroy();
   return missing;
 }
@@ -141,6 +155,7 @@ export function missingInternals(): string[] {
   const missing: string[] = [];
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
+  if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
   for (const probe of [probeHttp, probeSession, probeSink]) {
     try {
       missing.push(...probe());

@@ -11,7 +11,8 @@ import type { Logs } from '../log/logger.js';
 import { compileRouter } from './router.js';
 import { compileReturn } from './respond.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
-import { HealthChecks } from './upstream/health.js';
+import { HealthChecks, upstreamHealth } from './upstream/health.js';
+import type { UpstreamHealth } from '../ipc/messages.js';
 import { IdleSweeper } from './idle.js';
 import type { RouteAction } from './admission.js';
 import { serve, type HandlerContext } from './exchange.js';
@@ -32,6 +33,8 @@ export interface RequestHandler {
   closeTunnels(): void;
   /** Close all upstream pools (after drain): waits for requests still running on them. */
   close(): Promise<void>;
+  /** Every upstream target as this worker sees it (passive marks, active checks), for the master's /status. */
+  health(): UpstreamHealth[];
 }
 
 export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
@@ -68,6 +71,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     closeTunnels() {
       tunnels.closeAll();
     },
+    health: () => upstreamHealth(upstreams.values(), Date.now()),
     async close() {
       checks.stop();
       ctx.sweeper.close();

@@ -1,12 +1,16 @@
 /**
  * @module Worker entry: receive the config snapshot and listening fds from the master, serve, obey drain and
- * reopen. Workers take no signals from operators; the master drives them over IPC.
+ * reopen, push stats. Workers take no signals from operators; the master drives them over IPC. After an uncaught
+ * exception a worker's state may be corrupt (in-flight counts, drain counts): it stops accepting, drains what it
+ * has and exits, and the master starts its replacement at once.
  */
 import type net from 'node:net';
 import type http from 'node:http';
 import { createLogs, type Logs } from '../log/logger.js';
 import { isMasterToWorker, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
+import { ProcessSampler } from '../metrics/process.js';
+import { logWarnings } from '../log/warnings.js';
 import { createRequestHandler, type RequestHandler } from './handler.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
@@ -19,6 +23,9 @@ let handler: RequestHandler | null = null;
 let shutdownTimeout = 30_000;
 const drainer = new Drainer();
 const servers: net.Server[] = [];
+const sampler = new ProcessSampler();
+/** Non-zero once the worker retires after an uncaught exception. */
+let exitCode = 0;
 
 function send(msg: WorkerToMaster): void {
   if (process.send && process.connected) process.send(msg, () => {});
@@ -32,6 +39,8 @@ function stats(): WorkerStats {
     connections,
     requests: drainer.requests,
     metrics: recorder.snapshot({ http1: connections - websocket - h2, h2, websocket }, drainer.draining),
+    process: sampler.sample(),
+    health: handler?.health() ?? [],
   };
 }
 
@@ -58,12 +67,12 @@ function drain(): void {
     logs?.error.warn({ connections: drainer.connections() }, 'shutdown_timeout reached: closing what is left');
     handler?.closeTunnels();
     drainer.closeAll();
-    finish(0);
+    finish(exitCode);
   }, shutdownTimeout);
   deadline.unref();
   drainer.start(() => {
     clearTimeout(deadline);
-    finish(0);
+    finish(exitCode);
   });
 }
 
@@ -72,6 +81,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   shutdownTimeout = config.shutdownTimeout;
   logs = createLogs(config.log, { role: 'worker', generation });
   const l = logs;
+  logWarnings(() => l.error);
   const missing = missingInternals();
   if (missing.length) throw new Error(`this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`);
   const h = createRequestHandler(config, l, { generation });
@@ -131,9 +141,27 @@ process.on('SIGTERM', () => {
   drainer.closeAll();
   finish(0);
 });
-process.on('uncaughtException', (err) => {
-  // One request's bug must not take the worker's other requests down with it.
-  if (logs) logs.error.error({ err }, 'uncaught exception (worker carries on)');
-  else process.stderr.write(`baton worker ${process.pid}: ${err.stack}\n`);
-});
-process.on('unhandledRejection', (err) => logs?.error.error({ err }, 'unhandled rejection (worker carries on)'));
+/**
+ * One request's bug must not fail the others in flight, nor may the worker go on with counters it can no longer
+ * trust: it tells the master (which starts a replacement now), stops accepting, drains and exits non-zero.
+ */
+function retire(err: unknown, what: string): void {
+  if (!logs || !handler) {
+    // Not serving yet: a start-up failure like any other.
+    process.stderr.write(`baton worker ${process.pid}: ${what}: ${(err as Error)?.stack ?? String(err)}\n`);
+    const msg: WorkerToMaster = { type: 'fatal', message: `${what}: ${(err as Error)?.message ?? String(err)}` };
+    if (process.send && process.connected) process.send(msg, () => process.exit(1));
+    else process.exit(1);
+    setTimeout(() => process.exit(1), 500).unref();
+    return;
+  }
+  logs.error.error({ err }, `${what}: the worker stops accepting, drains and exits; the master replaces it`);
+  if (exitCode !== 0) return;
+  exitCode = 1;
+  send({ type: 'retiring', reason: `${what}: ${(err as Error)?.message ?? String(err)}` });
+  drain();
+}
+
+process.on('uncaughtException', (err) => retire(err, 'uncaught exception'));
+// Node's own default makes an unhandled rejection an uncaught exception: the same rule.
+process.on('unhandledRejection', (err) => retire(err, 'unhandled rejection'));

@@ -171,7 +171,7 @@ export class Daemon {
     this.child.stdout!.on('data', (c) => { this.stdout += c; });
     this.child.stderr!.on('data', (c) => { this.stderr += c; });
     if (opts.expectFailure) return this;
-    await waitFor('the pid file', 20_000, () => {
+    await waitFor('the pid file', 60_000, () => {
       if (this.child!.exitCode !== null) throw new Error(`baton exited with ${this.child!.exitCode}: ${this.stderr}${this.readLog()}`);
       return fs.existsSync(this.pidFile) ? true : undefined;
     });

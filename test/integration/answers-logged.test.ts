@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import t from 'tap';
-import { parseExposition, sampleValue } from '../../lib/metrics/parse.js';
+import { parseExposition, sampleValue } from '../helpers/metrics-parse.js';
 import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
 import { rawRequest } from '../helpers/raw.js';

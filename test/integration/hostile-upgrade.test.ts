@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { parseExposition, sampleValue } from '../../lib/metrics/parse.js';
+import { parseExposition, sampleValue } from '../helpers/metrics-parse.js';
 import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 import { rawRequest } from '../helpers/raw.js';

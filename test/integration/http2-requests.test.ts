@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import t from 'tap';
-import { parseExposition, sampleValue } from '../../lib/metrics/parse.js';
+import { parseExposition, sampleValue } from '../helpers/metrics-parse.js';
 import { Daemon, proxyAll, waitFor } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 import { FRAME, frame, h2raw, literalHeaders, type Frame } from '../helpers/h2-raw.js';

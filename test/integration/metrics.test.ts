@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { parseExposition, sampleValue, sumOf, type Sample } from '../../lib/metrics/parse.js';
+import { parseExposition, sampleValue, sumOf, type Sample } from '../helpers/metrics-parse.js';
 import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
 

@@ -1,14 +1,14 @@
 /**
  * Process faults against the real daemon: a worker killed under load, a new master killed during an upgrade,
- * a full or unwritable log destination, a worker out of file descriptors, and uncaught errors in one request.
+ * a full or unwritable log destination, a worker out of file descriptors (uncaught errors in one request:
+ * worker-faults.test.ts).
  */
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { alive, Daemon, ROOT, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
+import { alive, Daemon, sleep, waitFor, proxyAll } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 
 interface Outcome { start: number; end: number; ok: boolean; error?: string }
@@ -100,16 +100,16 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
 
   // Before it is ready: killed as soon as it exists.
   d.signal('SIGUSR2', old);
-  const early = await waitFor('the new master process', 10_000, newMaster);
+  const early = await waitFor('the new master process', 30_000, newMaster);
   process.kill(early, 'SIGKILL');
-  await d.waitForLine('the old master carrying on', (l) => typeof l.msg === 'string' && l.msg.includes('new master exited before it was ready'));
-  await waitFor('the pid file back', 5000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await d.waitForLine('the old master carrying on', (l) => typeof l.msg === 'string' && l.msg.includes('new master exited before it was ready'), 30_000);
+  await waitFor('the pid file back', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   t.pass('killed before ready: the pid file names the old master again');
 
   // After it is ready: it wrote the pid file, and is killed then.
   await sleep(300);
   d.signal('SIGUSR2', old);
-  const ready = await waitFor('the new master in the pid file', 20_000, () => {
+  const ready = await waitFor('the new master in the pid file', 60_000, () => {
     try {
       return d.masterPid !== old ? d.masterPid : undefined;
     } catch {
@@ -117,7 +117,7 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
     }
   });
   process.kill(ready, 'SIGKILL');
-  await waitFor('the old master to take over again', 10_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await waitFor('the old master to take over again', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   await sleep(500);
   const outcomes = await l.stop();
   const failed = outcomes.filter((o) => !o.ok);
@@ -195,22 +195,4 @@ t.test('a worker at its file descriptor limit closes new connections at once ins
   await sleep(300);
   t.equal((await attempt(port, '/after')).ok, true, 'once connections close, new ones are served');
   t.same(d.workerPids(), [worker], 'the same worker');
-});
-
-t.test('an uncaught error in one request never takes down the worker\'s other requests', async (t) => {
-  const up = await upstream(t, (req, res) => { setTimeout(() => res.end('ok'), req.url === '/slow' ? 700 : 0); });
-  const hook = pathToFileURL(path.join(ROOT, 'test/fixtures/hooks/fault.mjs')).href;
-  const d = await new Daemon(t).start({ env: { NODE_OPTIONS: `--import=${hook}` }, body: proxyAll(up.url) });
-  const port = await d.port();
-  const [worker] = d.workerPids();
-  const slow = Array.from({ length: 6 }, () => attempt(port, '/slow'));
-  await sleep(100);
-  const faults = await Promise.all(['async-throw', 'async-reject', 'sync-throw'].map((f) => attempt(port, `/fault/${f}`, { 'x-fault': f }, 2000)));
-  t.same((await Promise.all(slow)).map((o) => o.ok), [true, true, true, true, true, true], 'the requests in flight all completed');
-  t.ok(faults[0]!.ok && faults[1]!.ok, 'a request whose processing threw later was still answered');
-  t.comment(`the request that threw synchronously: ${faults[2]!.ok ? 'answered' : faults[2]!.error}`);
-  await d.waitForLine('the uncaught exception logged', (l) => l.msg === 'uncaught exception (worker carries on)');
-  await d.waitForLine('the rejection logged', (l) => l.msg === 'unhandled rejection (worker carries on)');
-  t.same(d.workerPids(), [worker], 'the same worker is alive');
-  t.equal((await attempt(port, '/after')).ok, true, 'and serves');
 });

@@ -315,7 +315,7 @@ listeners:
 upstreams:
   checked:
     targets: [{ url: "http://127.0.0.1:${c.port}" }, { url: "http://127.0.0.1:${e.port}" }]
-    health_check: { path: /health, interval: 200ms, timeout: 300ms, fails: 1, passes: 2 }
+    health_check: { path: /health, interval: 200ms, timeout: 3s, fails: 1, passes: 2 }
   dead:
     targets: [{ url: "http://127.0.0.1:${holePort}" }, { url: "http://127.0.0.1:${holePort}" }]
     response_timeout: 5s

@@ -8,12 +8,30 @@
  *
  * Why per worker rather than in the master: a worker needs the verdict on its hot path (one field read), the
  * master has no upstream code at all, and N workers × targets / interval requests is negligible load. The
- * cost is that workers may disagree for up to one interval.
+ * cost is that workers may disagree for up to one interval. Each worker pushes its view (`upstreamHealth`) to the
+ * master with its stats; /status and /metrics merge them.
  */
 import { Client } from 'undici';
 import type { HealthCheckConfig } from '../../config/types.js';
+import type { TargetHealth, UpstreamHealth } from '../../ipc/messages.js';
 import type { Logger } from '../../log/logger.js';
 import { setChecked, type Target, type Upstream } from './pools.js';
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** One target as this worker sees it now: passive marks and active checks together. */
+export function targetHealth(t: Target, now: number): TargetHealth {
+  if (t.downUntil > now) return { target: t.address, state: 'down', since: iso(t.healthSince), reason: t.healthWhy ?? 'taken out' };
+  // A passive mark that has expired without a response since: back since it expired.
+  if (t.downUntil !== 0) return { target: t.address, state: 'up', since: iso(t.downUntil), reason: 'fail_timeout passed' };
+  return { target: t.address, state: 'up', since: iso(t.healthSince), reason: t.healthWhy };
+}
+
+export function upstreamHealth(upstreams: Iterable<Upstream>, now: number): UpstreamHealth[] {
+  const out: UpstreamHealth[] = [];
+  for (const up of upstreams) out.push({ name: up.config.name, targets: up.targets.map((t) => targetHealth(t, now)) });
+  return out;
+}
 
 const USER_AGENT = 'baton-health-check';
 /** Read (and discard) at most this much of a check's response body. */
@@ -95,14 +113,14 @@ class TargetCheck {
       this.#fails = 0;
       this.#passes++;
       if (t.checkDown && this.#passes >= conf.passes) {
-        setChecked(t, false);
+        setChecked(t, false, `${this.#passes} health check(s) passed: ${r.why}`);
         this.#log.warn({ upstream: this.#upstream, target: t.address, passes: this.#passes, result: r.why }, 'health check: target is back');
       }
     } else {
       this.#passes = 0;
       this.#fails++;
       if (!t.checkDown && this.#fails >= conf.fails) {
-        setChecked(t, true);
+        setChecked(t, true, `${this.#fails} health check(s) failed: ${r.why}`);
         this.#log.error({ upstream: this.#upstream, target: t.address, fails: this.#fails, result: r.why }, 'health check: target taken out');
       } else if (!t.checkDown) {
         this.#log.warn({ upstream: this.#upstream, target: t.address, fails: this.#fails, result: r.why }, 'health check failed');

@@ -31,6 +31,9 @@ export interface Target extends BalancedTarget {
   firstFailAt: number;
   /** Active health checks say it is down (then `downUntil` is "forever" until a check passes). */
   checkDown: boolean;
+  /** When its health last changed (ms) and why (null: healthy from the start); for /status (health.ts). */
+  healthSince: number;
+  healthWhy: string | null;
   /** Replaced if undici ever wedges it (see `replacePool`). */
   pool: Pool;
 }
@@ -72,6 +75,8 @@ function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Targe
     fails: 0,
     firstFailAt: 0,
     checkDown: false,
+    healthSince: Date.now(),
+    healthWhy: null,
     pool: new Pool(t.origin, poolOptions(up)),
   };
 }
@@ -103,17 +108,26 @@ export function markDown(target: Target, now: number): boolean {
   if (++target.fails < c.maxFails) return false;
   target.fails = 0;
   target.downUntil = now + c.failTimeout;
+  target.healthSince = now;
+  target.healthWhy = `${c.maxFails} failure(s) within fail_timeout`;
   return true;
 }
 
 /** A response arrived: the failure count starts over and a passive mark is lifted (an active one is not). */
 export function markUp(target: Target): void {
   target.fails = 0;
-  if (!target.checkDown && target.downUntil !== 0) target.downUntil = 0;
+  if (!target.checkDown && target.downUntil !== 0) {
+    const now = Date.now();
+    target.healthSince = Math.min(now, target.downUntil);
+    target.healthWhy = target.downUntil <= now ? 'fail_timeout passed' : 'a response arrived';
+    target.downUntil = 0;
+  }
 }
 
 /** Active health checks decided: take the target out until a check passes, or bring it back. */
-export function setChecked(target: Target, down: boolean): void {
+export function setChecked(target: Target, down: boolean, why?: string): void {
+  target.healthSince = Date.now();
+  target.healthWhy = why ?? (down ? 'health check failed' : 'health check passed');
   target.checkDown = down;
   target.fails = 0;
   target.downUntil = down ? UNTIL_CHECKED : 0;

@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import t from 'tap';
 import type { Config } from '../../../lib/config/types.js';
 import type { Generation } from '../../../lib/master/generation.js';
-import { MasterMetrics, reloadOutcome, upgradeOutcome } from '../../../lib/master/metrics.js';
-import { initialState, reduce, type MasterEvent, type MasterState } from '../../../lib/master/state.js';
+import { MasterMetrics } from '../../../lib/master/metrics.js';
+import { initialState, type MasterEvent, type MasterState } from '../../../lib/master/state.js';
+import { reduce } from '../../../lib/master/reduce.js';
 import type { WorkerHandle } from '../../../lib/master/worker-handle.js';
-import { parseExposition, sampleValue } from '../../../lib/metrics/parse.js';
+import { parseExposition, sampleValue } from '../../helpers/metrics-parse.js';
 import { Recorder } from '../../../lib/metrics/recorder.js';
 
 function config(): Config {
@@ -17,13 +18,16 @@ function config(): Config {
   } as unknown as Config;
 }
 
-/** Feed events through the reducer and MasterMetrics.observe, as the runtime does. */
+/** Feed events through the reducer and every effect through MasterMetrics.observe, as the runtime does. */
 function drive(events: MasterEvent[]): MasterMetrics {
   const m = new MasterMetrics();
-  let state: MasterState = initialState(config(), { oldMasterAlive: false }).state;
-  for (const e of [{ type: 'generationReady', id: 1 } as MasterEvent, ...events]) {
-    m.observe(state, e);
-    state = reduce(state, e).state;
+  const first = initialState(config(), { oldMasterAlive: false });
+  let state: MasterState = first.state;
+  for (const effect of first.effects) m.observe(effect);
+  for (const e of [{ type: 'generationReady', id: 1 } as MasterEvent, { type: 'pidFileWritten' } as MasterEvent, ...events]) {
+    const step = reduce(state, e);
+    state = step.state;
+    for (const effect of step.effects) m.observe(effect);
   }
   return m;
 }
@@ -47,18 +51,18 @@ t.test('an invalid config, a generation that cannot start and an interrupted rel
 
 t.test('the first generation becoming ready is a start, not a reload', async (t) => {
   t.same(drive([]).reloads, { ok: 0, failed: 0 });
-  t.equal(reloadOutcome(initialState(config(), { oldMasterAlive: false }).state, { type: 'generationReady', id: 1 }), null);
 });
 
 t.test('upgrades count ok when the new master is ready, failed when it dies or times out first, rolled_back after', async (t) => {
-  const spawned: MasterEvent[] = [{ type: 'upgrade' }, { type: 'newMasterSpawned', pid: 42 }];
+  const spawned: MasterEvent[] = [{ type: 'upgrade' }, { type: 'oldbinRenamed' }, { type: 'newMasterSpawned', pid: 42 }];
   t.same(drive([...spawned, { type: 'newMasterReady', pid: 42 }]).upgrades, { ok: 1, failed: 0, rolled_back: 0 });
   t.same(drive([...spawned, { type: 'newMasterExited', pid: 42, code: 1, signal: null }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
   t.same(drive([...spawned, { type: 'upgradeDeadline' }, { type: 'newMasterExited', pid: 42, code: null, signal: 'SIGTERM' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
-  t.same(drive([{ type: 'upgrade' }, { type: 'newMasterSpawnFailed', reason: 'x' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
+  t.same(drive([{ type: 'upgrade' }, { type: 'oldbinRenamed' }, { type: 'newMasterSpawnFailed', reason: 'x' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 });
+  t.same(drive([...spawned, { type: 'upgradeDeadline' }, { type: 'newMasterReady', pid: 42 }, { type: 'newMasterExited', pid: 42, code: null, signal: 'SIGTERM' }]).upgrades, { ok: 0, failed: 1, rolled_back: 0 }, 'a ready after the deadline is not an ok');
   t.same(drive([...spawned, { type: 'newMasterReady', pid: 42 }, { type: 'newMasterExited', pid: 42, code: 0, signal: null }]).upgrades, { ok: 1, failed: 0, rolled_back: 1 });
   t.same(drive([...spawned, { type: 'newMasterExited', pid: 7, code: 1, signal: null }]).upgrades, { ok: 0, failed: 0, rolled_back: 0 }, 'another pid: not ours');
-  t.equal(upgradeOutcome(initialState(config(), { oldMasterAlive: false }).state, { type: 'newMasterReady', pid: 1 }), null);
+  t.same(drive([{ type: 'newMasterReady', pid: 1 }]).upgrades, { ok: 0, failed: 0, rolled_back: 0 }, 'no upgrade in progress');
 });
 
 /** Just what MasterMetrics uses of a Generation and its WorkerHandles. */
@@ -141,7 +145,8 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   t.same([...families.keys()], [
     'baton_build_info', 'baton_start_time_seconds', 'baton_workers', 'baton_requests_total', 'baton_request_duration_seconds',
     'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_connections',
-    'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total',
+    'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total', 'baton_upstream_target_up',
+    'baton_process_resident_memory_bytes', 'baton_process_heap_used_bytes', 'baton_process_event_loop_utilization', 'baton_process_open_fds',
   ]);
   for (const f of families.values()) t.ok(f.help.length > 0, `${f.name} has a help text`);
   t.equal(sampleValue(samples, 'baton_build_info', { version: '1.2.3', node: process.version }), 1);
@@ -149,4 +154,38 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'ok' }), 1);
   t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'failed' }), 0);
   t.equal(sampleValue(samples, 'baton_upgrades_total', { outcome: 'rolled_back' }), 0);
+});
+
+t.test('/metrics has per-process memory, heap, event-loop utilization and descriptors for the master and each live worker', async (t) => {
+  const m = new MasterMetrics();
+  const g = new FakeGeneration(3);
+  m.watch(g as unknown as Generation);
+  const w = g.spawn() as ReturnType<FakeGeneration['spawn']> & { pid?: number };
+  w.pid = 4242;
+  w.stats = { connections: 0, requests: 0, process: { rss: 50_000_000, heapUsed: 9_000_000, heapTotal: 12_000_000, eventLoopUtilization: 0.25, openFds: 31 } } as never;
+  const samples = parseExposition(m.render({ version: '1', startedAt: 0 })).samples;
+  const worker = { role: 'worker', pid: '4242', generation: '3' };
+  t.equal(sampleValue(samples, 'baton_process_resident_memory_bytes', worker), 50_000_000);
+  t.equal(sampleValue(samples, 'baton_process_heap_used_bytes', worker), 9_000_000);
+  t.equal(sampleValue(samples, 'baton_process_event_loop_utilization', worker), 0.25);
+  t.equal(sampleValue(samples, 'baton_process_open_fds', worker), 31);
+  const master = { role: 'master', pid: String(process.pid) };
+  t.ok((sampleValue(samples, 'baton_process_resident_memory_bytes', master) ?? 0) > 0, 'the master measures itself');
+  t.ok((sampleValue(samples, 'baton_process_open_fds', master) ?? 0) > 0);
+  const elu = sampleValue(samples, 'baton_process_event_loop_utilization', master) ?? -1;
+  t.ok(elu >= 0 && elu <= 1, `utilization is a share (${elu})`);
+  g.exit(w);
+  const after = parseExposition(m.render({ version: '1', startedAt: 0 })).samples;
+  t.equal(sampleValue(after, 'baton_process_resident_memory_bytes', worker), undefined, 'an exited worker has no gauge');
+});
+
+t.test('/metrics has one up/down gauge per upstream target', async (t) => {
+  const m = new MasterMetrics();
+  const health = [{ name: 'app', targets: [
+    { target: '127.0.0.1:9001', state: 'up' as const, since: '2026-01-01T00:00:00.000Z', reason: null },
+    { target: '127.0.0.1:9002', state: 'down' as const, since: '2026-01-01T00:00:01.000Z', reason: '1 failure(s) within fail_timeout' },
+  ] }];
+  const samples = parseExposition(m.render({ version: '1', startedAt: 0, health })).samples;
+  t.equal(sampleValue(samples, 'baton_upstream_target_up', { upstream: 'app', target: '127.0.0.1:9001' }), 1);
+  t.equal(sampleValue(samples, 'baton_upstream_target_up', { upstream: 'app', target: '127.0.0.1:9002' }), 0);
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { REQUESTS, REQUEST_DURATION, type FamilyDef } from '../../../lib/metrics/families.js';
-import { parseExposition, sampleValue } from '../../../lib/metrics/parse.js';
+import { parseExposition, sampleValue } from '../../helpers/metrics-parse.js';
 import { escapeLabelValue, Exposition, formatValue, labelKey, withLabel } from '../../../lib/metrics/text.js';
 
 t.test('label values escape backslash, double quote and line feed, and read back unchanged', async (t) => {

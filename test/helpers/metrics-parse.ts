@@ -1,5 +1,5 @@
 /**
- * @module A strict reader of the Prometheus text format as baton writes it (for tests and tools): every
+ * @module A strict reader of the Prometheus text format as baton writes it (for tests): every
  * family has one `# HELP` and one `# TYPE`, before its samples, and its samples are contiguous. Throws on the
  * first violation, with the line number.
  */

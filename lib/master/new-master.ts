@@ -1,0 +1,62 @@
+/**
+ * @module The old master's side of an upgrade in progress: the new master's process (its spawn, messages and exit
+ * turned into events), the deadline for its "ready", its kill, and the admin hand-over message.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { MasterBoundary } from './boundary.js';
+import type { ListenerEntry } from './listeners.js';
+import type { MasterEvent } from './state.js';
+
+/** A new master told to stop gets this long before SIGKILL. */
+const KILL_GRACE_MS = 3000;
+
+export class NewMaster {
+  #child: ChildProcess | null = null;
+  #deadline: NodeJS.Timeout | null = null;
+
+  constructor(private readonly world: Pick<MasterBoundary, 'spawnNewMaster'>, private readonly enqueue: (e: MasterEvent) => void) {}
+
+  spawn(listeners: readonly ListenerEntry[], firstGeneration: number): void {
+    let child: ChildProcess;
+    try {
+      child = this.world.spawnNewMaster(listeners, firstGeneration, (msg) => {
+        if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
+        else this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+      });
+    } catch (err) {
+      // EBADF, EINVAL...: thrown rather than emitted. The upgrade fails instead of staying in progress forever.
+      this.enqueue({ type: 'newMasterSpawnFailed', reason: (err as Error).message });
+      return;
+    }
+    this.#child = child;
+    child.once('spawn', () => this.enqueue({ type: 'newMasterSpawned', pid: child.pid! }));
+    // Only a spawn that made no process is a spawn failure; later errors (IPC, kill) are followed by an exit.
+    child.on('error', (err) => { if (child.pid === undefined) this.enqueue({ type: 'newMasterSpawnFailed', reason: err.message }); });
+    child.once('exit', (code, signal) => {
+      if (this.#child === child) this.#child = null;
+      this.enqueue({ type: 'newMasterExited', pid: child.pid ?? -1, code, signal });
+    });
+  }
+
+  armDeadline(ms: number): void {
+    this.disarm();
+    this.#deadline = setTimeout(() => this.enqueue({ type: 'upgradeDeadline' }), ms);
+  }
+
+  disarm(): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = null;
+  }
+
+  kill(pid: number): void {
+    const child = this.#child;
+    if (!child || child.pid !== pid) return;
+    child.kill('SIGTERM');
+    setTimeout(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); }, KILL_GRACE_MS).unref();
+  }
+
+  /** This master no longer answers on the admin socket: the new master may. */
+  handOverAdmin(): void {
+    if (this.#child?.connected) this.#child.send({ type: 'admin-handover' }, () => {});
+  }
+}
