@@ -43,6 +43,15 @@ type TrackedSession = http2.ServerHttp2Session & { [TRACK]?: Drainer };
 /** The TCP socket under a TLS one. */
 type TcpSocket = net.Socket & { [TRACK]?: Drainer };
 
+/**
+ * The events by which an HTTP/1 server hands a request to its listeners, one per request: 'request', or instead
+ * 'checkContinue' (`Expect: 100-continue`) or 'checkExpectation' (any other `Expect`). Missing one would take a
+ * connection with a request in flight for idle.
+ */
+const REQUEST_EVENTS = ['request', 'checkContinue', 'checkExpectation'] as const;
+/** The events by which a socket leaves the HTTP/1 parser for good (a tunnel): never idle, never ours to close. */
+const TAKEOVER_EVENTS = ['upgrade', 'connect'] as const;
+
 /** Some Drainer of this process is draining: responses read it (a worker has one Drainer). */
 let processDraining = false;
 
@@ -70,7 +79,7 @@ export class DrainAwareResponse extends http.ServerResponse {
   }
 }
 
-/** The servers that parse connections, as far as a Drainer is concerned: they emit 'request' and 'session'. */
+/** The servers that parse connections, as far as a Drainer is concerned: they emit the request events and 'session'. */
 export type Parser = Pick<EventEmitter, 'on'>;
 
 export class Drainer {
@@ -130,17 +139,12 @@ export class Drainer {
       });
     }
     server.on(tls ? 'secureConnection' : 'connection', (socket: TrackedSocket) => this.#track(socket, tls));
+    const onRequest = (req: http.IncomingMessage, res: TrackedResponse) => this.#request(req, res);
+    const onTakeover = (req: http.IncomingMessage, socket: net.Socket) => this.markUpgraded(socket);
     for (const p of protocols) {
-      p.on('request', (req: http.IncomingMessage, res: TrackedResponse) => {
-        this.#requests++;
-        if (req.httpVersionMajor !== 1) return; // HTTP/2 streams live and die with their session
-        const t = (req.socket as TrackedSocket)[TRACK];
-        if (!t) return;
-        t.active++;
-        if (t.timer) { clearTimeout(t.timer); t.timer = null; }
-        res[TRACK] = t;
-        res.once('close', Drainer.#onResponseClose);
-      });
+      // Node emits exactly one of these per request: a request that came with `Expect` is no less in flight.
+      for (const event of REQUEST_EVENTS) p.on(event, onRequest);
+      for (const event of TAKEOVER_EVENTS) p.on(event, onTakeover);
       p.on('session', (session: TrackedSession) => {
         this.#sessions.add(session);
         session[TRACK] = this;
@@ -148,6 +152,17 @@ export class Drainer {
         if (this.#draining) this.#goaway(session);
       });
     }
+  }
+
+  #request(req: http.IncomingMessage, res: TrackedResponse): void {
+    this.#requests++;
+    if (req.httpVersionMajor !== 1) return; // HTTP/2 streams live and die with their session
+    const t = (req.socket as TrackedSocket)[TRACK];
+    if (!t) return;
+    t.active++;
+    if (t.timer) { clearTimeout(t.timer); t.timer = null; }
+    res[TRACK] = t;
+    res.once('close', Drainer.#onResponseClose);
   }
 
   #track(socket: TrackedSocket, tls: boolean): void {

@@ -237,3 +237,33 @@ t.test('closeAll destroys sessions, connections and handshakes in progress', asy
   t.same([tcp.destroyed, s.destroyed, session.destroyed], [true, true, true]);
   t.equal(drainer.connections(), 0);
 });
+
+for (const event of ['checkContinue', 'checkExpectation'] as const) {
+  t.test(`a request that arrived through '${event}' (no 'request' event) holds its connection through a drain until its response is done`, async (t) => {
+    const { accept, parser, start, emptied, drainer } = setup();
+    const s = accept();
+    const res = new EventEmitter();
+    parser.emit(event, { httpVersionMajor: 1, socket: s }, res);
+    t.equal(drainer.requests, 1, 'counted as a request');
+    start();
+    // A lower bound: the quiet period passed several times over and the connection is still open.
+    await new Promise((r) => setTimeout(r, FAST.quietMs * 5));
+    t.equal(s.ended, false, 'not idle-closed under its request');
+    res.emit('close');
+    await until('the FIN after the response', () => s.ended);
+    s.destroy();
+    t.equal(emptied(), 1);
+  });
+}
+
+t.test("a connection taken over by CONNECT ('connect' event) is never idle-closed, like an upgraded one", async (t) => {
+  const { accept, parser, start, drainer } = setup();
+  const s = accept();
+  parser.emit('connect', { httpVersionMajor: 1, socket: s }, s, Buffer.alloc(0));
+  const u = accept();
+  parser.emit('upgrade', { httpVersionMajor: 1, socket: u }, u, Buffer.alloc(0));
+  start();
+  await new Promise((r) => setTimeout(r, FAST.quietMs * 5));
+  t.same([s.ended, u.ended], [false, false], 'left alone');
+  drainer.closeAll();
+});
