@@ -141,6 +141,12 @@ export interface RouteConfig {
   readonly maxBodySize: number;
 }
 
+/** How a draining generation treats its connections (the `drain` section). */
+export interface DrainConfig {
+  /** Pass idle cleartext HTTP/1.1 connections and cleartext WebSocket tunnels to the new generation. */
+  readonly handoff: boolean;
+}
+
 export interface AdminConfig {
   readonly listen: Address;
 }
@@ -158,6 +164,7 @@ export interface Config {
   readonly admin: AdminConfig | null;
   readonly listeners: readonly ListenerConfig[];
   readonly limits: ClientLimits;
+  readonly drain: DrainConfig;
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly routes: readonly RouteConfig[];
 }

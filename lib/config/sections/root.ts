@@ -7,11 +7,12 @@ import { optional, type Cursor, type Reader } from '../reader.js';
 import type { AdminConfig, Config } from '../types.js';
 import { claimAddress, readListeners, type Owners } from './listeners.js';
 import { readLimits } from './limits.js';
+import { readDrain } from './drain.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
 import { readUpstreams } from './upstreams.js';
 
-const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'upstreams', 'routes'];
+const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'drain', 'upstreams', 'routes'];
 
 /** Returns undefined only when the document is not a map at all; otherwise check `r.errors`. */
 export function readConfig(r: Reader): Config | undefined {
@@ -39,6 +40,7 @@ export function readConfig(r: Reader): Config | undefined {
     admin: optional(f.get('admin'), (c) => readAdmin(r, c, owners)) ?? null,
     listeners,
     limits,
+    drain: readDrain(r, f.get('drain')),
     upstreams,
     routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names, limits.maxBodySize),
   };

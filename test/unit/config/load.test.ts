@@ -47,9 +47,19 @@ t.test('a config with only listeners and routes gets every default', async (t) =
       maxHeaderSize: 16 * 1024, maxHeaders: 100, maxBodySize: 100 * 1024 * 1024, headerTimeout: 10_000, bodyTimeout: 60_000,
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
     },
+    drain: { handoff: true },
     upstreams: {},
     routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024 }],
   });
+});
+
+t.test('drain.handoff reads on and off (and true and false); absent, it is on', async (t) => {
+  const base = 'listeners: [{listen: 8080}]\nroutes: [{return: {status: 204}}]\n';
+  for (const [text, want] of [['on', true], ['off', false], ['true', true], ['false', false]] as const) {
+    t.equal(mustLoad(tempConfig(t, `drain: { handoff: ${text} }\n${base}`)).drain.handoff, want, text);
+  }
+  t.equal(mustLoad(tempConfig(t, base)).drain.handoff, true, 'default');
+  t.equal(mustLoad(tempConfig(t, `drain:\n${base}`)).drain.handoff, true, 'an empty section');
 });
 
 t.test('workers: auto is one worker per usable CPU (cgroup quota included), and an explicit count is kept', async (t) => {

@@ -61,6 +61,7 @@ export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], l
     admin: null,
     listeners: [],
     limits: { ...DEFAULT_LIMITS, ...limits },
+    drain: { handoff: true },
     upstreams: Object.fromEntries(upstreams.map((u) => [u.name, u])),
     routes,
   };
