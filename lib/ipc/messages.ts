@@ -12,10 +12,73 @@ export interface ListenerFd {
   readonly fd: number;
 }
 
+// ---- hand-off: a connection's descriptor moving from a draining worker to a serving one ---------------------------
+
+/** What a hand-off moves: an idle HTTP/1.1 keep-alive connection, or a WebSocket tunnel (two sockets). */
+export type HandoffKind = 'http1' | 'websocket';
+
+/**
+ * Why a hand-off did not happen, one table for the worker's counters, the master's relay and the logs.
+ * no_receiver: no ready worker serves that cleartext listener; refused: the receiver would not take it (draining,
+ * listener gone or now TLS); ipc: a message could not be sent; receiver_gone: the receiver's channel closed before
+ * it answered; unflushed: a tunnel still had bytes to write after the flush bound; unknown: no answer that can be
+ * trusted (a master on the way left, or no answer in time): the sender closes its copy, it never serves it again.
+ */
+export const HANDOFF_FAILURES = ['no_receiver', 'refused', 'ipc', 'receiver_gone', 'unflushed', 'unknown'] as const;
+export type HandoffFailure = (typeof HANDOFF_FAILURES)[number];
+
+/** What a moved WebSocket tunnel's access-log line and counts need, besides its two sockets. */
+export interface TunnelState {
+  readonly client: string;
+  readonly host: string;
+  /** The request target of the handshake, as received. */
+  readonly path: string;
+  readonly requestId: string;
+  /** The route's label (host or `*`, then path), looked up again in the receiver's config. */
+  readonly route: string | null;
+  readonly upstream: string;
+  /** The target's `host:port`. */
+  readonly target: string;
+  /** When the handshake arrived (ms since the epoch: clocks of other processes differ in origin only). */
+  readonly startedAt: number;
+  /** Bytes already written to the client by the workers it went through. */
+  readonly bytes: number;
+}
+
+/**
+ * One socket of a connection being handed over, sent with its descriptor: worker → master → (the other master
+ * during an upgrade) → worker. A WebSocket tunnel is two parts, upstream first, then client with `tunnel`.
+ */
+export interface HandoffOffer {
+  readonly type: 'handoff';
+  /** Unique along the whole path: the sender's pid and a sequence number. */
+  readonly id: string;
+  readonly kind: HandoffKind;
+  /** The listener's address key: the receiver serves the connection on its server for that listener. */
+  readonly listener: string;
+  readonly part: number;
+  readonly parts: number;
+  readonly tunnel?: TunnelState;
+}
+
+/**
+ * The receiver's answer, relayed back to the sender. `taken` is sent before the receiver reads a byte, so that a
+ * receiver that dies unread is seen as gone (`failed`): then, and only then, the sender serves the connection again.
+ */
+export type HandoffResult =
+  | { readonly type: 'handoff-result'; readonly id: string; readonly outcome: 'taken' }
+  | { readonly type: 'handoff-result'; readonly id: string; readonly outcome: 'failed' | 'unknown'; readonly reason: HandoffFailure };
+
+export type HandoffMessage = HandoffOffer | HandoffResult;
+
 export type MasterToWorker =
   | { readonly type: 'start'; readonly generation: number; readonly config: Config; readonly listeners: readonly ListenerFd[] }
-  /** Stop accepting and leave gracefully (README, "Draining"). */
-  | { readonly type: 'drain' }
+  /**
+   * Stop accepting and leave gracefully (README, "Draining"). `handoff`: a serving worker may take this worker's
+   * connections now (another generation is active, or the other master of an upgrade serves).
+   */
+  | { readonly type: 'drain'; readonly handoff?: boolean }
+  | HandoffMessage
   /** Reopen log files (USR1). */
   | { readonly type: 'reopen' };
 
@@ -53,20 +116,28 @@ export type WorkerToMaster =
   /** A start-up failure the master should log (then the worker exits). */
   | { readonly type: 'fatal'; readonly message: string }
   /** The worker stopped accepting and drains before it exits (an uncaught exception): replace it now. */
-  | { readonly type: 'retiring'; readonly reason: string };
+  | { readonly type: 'retiring'; readonly reason: string }
+  | HandoffMessage;
 
 /** The new master tells the old one it serves, or why it cannot start (its stderr may be a closed terminal). */
 export type NewMasterToOld =
   | { readonly type: 'upgrade-ready'; readonly pid: number }
-  | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string };
+  | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string }
+  /** Hand-offs go both ways between the two masters of an upgrade (the rollback goes back to the old one). */
+  | HandoffMessage;
 
 /** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
-export type OldMasterToNew = { readonly type: 'admin-handover' };
+export type OldMasterToNew = { readonly type: 'admin-handover' } | HandoffMessage;
 
-const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring']);
-const MASTER_TYPES = new Set(['start', 'drain', 'reopen']);
-const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed']);
-const OLD_MASTER_TYPES = new Set(['admin-handover']);
+const HANDOFF_TYPES = ['handoff', 'handoff-result'];
+const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring', ...HANDOFF_TYPES]);
+const MASTER_TYPES = new Set(['start', 'drain', 'reopen', ...HANDOFF_TYPES]);
+const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed', ...HANDOFF_TYPES]);
+const OLD_MASTER_TYPES = new Set(['admin-handover', ...HANDOFF_TYPES]);
+
+export function isHandoffMessage(msg: { readonly type: string }): msg is HandoffMessage {
+  return msg.type === 'handoff' || msg.type === 'handoff-result';
+}
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   return typeof msg === 'object' && msg !== null && types.has((msg as { type?: unknown }).type as string);

@@ -17,7 +17,8 @@ import type { SpawnProcess, WorkerIdentity } from './worker-handle.js';
 /** Everything the runtime does to the world outside the process, in one place a test can replace. */
 export interface MasterBoundary {
   spawnWorker?: SpawnProcess;
-  spawnNewMaster(listeners: readonly ListenerEntry[], firstGeneration: number, onMessage: (msg: NewMasterToOld) => void): ChildProcess;
+  /** `onMessage` gets the descriptor a hand-off message carries as `handle`. */
+  spawnNewMaster(listeners: readonly ListenerEntry[], firstGeneration: number, onMessage: (msg: NewMasterToOld, handle?: unknown) => void): ChildProcess;
   tellOldMaster(msg: NewMasterToOld): void;
   writePidFile(path: string): void;
   /** Throws (with the errno) when it cannot. */

@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/types.js';
+import type { HandoffMessage } from '../ipc/messages.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerEntry } from './listeners.js';
 import type { GenerationStatus } from './state.js';
@@ -26,6 +27,8 @@ export interface GenerationEvents {
   workerStats: [worker: WorkerHandle];
   /** A worker process exited (asked or not), before the generation reacts to it. */
   workerExit: [worker: WorkerHandle];
+  /** A worker gives or answers a hand-off (the relay's business, with the descriptor it carries). */
+  handoff: [worker: WorkerHandle, msg: HandoffMessage, handle: unknown];
 }
 
 export interface GenerationOptions {
@@ -85,8 +88,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #spawn(slot: number): void {
     const w = new WorkerHandle(
       { slot, generation: this.id, config: this.config, listeners: this.#opts.sockets(), identity: this.#opts.identity, spawn: this.#opts.spawn },
-      (worker, msg) => {
-        if (msg.type === 'ready') this.#ready(worker);
+      (worker, msg, handle) => {
+        if (msg.type === 'handoff' || msg.type === 'handoff-result') this.emit('handoff', worker, msg, handle);
+        else if (msg.type === 'ready') this.#ready(worker);
         else if (msg.type === 'stats') this.emit('workerStats', worker);
         else if (msg.type === 'fatal') this.#log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
         else if (msg.type === 'retiring') this.#retiring(worker, msg.reason);
@@ -165,13 +169,14 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.emit('gone');
   }
 
-  drain(): void {
+  /** `handoff`: another generation (or the other master of an upgrade) serves and may take the connections. */
+  drain(handoff = false): void {
     this.#clearTimers();
     if (this.#live.size === 0) {
       queueMicrotask(() => this.#goneIfEmpty());
       return;
     }
-    for (const w of this.#live) w.drain();
+    for (const w of this.#live) w.drain(handoff);
     this.#after(this.config.shutdownTimeout + DRAIN_KILL_MARGIN_MS, () => {
       for (const w of this.#live) {
         this.#log.warn({ generation: this.id, worker: w.pid }, 'worker still running after shutdown_timeout: killed');

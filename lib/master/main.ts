@@ -11,7 +11,7 @@ import { MasterRuntime } from './runtime.js';
 import { installSignalQueue } from './signal-queue.js';
 import { activatedFds } from './systemd.js';
 import { initialState } from './state.js';
-import { onAdminHandover, reportStartupFailure, takeInherited } from './upgrade.js';
+import { OLD_MASTER, onOldMaster, reportStartupFailure, takeInherited } from './upgrade.js';
 import { missingInternals } from '../util/internals.js';
 
 /** The master cannot start at all (the CLI exits 4 with its message). */
@@ -55,8 +55,11 @@ function start(configFile: string, config: Config, logs: OwnedLogs, inherited: R
   process.on('uncaughtException', (err) => runtime.log.error({ err }, 'uncaught exception in master (carrying on)'));
   process.on('unhandledRejection', (err) => runtime.log.error({ err }, 'unhandled rejection in master (carrying on)'));
   if (inherited.oldMaster !== null) {
-    process.on('disconnect', () => runtime.enqueue({ type: 'oldMasterGone' }));
-    onAdminHandover(() => runtime.enqueue({ type: 'adminHandedOver' }));
+    process.on('disconnect', () => {
+      runtime.relay.gone(OLD_MASTER);
+      runtime.enqueue({ type: 'oldMasterGone' });
+    });
+    onOldMaster(() => runtime.enqueue({ type: 'adminHandedOver' }), (msg, handle) => runtime.relay.receive(OLD_MASTER, msg, handle));
   }
   runtime.log.info({ config: configFile, workers: config.workers, node: process.version, upgradeFrom: inherited.oldMaster ?? undefined }, 'master started');
 }

@@ -10,7 +10,7 @@
  * label object on every call, where the request path here only increments typed arrays.
  */
 import {
-  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RELOADS, REQUESTS,
+  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RELOADS, REQUESTS,
   REQUEST_DURATION, START_TIME, TARGET_UP, UPGRADES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
 } from '../metrics/families.js';
 import { Aggregator } from '../metrics/aggregate.js';
@@ -90,6 +90,13 @@ export class MasterMetrics {
       }
     }
     out.scalar(CONNECTIONS, open);
+    // Both kinds, zeros included, so that the series exist before the first drain.
+    for (const family of [HANDOFFS, HANDOFFS_RECEIVED]) {
+      const rows = new Map(totals.counter(family.name));
+      for (const kind of HANDOFF_KINDS) if (!rows.has(labelKey([['kind', kind]]))) rows.set(labelKey([['kind', kind]]), 0);
+      out.scalar(family, rows);
+    }
+    out.scalar(HANDOFF_FAILURES, totals.counter(HANDOFF_FAILURES.name));
     out.scalar(WORKER_RESTARTS, [['', restarts]]);
     out.scalar(RELOADS, Object.entries(this.reloads).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));
     out.scalar(UPGRADES, Object.entries(this.upgrades).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));

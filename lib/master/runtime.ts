@@ -19,6 +19,8 @@ import { MasterMetrics } from './metrics.js';
 import { moveMasterSettings } from './settings.js';
 import { NewMaster } from './new-master.js';
 import { Workforce } from './workforce.js';
+import { candidatesOf, HandoffRelay } from './handoff-relay.js';
+import { OLD_MASTER } from './upgrade.js';
 
 export type { MasterBoundary };
 
@@ -50,6 +52,8 @@ export class MasterRuntime {
   readonly #replies = new Map<number, (o: ReloadOutcome) => void>();
   #nextReply = 1;
   readonly #newMaster: NewMaster;
+  /** Passes descriptors of connections handed over between workers (and between the masters of an upgrade). */
+  readonly relay: HandoffRelay;
   readonly #admin: AdminListener;
   #pidFile: string;
   readonly #metrics = new MasterMetrics();
@@ -62,6 +66,7 @@ export class MasterRuntime {
     this.#world = { ...REAL_WORLD, ...opts.world };
     this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
+    this.relay = new HandoffRelay({ candidates: () => candidatesOf(this.#state, this.#workforce.byId), peer: () => this.#peer() });
     this.#workforce = new Workforce({
       registry: opts.registry,
       world: this.#world,
@@ -69,8 +74,12 @@ export class MasterRuntime {
       status: (id) => this.#state.generations.find((g) => g.id === id)?.status ?? null,
       enqueue: (e) => this.enqueue(e),
       metrics: this.#metrics,
+      onHandoff: (w, msg, handle) => this.relay.receive(this.relay.worker(w), msg, handle),
     });
-    this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e));
+    this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e), {
+      receive: (msg, handle) => this.relay.receive(this.#newMaster.endpoint, msg, handle),
+      gone: () => this.relay.gone(this.#newMaster.endpoint),
+    });
     this.#admin = new AdminListener(opts.registry, {
       status: () => this.status(),
       metrics: () => this.metrics(),
@@ -149,7 +158,7 @@ export class MasterRuntime {
         this.#workforce.start(effect.id, effect.config);
         return;
       case 'drainGeneration':
-        this.#workforce.byId.get(effect.id)?.drain();
+        this.#workforce.byId.get(effect.id)?.drain(this.relay.canReceive(effect.id));
         return;
       case 'stopGeneration':
         this.#workforce.byId.get(effect.id)?.stop(effect.signal);
@@ -251,6 +260,12 @@ export class MasterRuntime {
         void this.#exit(effect.code);
         return;
     }
+  }
+
+  /** The other master of an upgrade, when hand-offs may go to it: the new one once ready, or the old one. */
+  #peer() {
+    if (this.#state.upgrade?.stage === 'ready' && this.#newMaster.connected) return this.#newMaster.endpoint;
+    return this.opts.oldMaster !== null && this.#state.oldMasterAlive && process.connected ? OLD_MASTER : null;
   }
 
   #closeUnusedListeners(): void {

@@ -4,7 +4,8 @@
  * new master's side, read what it inherited and talk back (ready, or why it cannot start).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { INHERIT_ENV, isNewMasterToOld, isOldMasterToNew, type NewMasterToOld } from '../ipc/messages.js';
+import { INHERIT_ENV, isHandoffMessage, isNewMasterToOld, isOldMasterToNew, type HandoffMessage, type NewMasterToOld } from '../ipc/messages.js';
+import type { HandoffEndpoint } from './handoff-relay.js';
 import type { ListenerEntry } from './listeners.js';
 
 /** Names the old master's pid in the new master's environment. */
@@ -20,7 +21,7 @@ let upgradeFrom: number | null = null;
 /** The bin path exactly as this master was started (argv[1]); Node resolves it, and any symlink, afresh. */
 const STARTED_AS = { bin: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv, cwd: process.cwd() };
 
-export function spawnNewMaster(listeners: readonly ListenerEntry[], firstGeneration: number, onMessage: (msg: NewMasterToOld) => void): ChildProcess {
+export function spawnNewMaster(listeners: readonly ListenerEntry[], firstGeneration: number, onMessage: (msg: NewMasterToOld, handle?: unknown) => void): ChildProcess {
   const map: Record<string, number> = {};
   listeners.forEach((l, i) => { map[l.key] = FIRST_FD + i; });
   const env: NodeJS.ProcessEnv = { ...process.env, [INHERIT_ENV]: JSON.stringify(map), [UPGRADE_FROM_ENV]: String(process.pid), [GENERATION_ENV]: String(firstGeneration) };
@@ -29,8 +30,8 @@ export function spawnNewMaster(listeners: readonly ListenerEntry[], firstGenerat
     env,
     cwd: STARTED_AS.cwd,
   });
-  child.on('message', (msg: unknown) => {
-    if (isNewMasterToOld(msg)) onMessage(msg);
+  child.on('message', (msg: unknown, handle?: unknown) => {
+    if (isNewMasterToOld(msg)) onMessage(msg, handle);
   });
   child.on('error', () => {});
   return child;
@@ -74,12 +75,24 @@ export function tellOldMaster(msg: NewMasterToOld): void {
   if (process.send && process.connected) process.send(msg, () => {});
 }
 
-/** New master: the old one stopped serving the admin listener. */
-export function onAdminHandover(fn: () => void): void {
-  process.on('message', (msg: unknown) => {
-    if (isOldMasterToNew(msg)) fn();
+/** New master: the old one stopped serving the admin listener; or it sends a hand-off message (with a descriptor). */
+export function onOldMaster(handover: () => void, handoff: (msg: HandoffMessage, handle: unknown) => void): void {
+  process.on('message', (msg: unknown, handle?: unknown) => {
+    if (!isOldMasterToNew(msg)) return;
+    if (isHandoffMessage(msg)) handoff(msg, handle);
+    else handover();
   });
 }
+
+/** New master: the old master as the other end of hand-offs (a rollback sends connections back to it). */
+export const OLD_MASTER: HandoffEndpoint = {
+  name: 'the old master',
+  master: true,
+  send: (msg, handle, cb) => {
+    if (process.send && process.connected) process.send(msg, handle as never, undefined, cb);
+    else queueMicrotask(() => cb(new Error('no channel to the old master')));
+  },
+};
 
 /**
  * A new master that cannot start says why to the old one, which logs it in the configured error log and shows it

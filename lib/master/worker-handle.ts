@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/types.js';
-import { isWorkerToMaster, INHERIT_ENV, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
+import { isWorkerToMaster, INHERIT_ENV, type HandoffMessage, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
 
 /** The worker entry is located, never imported: master and worker code stay apart. */
@@ -56,7 +56,8 @@ export class WorkerHandle {
 
   constructor(
     spec: WorkerSpec,
-    onMessage: (w: WorkerHandle, msg: WorkerToMaster) => void,
+    /** `handle`: the descriptor a hand-off message carries (a raw handle), else undefined. */
+    onMessage: (w: WorkerHandle, msg: WorkerToMaster, handle?: unknown) => void,
     private readonly onExit: (w: WorkerHandle) => void,
   ) {
     this.slot = spec.slot;
@@ -81,7 +82,7 @@ export class WorkerHandle {
     this.child = child;
     if (child === null) return;
     const fds: ListenerFd[] = spec.listeners.map((l, i) => ({ key: l.key, fd: FIRST_LISTENER_FD + i }));
-    child.on('message', (msg: unknown) => {
+    child.on('message', (msg: unknown, handle?: unknown) => {
       if (!isWorkerToMaster(msg) || this.state === 'exited') return;
       if (msg.type === 'ready' && this.state === 'starting') {
         this.state = 'ready';
@@ -93,7 +94,7 @@ export class WorkerHandle {
         this.fatal = msg.reason;
         this.state = 'draining';
       }
-      onMessage(this, msg);
+      onMessage(this, msg, handle);
     });
     child.on('error', (err) => {
       // ENOENT, EACCES, EAGAIN, EMFILE: no process, and no 'exit' will follow. With a pid, the error is a failed
@@ -128,10 +129,21 @@ export class WorkerHandle {
     if (this.child?.connected && this.state !== 'exited') this.child.send(msg, () => {});
   }
 
-  drain(): void {
+  /** `handoff`: a serving worker may take its connections now. */
+  drain(handoff = false): void {
     if (this.state === 'exited') return;
     this.state = 'draining';
-    this.send({ type: 'drain' });
+    this.send({ type: 'drain', handoff });
+  }
+
+  /** A hand-off message, with the descriptor it carries; `cb(err)` when it was not written. */
+  sendHandoff(msg: HandoffMessage, handle: unknown, cb: (err: Error | null) => void): void {
+    const child = this.child;
+    if (!child?.connected || this.state === 'exited') {
+      queueMicrotask(() => cb(new Error('worker channel closed')));
+      return;
+    }
+    child.send(msg, handle as never, undefined, cb);
   }
 
   kill(signal: NodeJS.Signals): void {

@@ -11,7 +11,8 @@ import type { ListenerRegistry } from './listeners.js';
 import { prepareLogFiles } from './log-files.js';
 import type { MasterMetrics } from './metrics.js';
 import type { GenerationStatus, MasterEvent } from './state.js';
-import type { WorkerIdentity } from './worker-handle.js';
+import type { WorkerHandle, WorkerIdentity } from './worker-handle.js';
+import type { HandoffMessage } from '../ipc/messages.js';
 
 export interface WorkforceOptions {
   readonly registry: ListenerRegistry;
@@ -21,6 +22,8 @@ export interface WorkforceOptions {
   readonly status: (id: number) => GenerationStatus | null;
   readonly enqueue: (e: MasterEvent) => void;
   readonly metrics: MasterMetrics;
+  /** Hand-off messages of every worker, for the relay. */
+  readonly onHandoff?: (worker: WorkerHandle, msg: HandoffMessage, handle: unknown) => void;
 }
 
 export class Workforce {
@@ -59,6 +62,7 @@ export class Workforce {
       this.byId.set(id, gen);
       this.opts.metrics.watch(gen);
       gen.on('ready', () => enqueue({ type: 'generationReady', id }));
+      gen.on('handoff', (w, msg, handle) => this.opts.onHandoff?.(w, msg, handle));
       gen.on('failed', (reason) => enqueue({ type: 'generationFailed', id, reason }));
       gen.on('gone', () => {
         this.byId.delete(id);

@@ -67,6 +67,27 @@ export const CONNECTIONS: FamilyDef = {
   help: 'Open client connections of the live workers, by protocol and worker state (active or draining).',
 };
 
+/** What a hand-off moves (lib/ipc/messages.ts `HandoffKind`). */
+export const HANDOFF_KINDS = Object.freeze(['http1', 'websocket'] as const);
+
+export const HANDOFFS: FamilyDef = {
+  name: 'baton_handoffs_total',
+  type: 'counter',
+  help: 'Connections a draining worker passed to a serving one instead of closing them, by kind (counted by the worker that gave them).',
+};
+
+export const HANDOFFS_RECEIVED: FamilyDef = {
+  name: 'baton_handoffs_received_total',
+  type: 'counter',
+  help: 'Connections a worker took over from a draining one, by kind (after an upgrade, these are in the new master).',
+};
+
+export const HANDOFF_FAILURES: FamilyDef = {
+  name: 'baton_handoff_failures_total',
+  type: 'counter',
+  help: 'Hand-offs that did not happen (the connection drained where it was), by kind and reason.',
+};
+
 // ---- known to the master only -------------------------------------------------------------------------------------
 
 export const BUILD_INFO: FamilyDef = { name: 'baton_build_info', type: 'gauge', help: 'Always 1; the labels name the version of the master and of Node.js.' };

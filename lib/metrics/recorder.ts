@@ -5,9 +5,11 @@
  * into the JSON the master aggregates.
  */
 import {
-  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, REQUESTS, REQUEST_DURATION, STATUS_CLASSES,
-  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
+  CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, LATENCY_BUCKETS, NONE, PROTOCOLS, REQUESTS,
+  REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
 } from './families.js';
+
+type HandoffKind = (typeof HANDOFF_KINDS)[number];
 import type { HistogramData, MetricsSnapshot } from './snapshot.js';
 import { labelKey, withLabel } from './text.js';
 
@@ -68,6 +70,10 @@ export class Recorder {
   #latencySum = new Float64Array(0);
   #latencyCount = new Float64Array(0);
   #failures: Map<string, FailureCount>[] = [];
+  /** Hand-offs given and taken, by kind; failed ones by `kind=,reason=` key. Rare: a drain's worth at most. */
+  readonly #handoffs: Record<string, number> = {};
+  readonly #handoffsReceived: Record<string, number> = {};
+  readonly #handoffFailures: Record<string, number> = {};
 
   constructor(routes: readonly RouteInfo[] = []) {
     this.configure(routes);
@@ -142,6 +148,24 @@ export class Recorder {
     this.#tunnels[this.#slot(route) * CLASSES + statusClassIndex(status)]!++;
   }
 
+  /** One connection handed over to another worker. */
+  handoff(kind: HandoffKind): void {
+    const key = labelKey([['kind', kind]]);
+    this.#handoffs[key] = (this.#handoffs[key] ?? 0) + 1;
+  }
+
+  /** One connection taken over from another worker. */
+  handoffReceived(kind: HandoffKind): void {
+    const key = labelKey([['kind', kind]]);
+    this.#handoffsReceived[key] = (this.#handoffsReceived[key] ?? 0) + 1;
+  }
+
+  /** One hand-off that did not happen; `reason` from lib/ipc/messages.ts HANDOFF_FAILURES. */
+  handoffFailure(kind: HandoffKind, reason: string): void {
+    const key = labelKey([['kind', kind], ['reason', reason]]);
+    this.#handoffFailures[key] = (this.#handoffFailures[key] ?? 0) + 1;
+  }
+
   /** Everything counted so far, and the connections open now. */
   snapshot(connections: Readonly<Record<Protocol, number>>, draining: boolean): MetricsSnapshot {
     const requests: Record<string, number> = {};
@@ -163,7 +187,10 @@ export class Recorder {
     const latency = histogramRows(this.#latency, this.#latencySum, this.#latencyCount, this.#upstreamKeys);
     if (latency !== null) histograms[UPSTREAM_LATENCY.name] = latency;
     return {
-      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels },
+      counters: {
+        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels,
+        [HANDOFFS.name]: { ...this.#handoffs }, [HANDOFFS_RECEIVED.name]: { ...this.#handoffsReceived }, [HANDOFF_FAILURES.name]: { ...this.#handoffFailures },
+      },
       histograms,
       gauges: { [CONNECTIONS.name]: open },
     };

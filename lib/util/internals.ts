@@ -66,6 +66,111 @@ export function maxRequestsReached(res: http.ServerResponse): boolean {
   return (res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached === true;
 }
 
+let kConnections: symbol | undefined;
+
+interface ConnectionsList {
+  idle(): Array<{ socket?: unknown }>;
+}
+
+/** The HTTP/1 parser Node attached to a socket (`socket.parser`), and the http.Server it parses for (`socket.server`). */
+function parserOf(socket: net.Socket): { parser: object | null; server: http.Server | null } {
+  const s = socket as { parser?: object | null; server?: http.Server | null };
+  return { parser: s.parser ?? null, server: s.server ?? null };
+}
+
+/**
+ * The connection's HTTP/1 parser exists and has not begun a message since its last one completed: no request
+ * byte is inside it. Node's own list of a server's connections says so (`server[kConnections].idle()`, which
+ * `closeIdleConnections()` uses): a parser leaves the idle list on llhttp's message begin, i.e. at the first
+ * byte of a request line, and comes back on message complete. The list is asked once per server per tick.
+ */
+export function parserIdle(socket: net.Socket): boolean {
+  const { parser, server } = parserOf(socket);
+  if (parser === null || server === null) return false;
+  let idle = idleCache.get(server);
+  if (idle === undefined) {
+    kConnections ??= Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
+    const list = kConnections === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[kConnections];
+    if (list === undefined) return false;
+    idle = new Set(list.idle());
+    idleCache.set(server, idle);
+    if (idleCache.size === 1) queueMicrotask(() => idleCache.clear());
+  }
+  return idle.has(parser);
+}
+
+/** Parser states change only in I/O callbacks, never within one synchronous run: one idle() per server per run. */
+const idleCache = new Map<object, Set<object>>();
+
+// ---- libuv stream handles (net.Socket._handle) --------------------------------------------------------------------
+
+/** A connected TCP socket's libuv handle, as net.Socket keeps it (`_handle`). */
+export interface StreamHandle {
+  readonly fd: number;
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+  close(cb?: () => void): void;
+}
+
+const kHeld = Symbol('baton.readsHeld');
+type Held = StreamHandle & { [kHeld]?: true };
+
+/** The socket's handle, when it is a libuv stream that can stop reading; null otherwise (closed, TLS-wrapped...). */
+export function streamHandle(socket: net.Socket): StreamHandle | null {
+  const h = (socket as unknown as { _handle?: StreamHandle | null })._handle ?? null;
+  return h !== null && typeof h.readStop === 'function' && typeof h.readStart === 'function' && typeof h.fd === 'number' ? h : null;
+}
+
+/** A socket with reads held: nothing more is read from the kernel until `releaseReads`. */
+function readStartHeld(this: Held): number {
+  return 0;
+}
+
+/**
+ * Stop reading the socket in this process, and keep it stopped whatever the stream machinery asks (a flowing
+ * stream calls readStart again each time its buffer empties): bytes that arrive stay in the kernel, where they
+ * move with the descriptor. Returns false when the socket has no such handle.
+ */
+export function holdReads(socket: net.Socket): boolean {
+  const h = streamHandle(socket) as Held | null;
+  if (h === null) return false;
+  if (h[kHeld]) return true;
+  h.readStop();
+  h.reading = false;
+  h[kHeld] = true;
+  // An own property shadows the prototype's method for this handle only.
+  (h as { readStart: () => number }).readStart = readStartHeld;
+  return true;
+}
+
+/** Undo `holdReads`: the socket reads again (a paused stream stops again by itself once its buffer is full). */
+export function releaseReads(socket: net.Socket): void {
+  const h = streamHandle(socket) as Held | null;
+  if (h === null || !h[kHeld]) return;
+  delete (h as { readStart?: unknown }).readStart;
+  delete h[kHeld];
+  h.reading = true;
+  h.readStart();
+}
+
+/** A socket over a handle received from another process (`child.send(msg, handle)` of a raw handle). */
+export function socketOnHandle(handle: unknown): net.Socket {
+  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
+/** Close a raw handle received over IPC and not wrapped in a socket (this process's copy of the descriptor only). */
+export function closeRawHandle(handle: unknown): void {
+  const h = handle as { close?: (cb?: () => void) => void } | null | undefined;
+  if (h && typeof h.close === 'function') {
+    try {
+      h.close();
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
 // ---- node:http2 ------------------------------------------------------------------------------------------------
 
 let kSessionSocket: symbol | undefined;
@@ -142,6 +247,21 @@ function probeHttp(): string[] {
   return missing;
 }
 
+function probeParserIdle(): string[] {
+  const server = http.createServer();
+  // Node builds the connections list when the server starts listening.
+  server.emit('listening');
+  const missing: string[] = [];
+  const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
+  const list = sym === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[sym];
+  if (list === undefined || typeof list.idle !== 'function') missing.push("http: the server's connections list (idle())");
+  server.close(() => {});
+  const socket = new net.Socket();
+  if (!('_handle' in socket)) missing.push('net: Socket._handle');
+  socket.destroy();
+  return missing;
+}
+
 function probeSink(): string[] {
   const sink = pino.destination({ dest: '/dev/null', sync: true });
   const i = sinkInternals(sink) as unknown as Record<string, unknown>;
@@ -156,7 +276,7 @@ export function missingInternals(): string[] {
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
   if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
-  for (const probe of [probeHttp, probeSession, probeSink]) {
+  for (const probe of [probeHttp, probeParserIdle, probeSession, probeSink]) {
     try {
       missing.push(...probe());
     } catch (err) {

@@ -4,14 +4,18 @@
  * stays with the master), answer every later HTTP/1 response with `Connection: close` (decided when headers are
  * written), close idle keep-alive connections only after a quiet period and with a FIN, let TLS handshakes in
  * progress finish (bounded by the handshake timeout, `header_timeout`), give every HTTP/2 session the two-phase
- * GOAWAY, leave upgraded tunnels until the deadline, and exit the moment nothing is left.
+ * GOAWAY, leave upgraded tunnels until the deadline, and exit the moment nothing is left. With a Mover (hand-off on),
+ * an idle cleartext HTTP/1 connection is offered to a serving worker first, and closed only if it stays.
  */
 import type { EventEmitter } from 'node:events';
-import http from 'node:http';
-import http2 from 'node:http2';
+import type http from 'node:http';
+import type http2 from 'node:http2';
 import net from 'node:net';
-import { H2Port } from './h2-port.js';
-import { maxRequestsReached, sessionSocket, setPeer } from '../util/internals.js';
+import { markProcessDraining } from './drain-response.js';
+import { Sessions } from './drain-h2.js';
+
+export { DrainAwareResponse } from './drain-response.js';
+export { exposeClient } from './drain-h2.js';
 
 export interface DrainTimings {
   /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
@@ -23,23 +27,38 @@ export interface DrainTimings {
 }
 
 const TIMINGS: DrainTimings = { quietMs: 1000, lingerMs: 2000, goawayGraceMs: 300 };
-const MAX_STREAM_ID = 2 ** 31 - 1;
 
 /** What a socket needs to be closed at the right time; found from the socket, its requests and its session. */
 interface Tracked {
   readonly drainer: Drainer;
   readonly socket: net.Socket;
+  /** The listening server that accepted it (or took it in from another worker). */
+  readonly listener: net.Server;
+  readonly tls: boolean;
   active: number;
   idleSince: number;
   /** Taken over by an Upgrade (WebSocket) or by an HTTP/2 session: not ours to idle-close. */
   owned: boolean;
   timer: NodeJS.Timeout | null;
+  /** Being offered to another worker (its reads are held). */
+  moving: boolean;
+  /** The offer failed: it drains here. */
+  stays: boolean;
+  /** Handed in by another worker and idle since: closed after keepalive_timeout unless a request comes. */
+  handedIn: boolean;
+}
+
+/**
+ * Passes an idle cleartext HTTP/1 connection to a serving worker (handoff.ts). Resolves true once it has left this
+ * process (its socket here is destroyed, the connection lives on), false when it stays and drains here.
+ */
+export interface Mover {
+  move(socket: net.Socket, listener: net.Server): Promise<boolean>;
 }
 
 const TRACK = Symbol('baton.track');
 type TrackedSocket = net.Socket & { [TRACK]?: Tracked };
 type TrackedResponse = http.ServerResponse & { [TRACK]?: Tracked };
-type TrackedSession = http2.ServerHttp2Session & { [TRACK]?: Drainer };
 /** The TCP socket under a TLS one. */
 type TcpSocket = net.Socket & { [TRACK]?: Drainer };
 
@@ -52,33 +71,6 @@ const REQUEST_EVENTS = ['request', 'checkContinue', 'checkExpectation'] as const
 /** The events by which a socket leaves the HTTP/1 parser for good (a tunnel): never idle, never ours to close. */
 const TAKEOVER_EVENTS = ['upgrade', 'connect'] as const;
 
-/** Some Drainer of this process is draining: responses read it (a worker has one Drainer). */
-let processDraining = false;
-
-/**
- * A session over an H2Port sees a JSStreamSocket, which knows no addresses: give it the client's, which the
- * request handler reads through `req.socket` (X-Forwarded-For, X-Forwarded-Proto, the access log). Values, not
- * getters: they do not change, and getters would cost five closures per connection.
- */
-export function exposeClient(session: http2.ServerHttp2Session): void {
-  const port = H2Port.of(session);
-  if (!port) return;
-  const js = sessionSocket(session)! as { encrypted?: boolean; alpnProtocol?: string | false };
-  setPeer(js, port.remoteAddress, port.remotePort, port.remoteFamily);
-  js.encrypted = port.encrypted;
-  js.alpnProtocol = port.alpnProtocol ?? false;
-}
-
-/** Every response decides keep-alive when its headers are written, not when its request arrived. */
-export class DrainAwareResponse extends http.ServerResponse {
-  override writeHead(statusCode: number, ...rest: unknown[]): this {
-    // Node marks the last response allowed by maxRequestsPerSocket (keepalive_requests) with Connection: close
-    // but leaves the connection open for the client to close; nginx closes it, and so do we.
-    if (processDraining || maxRequestsReached(this)) this.shouldKeepAlive = false;
-    return (super.writeHead as (code: number, ...a: unknown[]) => this)(statusCode, ...rest);
-  }
-}
-
 /** The servers that parse connections, as far as a Drainer is concerned: they emit the request events and 'session'. */
 export type Parser = Pick<EventEmitter, 'on'>;
 
@@ -89,15 +81,17 @@ export class Drainer {
   readonly #tcp = new Set<net.Socket>();
   /** TLS sockets among #sockets. */
   #secured = 0;
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #sessions: Sessions;
   readonly #servers: net.Server[] = [];
   #onEmpty: (() => void) | null = null;
   #requests = 0;
   #draining = false;
+  #mover: Mover | null = null;
   readonly #timings: DrainTimings;
 
   constructor(timings: DrainTimings = TIMINGS) {
     this.#timings = timings;
+    this.#sessions = new Sessions(timings.goawayGraceMs);
   }
 
   get draining(): boolean {
@@ -138,19 +132,14 @@ export class Drainer {
         socket.once('close', Drainer.#onTcpClose);
       });
     }
-    server.on(tls ? 'secureConnection' : 'connection', (socket: TrackedSocket) => this.#track(socket, tls));
+    server.on(tls ? 'secureConnection' : 'connection', (socket: TrackedSocket) => this.#track(socket, tls, server));
     const onRequest = (req: http.IncomingMessage, res: TrackedResponse) => this.#request(req, res);
     const onTakeover = (req: http.IncomingMessage, socket: net.Socket) => this.markUpgraded(socket);
     for (const p of protocols) {
       // Node emits exactly one of these per request: a request that came with `Expect` is no less in flight.
       for (const event of REQUEST_EVENTS) p.on(event, onRequest);
       for (const event of TAKEOVER_EVENTS) p.on(event, onTakeover);
-      p.on('session', (session: TrackedSession) => {
-        this.#sessions.add(session);
-        session[TRACK] = this;
-        session.once('close', Drainer.#onSessionClose);
-        if (this.#draining) this.#goaway(session);
-      });
+      p.on('session', (session: http2.ServerHttp2Session) => this.#sessions.add(session, this.#draining));
     }
   }
 
@@ -161,17 +150,62 @@ export class Drainer {
     if (!t) return;
     t.active++;
     if (t.timer) { clearTimeout(t.timer); t.timer = null; }
+    if (t.handedIn) {
+      t.handedIn = false;
+      t.socket.setTimeout(0);
+    }
     res[TRACK] = t;
     res.once('close', Drainer.#onResponseClose);
   }
 
-  #track(socket: TrackedSocket, tls: boolean): void {
-    const t: Tracked = { drainer: this, socket, active: 0, idleSince: Date.now(), owned: (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2', timer: null };
+  #track(socket: TrackedSocket, tls: boolean, listener: net.Server): Tracked {
+    const t: Tracked = {
+      drainer: this, socket, listener, tls, active: 0, idleSince: Date.now(), owned: (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2',
+      timer: null, moving: false, stays: false, handedIn: false,
+    };
     socket[TRACK] = t;
     this.#sockets.add(t);
     if (tls) this.#secured++;
     socket.once('close', tls ? Drainer.#onSecureClose : Drainer.#onClose);
-    if (this.#draining) this.#scheduleIdleClose(t);
+    if (this.#draining) this.#idle(t);
+    return t;
+  }
+
+  /**
+   * A connection another worker handed over, idle (its server's 'connection' tracked it): like any idle keep-alive
+   * connection it is closed after `keepaliveMs` unless a request comes first.
+   */
+  markHandedIn(socket: net.Socket, keepaliveMs: number): void {
+    const t = (socket as TrackedSocket)[TRACK];
+    if (!t) return;
+    t.handedIn = true;
+    socket.setTimeout(keepaliveMs);
+    socket.once('timeout', Drainer.#onHandedInTimeout);
+  }
+
+  /** A tunnel's client socket handed over by another worker: a connection of `listener`, owned by its tunnel. */
+  adopt(socket: net.Socket, listener: net.Server): void {
+    this.#track(socket as TrackedSocket, false, listener).owned = true;
+  }
+
+  /** The connection is being offered to another worker: nothing may be written on it here. */
+  moving(socket: net.Socket): boolean {
+    return (socket as TrackedSocket)[TRACK]?.moving === true;
+  }
+
+  /** The listening server a tracked connection belongs to. */
+  listenerOf(socket: net.Socket): net.Server | null {
+    return (socket as TrackedSocket)[TRACK]?.listener ?? null;
+  }
+
+  /** Offer idle cleartext HTTP/1 connections to `mover` during the drain, instead of closing them (hand-off on). */
+  useMover(mover: Mover | null): void {
+    this.#mover = mover;
+  }
+
+  static #onHandedInTimeout(this: TrackedSocket): void {
+    const t = this[TRACK];
+    if (t && t.handedIn && t.active === 0) this.destroy();
   }
 
   // Listeners shared by every socket, response and session (`this` is the emitter): no closure per connection.
@@ -197,11 +231,7 @@ export class Drainer {
     const t = this[TRACK]!;
     t.active--;
     t.idleSince = Date.now();
-    if (t.drainer.#draining && t.active === 0) t.drainer.#scheduleIdleClose(t);
-  }
-
-  static #onSessionClose(this: TrackedSession): void {
-    this[TRACK]!.#sessions.delete(this);
+    if (t.drainer.#draining && t.active === 0) t.drainer.#idle(t);
   }
 
   /** The h2c front decided what a cleartext connection speaks. */
@@ -219,39 +249,42 @@ export class Drainer {
   start(onEmpty: () => void): void {
     if (this.#draining) return;
     this.#draining = true;
-    processDraining = true;
+    markProcessDraining();
     this.#onEmpty = onEmpty;
     // net.Server#close only: http.Server#close would also cut idle keep-alive connections at once, which is
     // exactly the race that makes nginx fail requests during reloads.
     for (const s of this.#servers) net.Server.prototype.close.call(s);
-    for (const t of this.#sockets) if (t.active === 0) this.#scheduleIdleClose(t);
-    for (const session of this.#sessions) this.#goaway(session);
+    for (const t of this.#sockets) if (t.active === 0) this.#idle(t);
+    this.#sessions.goawayAll();
     this.check();
   }
 
   /**
-   * RFC 9113 §6.8: a GOAWAY with the maximum stream id first, so streams the client opens meanwhile are still
-   * served; about one round trip later the final GOAWAY with the real last stream id (session.close), after
-   * which the session ends when its streams do. The first one is written by the session's H2Port (see there
-   * why nghttp2 cannot send it); a session on a socket of its own gets nghttp2's GOAWAY, which refuses the
-   * streams that cross it.
+   * A connection with nothing in flight during the drain: offered to a serving worker when it can move (cleartext,
+   * not tried before), else closed once quiet. A response that closes its connection (every one written during the
+   * drain) leaves nothing to move: the socket is ending.
    */
-  #goaway(session: http2.ServerHttp2Session): void {
-    if (session.closed || session.destroyed) return;
-    if (!H2Port.of(session)?.notice()) {
-      try {
-        session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
-      } catch {
-        /* the session is going away by itself */
-      }
+  #idle(t: Tracked): void {
+    if (t.owned || t.active > 0 || t.timer || t.moving) return;
+    const mover = this.#mover;
+    if (mover === null || t.tls || t.stays || t.socket.writableEnded) {
+      this.#scheduleIdleClose(t);
+      return;
     }
-    setTimeout(() => {
-      if (!session.closed && !session.destroyed) session.close();
-    }, this.#timings.goawayGraceMs).unref();
+    t.moving = true;
+    const stay = () => {
+      t.moving = false;
+      t.stays = true;
+      this.#scheduleIdleClose(t);
+    };
+    mover.move(t.socket, t.listener).then((moved) => {
+      if (moved) t.moving = false;
+      else stay();
+    }, stay);
   }
 
   #scheduleIdleClose(t: Tracked): void {
-    if (t.owned || t.active > 0 || t.timer) return;
+    if (t.owned || t.active > 0 || t.timer || t.moving) return;
     const wait = Math.max(0, t.idleSince + this.#timings.quietMs - Date.now());
     t.timer = setTimeout(() => {
       t.timer = null;
@@ -278,7 +311,7 @@ export class Drainer {
 
   /** The hard limit: close whatever is left. */
   closeAll(): void {
-    for (const s of this.#sessions) s.destroy();
+    this.#sessions.destroyAll();
     for (const t of this.#sockets) t.socket.destroy();
     for (const s of this.#tcp) s.destroy();
   }

@@ -18,6 +18,8 @@ import type { RouteAction } from './admission.js';
 import { serve, type HandlerContext } from './exchange.js';
 import { RequestLog } from './request-log.js';
 import { Tunnels } from './websocket.js';
+import type { TunnelBook } from './tunnel-book.js';
+import { routeLabel } from '../metrics/recorder.js';
 import { answerClientError } from './client-error.js';
 
 export interface RequestHandler {
@@ -31,6 +33,8 @@ export interface RequestHandler {
   openTunnels(): number;
   /** Close every tunnel at once (drain deadline); each one is logged as it closes. */
   closeTunnels(): void;
+  /** The tunnels, for the hand-off: moved to another worker when this one drains, adopted from one that drains. */
+  readonly tunnels: TunnelBook;
   /** Close all upstream pools (after drain): waits for requests still running on them. */
   close(): Promise<void>;
   /** Every upstream target as this worker sees it (passive marks, active checks), for the master's /status. */
@@ -57,7 +61,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
   const checks = new HealthChecks(upstreams.values(), logs.error);
   checks.start();
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => serve(ctx, req, res);
-  const tunnels = new Tunnels(ctx);
+  const tunnels = new Tunnels(ctx, config.routes.map(routeLabel));
   logs.error.debug({ generation: info.generation, routes: config.routes.length, upstreams: upstreams.size }, 'request handler ready');
   return {
     handle,
@@ -71,6 +75,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     closeTunnels() {
       tunnels.closeAll();
     },
+    tunnels: tunnels.book,
     health: () => upstreamHealth(upstreams.values(), Date.now()),
     async close() {
       checks.stop();

@@ -1,8 +1,8 @@
 /**
  * @module Worker entry: receive the config snapshot and listening fds from the master, serve, obey drain and
- * reopen, push stats. Workers take no signals from operators; the master drives them over IPC. After an uncaught
- * exception a worker's state may be corrupt (in-flight counts, drain counts): it stops accepting, drains what it
- * has and exits, and the master starts its replacement at once.
+ * reopen, push stats, give and take connections in hand-offs. Workers take no signals from operators; the master
+ * drives them over IPC. After an uncaught exception a worker's state may be corrupt (in-flight counts, drain
+ * counts): it stops accepting, drains what it has and exits, and the master starts its replacement at once.
  */
 import type net from 'node:net';
 import type http from 'node:http';
@@ -14,6 +14,8 @@ import { logWarnings } from '../log/warnings.js';
 import { createRequestHandler, type RequestHandler } from './handler.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
+import { HandoffSender, type Channel } from './handoff.js';
+import { HandoffReceiver } from './handoff-in.js';
 import { missingInternals } from '../util/internals.js';
 
 const STATS_INTERVAL_MS = 1000;
@@ -23,6 +25,34 @@ let handler: RequestHandler | null = null;
 let shutdownTimeout = 30_000;
 const drainer = new Drainer();
 const servers: net.Server[] = [];
+/** The server of each cleartext listener, by address key: where connections handed in are served. */
+const cleartext = new Map<string, net.Server>();
+/** drain.handoff of this worker's config: whether it gives its connections away when it drains. */
+let handoffOn = false;
+let keepaliveMs = 5000;
+
+const channel: Channel = {
+  get connected() {
+    return Boolean(process.send) && process.connected;
+  },
+  send(msg, handle, cb) {
+    process.send!(msg, handle as net.Socket, undefined, cb);
+  },
+};
+const sender = new HandoffSender(channel);
+const receiver = new HandoffReceiver({
+  server: (key) => cleartext.get(key) ?? null,
+  draining: () => drainer.draining || handler === null,
+  reply: (msg, cb) => {
+    if (channel.connected) process.send!(msg, undefined, undefined, cb);
+    else cb(new Error('no channel to the master'));
+  },
+  handedIn: (socket) => drainer.markHandedIn(socket, keepaliveMs),
+  adoptTunnel: (state, client, upstream, server) => {
+    drainer.adopt(client, server);
+    handler!.tunnels.adopt(state, client, upstream);
+  },
+});
 const sampler = new ProcessSampler();
 /** Non-zero once the worker retires after an uncaught exception. */
 let exitCode = 0;
@@ -60,9 +90,12 @@ function finish(code: number): void {
   setTimeout(done, 2000).unref();
 }
 
-function drain(): void {
+/** `handoff`: the master says a serving worker may take this one's connections (see drain.handoff). */
+function drain(handoff = false): void {
   if (drainer.draining) return;
-  logs?.error.info('draining');
+  const moving = handoff && handoffOn && channel.connected;
+  logs?.error.info({ handoff: moving }, 'draining');
+  if (moving) drainer.useMover(sender);
   const deadline = setTimeout(() => {
     logs?.error.warn({ connections: drainer.connections() }, 'shutdown_timeout reached: closing what is left');
     handler?.closeTunnels();
@@ -72,13 +105,26 @@ function drain(): void {
   deadline.unref();
   drainer.start(() => {
     clearTimeout(deadline);
+    if (moving) logs?.error.info({ handed_over: sender.tally.moved, stayed: sender.tally.stayed }, 'drained: connections handed over to serving workers');
     finish(exitCode);
   });
+  if (moving && handler) {
+    handler.tunnels.moveAll(
+      async (client, upstream, state) => {
+        const key = sender.keyOf(drainer.listenerOf(client));
+        return key !== null && (await sender.offer('websocket', key, [upstream, client], state)).outcome !== 'failed';
+      },
+      (client) => sender.keyOf(drainer.listenerOf(client)),
+      () => sender.stayed('websocket', 'unflushed'),
+    );
+  }
 }
 
 async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<void> {
   const { config, generation } = msg;
   shutdownTimeout = config.shutdownTimeout;
+  handoffOn = config.drain.handoff;
+  keepaliveMs = config.limits.keepaliveTimeout;
   logs = createLogs(config.log, { role: 'worker', generation });
   const l = logs;
   logWarnings(() => l.error);
@@ -89,11 +135,12 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   recorder.configure(config.routes);
   const handlers = {
     request: (req: http.IncomingMessage, res: http.ServerResponse) => h.handle(req, res),
-    upgrade: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      drainer.markUpgraded(socket);
-      h.upgrade(req, socket, head);
+    upgrade: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => h.upgrade(req, socket, head),
+    clientError: (err: Error & { code?: string }, socket: net.Socket) => {
+      // A connection being handed over is not ours to answer on (Node's header timeout of a connection that never
+      // sent a byte): a 408 and its FIN would reach the client through the receiver's copy.
+      if (!drainer.moving(socket)) h.clientError(err, socket);
     },
-    clientError: (err: Error & { code?: string }, socket: net.Socket) => h.clientError(err, socket),
   };
   for (const fd of msg.listeners) {
     const listener = config.listeners.find((x) => x.address.key === fd.key);
@@ -108,13 +155,17 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
     });
     server.on('error', (err) => l.error.error({ err }, 'server error'));
     servers.push(server);
+    if (!listener.tls) {
+      cleartext.set(listener.address.key, server);
+      sender.listen(server, listener.address.key);
+    }
   }
   setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   send({ type: 'ready' });
 }
 
-process.on('message', (msg: unknown) => {
+process.on('message', (msg: unknown, handle: unknown) => {
   if (!isMasterToWorker(msg)) return;
   switch (msg.type) {
     case 'start':
@@ -125,16 +176,25 @@ process.on('message', (msg: unknown) => {
       });
       return;
     case 'drain':
-      drain();
+      drain(msg.handoff === true);
       return;
     case 'reopen':
       logs?.reopen();
+      return;
+    case 'handoff':
+      receiver.take(msg, handle);
+      return;
+    case 'handoff-result':
+      sender.settle(msg);
       return;
   }
 });
 
 // The master is gone (killed, or crashed): leave gracefully rather than serve unsupervised forever.
-process.on('disconnect', drain);
+process.on('disconnect', () => {
+  sender.disconnected();
+  drain();
+});
 // Operators signal the master; a terminal's Ctrl-C or a group kill must not cut in-flight requests here.
 for (const sig of ['SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR2', 'SIGWINCH', 'SIGUSR1'] as const) process.on(sig, () => {});
 process.on('SIGTERM', () => {
@@ -159,7 +219,8 @@ function retire(err: unknown, what: string): void {
   if (exitCode !== 0) return;
   exitCode = 1;
   send({ type: 'retiring', reason: `${what}: ${(err as Error)?.message ?? String(err)}` });
-  drain();
+  // Its own generation's other workers (and its replacement) may take its connections.
+  drain(true);
 }
 
 process.on('uncaughtException', (err) => retire(err, 'uncaught exception'));

@@ -2,9 +2,10 @@
  * @module WebSocket tunnels (`Upgrade: websocket`) through http-proxy's `ws()`: admitted like every request
  * (admission.ts: the same Host, path, limits and framing checks, plus GET only and no body), a raw `HTTP/1.1 502`
  * when the upstream cannot be reached, non-101 handshake answers relayed, every answer logged and counted, and
- * every open tunnel tracked so the worker can count and close them. Other upgrades and CONNECT are answered as
- * plain requests (upgrade-socket.ts). http-proxy crashes the process on an unhandled 'error': there is always a
- * callback, a server-level 'error' listener and an 'error' listener on each socket.
+ * every open tunnel tracked so the worker can count and close them, or move them to another worker when it drains
+ * (tunnel-move.ts), which then pipes them on and counts and logs them as its own. Other upgrades and CONNECT are
+ * answered as plain requests (upgrade-socket.ts). http-proxy crashes the process on an unhandled 'error': there is
+ * always a callback, a server-level 'error' listener and an 'error' listener on each socket.
  */
 import type http from 'node:http';
 import type net from 'node:net';
@@ -19,28 +20,10 @@ import { ms } from './access-log.js';
 import { rawError, rawReturn } from './respond.js';
 import { answerAndClose, lingerClose, servePlain } from './upgrade-socket.js';
 import { markDown, markUp, type Target, type Upstream } from './upstream/pools.js';
+import { ignoreSocketError, TunnelBook, type Tunnel } from './tunnel-book.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
-
-interface Tunnel {
-  readonly client: ClientSocket;
-  readonly admission: Admission;
-  readonly upstream: Upstream;
-  readonly target: Target;
-  readonly start: number;
-  readonly url: string;
-  readonly clientAddress: string;
-  proxyReq: http.ClientRequest | null;
-  upstreamSocket: net.Socket | null;
-  connected: boolean;
-  /** Something was written to the client (101 or a relayed refusal): no error page any more. */
-  responded: boolean;
-  upgraded: boolean;
-  status: number;
-  counted: boolean;
-  closed: boolean;
-}
 
 interface WsTarget {
   protocol: string;
@@ -49,17 +32,16 @@ interface WsTarget {
   port: number;
 }
 
-/** Socket errors are expected (resets); the tunnel's 'close' does the cleanup. The listener must exist. */
-function ignoreSocketError(): void {}
 
 export class Tunnels {
   readonly #ctx: HandlerContext;
   readonly #proxy: httpProxy;
-  readonly #open = new Set<Tunnel>();
+  /** The open tunnels: counted, closed, moved and adopted there. */
+  readonly book: TunnelBook;
   readonly #targets = new WeakMap<Target, WsTarget>();
-
-  constructor(ctx: HandlerContext) {
+  constructor(ctx: HandlerContext, labels: readonly string[] = []) {
     this.#ctx = ctx;
+    this.book = new TunnelBook(ctx, labels);
     // prependPath false + our own path; no xfwd (we add X-Forwarded-* ourselves); Host kept from the client.
     this.#proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, prependPath: false, changeOrigin: false });
     // Only reached if a callback-less path ever fires: without a listener http-proxy throws (process crash).
@@ -72,16 +54,12 @@ export class Tunnels {
   }
 
   get open(): number {
-    return this.#open.size;
+    return this.book.size;
   }
 
   /** Close every tunnel now (the drain deadline). */
   closeAll(): void {
-    for (const t of this.#open) {
-      t.upstreamSocket?.destroy();
-      t.proxyReq?.destroy();
-      t.client.destroy();
-    }
+    this.book.closeAll();
   }
 
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -121,13 +99,12 @@ export class Tunnels {
     }
     const target = upstream.targets[picked]!;
     const tunnel: Tunnel = {
-      client: socket, admission: a, upstream, target, start, url, clientAddress: client,
-      proxyReq: null, upstreamSocket: null, connected: false, responded: false, upgraded: false, status: 0, counted: true, closed: false,
+      client: socket, route: a.entry.index, label: a.entry.label, hostname: a.hostname, requestId: a.requestId, upstreamName: upstream.config.name,
+      target, targetAddress: target.address, startedAt: Date.now() - (performance.now() - start), url, clientAddress: client, bytesBefore: 0,
+      proxyReq: null, upstreamSocket: null, connected: false, responded: false, upgraded: false, status: 0, counted: true, closed: false, moving: false, moved: false,
     };
-    target.inflight++; // least_conn sees long-lived tunnels too
     socket[kTunnel] = tunnel;
-    this.#open.add(tunnel);
-    socket.once('close', () => this.#closed(tunnel));
+    this.book.track(tunnel);
     // A handshake answered without a tunnel (a relayed refusal, or our 502/504) ends our side: read the rest.
     socket.once('finish', () => { if (!tunnel.upgraded) lingerClose(socket); });
     // http-proxy copies req.headers into its upstream request: hand it the cleaned, validated set.
@@ -163,7 +140,7 @@ export class Tunnels {
     const tunnel = socket[kTunnel];
     if (tunnel === undefined) return;
     tunnel.proxyReq = proxyReq;
-    const up = tunnel.upstream.config;
+    const up = tunnel.target!.upstreamConfig;
     if (tunnel.closed) {
       proxyReq.destroy();
       return;
@@ -187,7 +164,7 @@ export class Tunnels {
       tunnel.responded = true;
       tunnel.status = res.statusCode ?? 0;
       cleanTunnelResponseHeaders(res.headers, false);
-      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.admission.requestId;
+      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.requestId;
     });
     proxyReq.on('upgrade', (res: http.IncomingMessage, upstreamSocket: net.Socket) => {
       tunnel.responded = true;
@@ -195,20 +172,15 @@ export class Tunnels {
       tunnel.status = 101;
       tunnel.upstreamSocket = upstreamSocket;
       upstreamSocket.on('error', ignoreSocketError);
-      if (tunnel.target.fails !== 0 || tunnel.target.downUntil !== 0) markUp(tunnel.target);
+      const target = tunnel.target!;
+      if (target.fails !== 0 || target.downUntil !== 0) markUp(target);
       cleanTunnelResponseHeaders(res.headers, true);
-      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.admission.requestId;
+      if (res.headers['x-request-id'] === undefined) res.headers['x-request-id'] = tunnel.requestId;
       if (tunnel.closed) {
         upstreamSocket.destroy();
         return;
       }
-      // The upstream left: let what it sent reach the client, then close.
-      upstreamSocket.once('close', () => {
-        const c = tunnel.client as Duplex & { destroySoon?: () => void };
-        if (c.destroyed) return;
-        if (typeof c.destroySoon === 'function') c.destroySoon();
-        else c.end();
-      });
+      upstreamSocket.once('close', () => this.book.upstreamClosed(tunnel));
     });
   }
 
@@ -218,21 +190,21 @@ export class Tunnels {
       let code = errorCode(err);
       if (tunnel.closed || tunnel.client.destroyed) code = CLIENT_GONE;
       const failure = classify(code);
-      if (failure.kind !== 'client') this.#ctx.log.upstreamFailure(tunnel.admission.entry!.index, failure);
+      if (failure.kind !== 'client') this.#ctx.log.upstreamFailure(tunnel.route, failure);
       const fields = {
-        code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.upstream.config.name,
-        target: tunnel.target.address, route: tunnel.admission.entry!.label, request_id: tunnel.admission.requestId, path: this.#ctx.log.path(tunnel.url),
+        code: failure.code === 'UNKNOWN' ? errorCode(err) : failure.code, error: err.message, upstream: tunnel.upstreamName,
+        target: tunnel.targetAddress, route: tunnel.label, request_id: tunnel.requestId, path: this.#ctx.log.path(tunnel.url),
       };
       if (failure.kind === 'client') {
         tunnel.client.destroy();
         return;
       }
       if (!tunnel.responded) {
-        if (failure.markDown) markDown(tunnel.target, Date.now());
+        if (failure.markDown) markDown(tunnel.target!, Date.now());
         this.#ctx.log.error[failure.level](fields, 'websocket upstream failed');
         tunnel.responded = true;
         tunnel.status = failure.status;
-        answerAndClose(tunnel.client, rawError(failure.status, tunnel.admission.requestId));
+        answerAndClose(tunnel.client, rawError(failure.status, tunnel.requestId));
         return;
       }
       this.#ctx.log.error.info(fields, tunnel.upgraded ? 'websocket tunnel closed by an upstream error' : 'websocket handshake relay failed');
@@ -241,28 +213,5 @@ export class Tunnels {
       this.#ctx.log.error.error({ err: bug }, 'internal error in a websocket failure');
       tunnel.client.destroy();
     }
-  }
-
-  #closed(tunnel: Tunnel): void {
-    if (tunnel.closed) return;
-    tunnel.closed = true;
-    this.#open.delete(tunnel);
-    if (tunnel.counted) {
-      tunnel.counted = false;
-      tunnel.target.inflight--;
-    }
-    if (!tunnel.upgraded) tunnel.proxyReq?.destroy();
-    tunnel.upstreamSocket?.destroy();
-    const a = tunnel.admission;
-    const status = tunnel.status === 0 ? 499 : tunnel.status;
-    this.#ctx.log.countTunnel(a.entry!.index, status);
-    if (status === 499) this.#ctx.log.abandoned();
-    this.#ctx.log.access({
-      client: tunnel.clientAddress, method: 'GET', host: a.hostname, path: tunnel.url, status,
-      // The socket belongs to this tunnel alone, so its counter is exact (handshake answer included).
-      bytes: (tunnel.client as Partial<net.Socket>).bytesWritten ?? 0,
-      duration: ms(tunnel.start, performance.now()), upstream: tunnel.upstream.config.name, target: tunnel.target.address,
-      upstream_time: null, request_id: a.requestId, protocol: 'HTTP/1.1',
-    });
   }
 }

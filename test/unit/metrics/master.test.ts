@@ -145,7 +145,7 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   t.same([...families.keys()], [
     'baton_build_info', 'baton_start_time_seconds', 'baton_workers', 'baton_requests_total', 'baton_request_duration_seconds',
     'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_connections',
-    'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total', 'baton_upstream_target_up',
+    'baton_handoffs_total', 'baton_handoffs_received_total', 'baton_handoff_failures_total', 'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total', 'baton_upstream_target_up',
     'baton_process_resident_memory_bytes', 'baton_process_heap_used_bytes', 'baton_process_event_loop_utilization', 'baton_process_open_fds',
   ]);
   for (const f of families.values()) t.ok(f.help.length > 0, `${f.name} has a help text`);
@@ -154,6 +154,7 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'ok' }), 1);
   t.equal(sampleValue(samples, 'baton_reloads_total', { outcome: 'failed' }), 0);
   t.equal(sampleValue(samples, 'baton_upgrades_total', { outcome: 'rolled_back' }), 0);
+  for (const kind of ['http1', 'websocket']) t.equal(sampleValue(samples, 'baton_handoffs_total', { kind }), 0, `handoffs ${kind} exists at 0`);
 });
 
 t.test('/metrics has per-process memory, heap, event-loop utilization and descriptors for the master and each live worker', async (t) => {

@@ -1,5 +1,8 @@
 import t from 'tap';
-import { CONNECTIONS, LATENCY_BUCKETS, REQUESTS, REQUEST_DURATION, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS } from '../../../lib/metrics/families.js';
+import {
+  CONNECTIONS, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, LATENCY_BUCKETS, REQUESTS, REQUEST_DURATION, UPSTREAM_FAILURES, UPSTREAM_LATENCY,
+  WEBSOCKET_TUNNELS,
+} from '../../../lib/metrics/families.js';
 import { bucketIndex, Recorder, routeLabel, statusClassIndex } from '../../../lib/metrics/recorder.js';
 
 const ROUTES = [
@@ -88,6 +91,21 @@ t.test('websocket tunnels are counted apart from requests, by handshake status c
     'route="*/api/",upstream="app",status_class="5xx"': 1,
   });
   t.same(s.counters[REQUESTS.name], {});
+});
+
+t.test('hand-offs are counted by kind, given and received apart, and failed ones by kind and reason', async (t) => {
+  const r = new Recorder(ROUTES);
+  r.handoff('http1');
+  r.handoff('http1');
+  r.handoff('websocket');
+  r.handoffReceived('websocket');
+  r.handoffFailure('http1', 'no_receiver');
+  r.handoffFailure('websocket', 'unflushed');
+  r.handoffFailure('http1', 'no_receiver');
+  const c = r.snapshot(NO_CONN, false).counters;
+  t.same(c[HANDOFFS.name], { 'kind="http1"': 2, 'kind="websocket"': 1 });
+  t.same(c[HANDOFFS_RECEIVED.name], { 'kind="websocket"': 1 });
+  t.same(c[HANDOFF_FAILURES.name], { 'kind="http1",reason="no_receiver"': 2, 'kind="websocket",reason="unflushed"': 1 });
 });
 
 t.test('open connections are reported by protocol under the worker state', async (t) => {
