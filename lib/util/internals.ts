@@ -99,6 +99,11 @@ export function parserIdle(socket: net.Socket): boolean {
   return idle.has(parser);
 }
 
+/** The connection's HTTP/1 parser holds part of a request: it read bytes and has begun a message not yet complete. */
+export function parserBegun(socket: net.Socket): boolean {
+  return socket.bytesRead > 0 && parserOf(socket).parser !== null && !parserIdle(socket);
+}
+
 /** Parser states change only in I/O callbacks, never within one synchronous run: one idle() per server per run. */
 const idleCache = new Map<object, Set<object>>();
 

@@ -12,6 +12,7 @@ import type http from 'node:http';
 import type http2 from 'node:http2';
 import net from 'node:net';
 import { markProcessDraining } from './drain-response.js';
+import { parserBegun } from '../util/internals.js';
 import { Sessions } from './drain-h2.js';
 
 export { DrainAwareResponse } from './drain-response.js';
@@ -290,8 +291,9 @@ export class Drainer {
       t.timer = null;
       const socket = t.socket;
       if (t.active > 0 || t.owned || socket.destroyed) return;
-      if (socket.readableLength > 0) {
-        // Bytes of a next request are waiting: let it be served (with Connection: close) instead of resetting it.
+      if (socket.readableLength > 0 || parserBegun(socket)) {
+        // Bytes of a next request are here, in the socket's buffer or already in the parser: let it be served (with
+        // Connection: close) instead of cutting it; a request that never completes meets header_timeout.
         t.idleSince = Date.now();
         this.#scheduleIdleClose(t);
         return;
