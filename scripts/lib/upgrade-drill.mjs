@@ -42,11 +42,18 @@ const HELP = `usage: scripts/upgrade-drill [options]
 
 Starts an upstream (Node: / at once, /slow after 2 s, POST /upload echoing the byte count, /ws WebSocket echo),
 a proxy in front of it, and real clients for the whole run: wrk keep-alive (-c32), wrk "Connection: close" (-c8),
-~10 /slow requests always in flight, POST uploads of 256 KiB, WebSocket connections sending every 200 ms, and
-(default) HTTP/2: h2load over TLS (h2 by ALPN) and over cleartext h2c (prior knowledge), short runs back to back.
-Then N upgrades (bump the version of a temp copy of the package; USR2; wait for the new master and its
-/status version; WINCH the old one; wait for its workers to leave; QUIT it) and N HUP reloads (config alternating
-between two variants, workers 2 <-> 3). Prints requests, failures and p99 per client; exits 1 on any failure.
+~10 /slow requests always in flight, POST uploads of 256 KiB, WebSocket connections sending every 200 ms (echoes
+checked in sequence), idle keep-alive connections (a request, then 0.2-1.5 s idle), and (default) HTTP/2: h2load
+over TLS (h2 by ALPN) and over cleartext h2c (prior knowledge), short runs back to back. Then N upgrades (bump the
+version of a temp copy of the package; USR2; wait for the new master and its /status version; WINCH the old one;
+wait for its workers to leave; QUIT it) and N HUP reloads (config alternating between two variants, workers 2 <-> 3).
+Then (baton) the idle phase: the load stops, shutdown_timeout is raised, hundreds of idle keep-alive connections and
+WebSockets open, and one HUP and one upgrade are timed from the new generation ready to the old one gone.
+baton runs the whole drill twice, with drain.handoff: off then on, and prints both and a comparison: per client,
+requests, failures, p99 and the connections the server closed (wrk cannot tell: its busy connections are closed
+after a response in flight at a drain anyway, with Connection: close). Exits 1 on any failure, except the idle
+clients' requests that meet a server close without hand-off (the keep-alive race: shown, it is what the hand-off
+removes).
 
   --cycles N            USR2 -> WINCH -> QUIT upgrades (default 5)
   --reloads N           HUP reloads (default 5)
@@ -54,7 +61,11 @@ between two variants, workers 2 <-> 3). Prints requests, failures and p99 per cl
   --baton-src DIR       package to copy (bin/, dist/, package.json, node_modules link) (default ${REPO_DIR})
   --shutdown-timeout D  proxy's hard drain limit (default 30s; nginx: worker_shutdown_timeout)
   --warm D              load before the first upgrade (default 3s)
-  --slow N --uploaders N --ws N   client counts (defaults 10, 2, 4)
+  --slow N --uploaders N --ws N --idle N   client counts (defaults 10, 2, 4, 20)
+  --handoff both|on|off drain.handoff of the runs (baton; default both: off, then on)
+  --no-idle-phase       skip the idle phase
+  --idle-ws N --idle-conns N   the idle phase's WebSockets and idle keep-alive connections (defaults 100, 500)
+  --idle-shutdown-timeout D    shutdown_timeout during the idle phase (default 60s)
   --keep                keep the temp dir (it is kept anyway when something failed)
   --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
@@ -83,6 +94,12 @@ function parseArgs(argv) {
     slow: 10,
     uploaders: 2,
     ws: 4,
+    idle: 20,
+    handoff: 'both',
+    big: true,
+    bigWs: 100,
+    bigIdle: 500,
+    bigShutdownTimeout: 60_000,
     keep: false,
     h2: true,
     h2Clients: 4,
@@ -112,6 +129,12 @@ function parseArgs(argv) {
       case '--slow': o.slow = int('--slow', 200); break;
       case '--uploaders': o.uploaders = int('--uploaders', 50); break;
       case '--ws': o.ws = int('--ws', 100); break;
+      case '--idle': o.idle = int('--idle', 1000); break;
+      case '--handoff': o.handoff = v(); break;
+      case '--no-idle-phase': o.big = false; break;
+      case '--idle-ws': o.bigWs = int('--idle-ws', 1000); break;
+      case '--idle-conns': o.bigIdle = int('--idle-conns', 5000); break;
+      case '--idle-shutdown-timeout': o.bigShutdownTimeout = parseDuration(v()); break;
       case '--keep': o.keep = true; break;
       case '--h2': o.h2 = true; break;
       case '--no-h2': o.h2 = false; break;
@@ -123,6 +146,7 @@ function parseArgs(argv) {
     }
   }
   if (!['baton', 'nginx'].includes(o.against)) die('--against must be baton or nginx');
+  if (!['both', 'on', 'off'].includes(o.handoff)) die('--handoff must be both, on or off');
   if (o.shutdownTimeout < 1000 || o.shutdownTimeout > 600_000) die('--shutdown-timeout must be between 1s and 10m');
   if (o.h2Run < 1000 || o.h2Run > 60_000) die('--h2-run must be between 1s and 60s');
   return o;
@@ -155,7 +179,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2 }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -174,6 +198,7 @@ pid_file: baton.pid
 workers: ${workers}
 shutdown_timeout: ${Math.round(shutdownTimeout / 1000)}s
 upgrade_timeout: 60s
+drain: { handoff: ${handoff ? 'on' : 'off'} }
 log: { level: info, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
@@ -203,7 +228,8 @@ function makeBaton(opt, dir, ports) {
     A: { workers: 2, variant: 'A' },
     B: { workers: 3, variant: 'B' },
   };
-  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout: opt.shutdownTimeout, h2: ports.h2 });
+  let shutdownTimeout = opt.shutdownTimeout;
+  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout, h2: ports.h2, handoff: opt.handoff });
   const status = () => httpJson(ports.adminPort, '/status', { timeout: 2000 });
   const genOf = (s) => (s && s.generation !== null && s.generation !== undefined ? (typeof s.generation === 'object' ? s.generation.id ?? JSON.stringify(s.generation) : s.generation) : null);
 
@@ -213,6 +239,10 @@ function makeBaton(opt, dir, ports) {
     logs: ['baton.out', 'error.log', 'access.log'],
     port: ports.port,
     masterPid: () => readPidFile(pidFile),
+    /** shutdown_timeout of the configs written from now on (the idle phase raises it). */
+    set shutdownTimeout(ms) {
+      shutdownTimeout = ms;
+    },
 
     async start() {
       for (const part of ['bin', 'dist', 'package.json'])
@@ -276,12 +306,12 @@ function makeBaton(opt, dir, ports) {
       const oldWorkers = () => childrenOf(oldPid).filter((p) => p !== newPid);
       signal(oldPid, 'SIGWINCH');
       const stopAccepting = await onDrainStart(oldWorkers(), `cycle ${n}`);
-      const drained = await waitFor(() => oldWorkers().length === 0, opt.shutdownTimeout + 15_000, 100);
+      const drained = await waitFor(() => oldWorkers().length === 0, shutdownTimeout + 15_000, 100);
       const tDrained = Date.now();
-      if (!drained) procFail(`cycle ${n}: old master ${oldPid} still has workers ${oldWorkers().join(' ')} ${opt.shutdownTimeout / 1000 + 15} s after WINCH`);
+      if (!drained) procFail(`cycle ${n}: old master ${oldPid} still has workers ${oldWorkers().join(' ')} ${shutdownTimeout / 1000 + 15} s after WINCH`);
       else event(`cycle ${n}: old workers gone ${tDrained - tReady} ms after WINCH; QUIT to ${oldPid}`);
       signal(oldPid, 'SIGQUIT');
-      const exited = await waitExit(oldPid, opt.shutdownTimeout + 15_000);
+      const exited = await waitExit(oldPid, shutdownTimeout + 15_000);
       if (!exited) procFail(`cycle ${n}: old master ${oldPid} did not exit after QUIT`);
       if (fs.existsSync(oldbin)) procFail(`cycle ${n}: ${path.basename(oldbin)} still exists after the old master left`);
       if (readPidFile(pidFile) !== newPid) procFail(`cycle ${n}: pid file names ${readPidFile(pidFile)} after QUIT, expected ${newPid}`);
@@ -291,7 +321,8 @@ function makeBaton(opt, dir, ports) {
       return { n, oldPid, newPid, version: s?.version ?? '?', ready: tReady - t0, stopAccepting, drain: tDrained - tReady, quit: Date.now() - tDrained };
     },
 
-    async reload(i, onDrainStart) {
+    /** `waitGone`: also wait for the old generation's workers to exit, and time it from the new one ready. */
+    async reload(i, onDrainStart, { waitGone = false } = {}) {
       const v = i % 2 === 1 ? 'B' : 'A';
       const s0 = await status();
       const g0 = genOf(s0);
@@ -311,8 +342,16 @@ function makeBaton(opt, dir, ports) {
       const workersOfGen = (s1.workers || []).filter((w) => w.generation === undefined || String(w.generation) === String(genOf(s1)));
       const ms = Date.now() - t0;
       event(`reload ${i}: generation ${g0} -> ${genOf(s1)} after ${ms} ms (${workersOfGen.length} workers listed for it: ${workersOfGen.map((w) => w.pid).join(' ')})`);
+      const tReady = Date.now();
       const stopAccepting = await onDrainStart(oldWorkers, `reload ${i}`);
-      return { i, variant: v, workers: variants[v].workers, from: g0, to: genOf(s1), ms, stopAccepting };
+      let gone = null;
+      if (waitGone) {
+        if (await waitFor(() => oldWorkers.every((p) => !isAlive(p)), shutdownTimeout + 15_000, 20)) {
+          gone = Date.now() - tReady;
+          event(`reload ${i}: old workers ${oldWorkers.join(' ')} gone ${gone} ms after the new generation was ready`);
+        } else procFail(`reload ${i}: old workers ${oldWorkers.filter(isAlive).join(' ')} still alive ${shutdownTimeout / 1000 + 15} s after the new generation`);
+      }
+      return { i, variant: v, workers: variants[v].workers, from: g0, to: genOf(s1), ms, stopAccepting, gone };
     },
 
     async stop() {
@@ -321,7 +360,7 @@ function makeBaton(opt, dir, ports) {
       const tree = [pid, ...childrenOf(pid)];
       event(`QUIT to ${pid}`);
       signal(pid, 'SIGQUIT');
-      const ok = await waitFor(() => tree.every((p) => !isAlive(p)), opt.shutdownTimeout + 15_000, 100);
+      const ok = await waitFor(() => tree.every((p) => !isAlive(p)), shutdownTimeout + 15_000, 100);
       if (!ok) procFail(`stop: still alive after QUIT: ${tree.filter(isAlive).join(' ')}`);
       else event(`baton stopped`);
       if (fs.existsSync(pidFile)) procFail('stop: pid file still exists after the master left');
@@ -504,11 +543,11 @@ function startWrk(wrkBin, args, dir, label) {
   };
 }
 
-function startClients(opt, dir, port) {
+function startClients(opt, dir, port, counts, label) {
   const cp = spawnTracked(
     process.execPath,
-    [path.join(REPO_DIR, 'scripts/lib/drill-clients.mjs'), JSON.stringify({ port, slow: opt.slow, uploaders: opt.uploaders, ws: opt.ws })],
-    { cwd: dir, stdout: path.join(dir, 'clients.out'), stderr: path.join(dir, 'clients.out'), ipc: true },
+    [path.join(REPO_DIR, 'scripts/lib/drill-clients.mjs'), JSON.stringify({ port, ...counts })],
+    { cwd: dir, stdout: path.join(dir, `${label}.out`), stderr: path.join(dir, `${label}.out`), ipc: true },
   );
   // one pending wait per message type; the child's exit resolves every pending wait with null
   const waiting = new Map(); // type -> [resolve]
@@ -536,9 +575,15 @@ function startClients(opt, dir, port) {
     });
   return {
     cp,
-    ready: () => next('ready', 20_000),
+    ready: () => next('ready', 60_000),
+    /** Every idle keep-alive connection sends a request now: {answered, of}, or null. */
+    async check() {
+      const p = next('checked', 60_000);
+      cp.send({ cmd: 'check' });
+      return p;
+    },
     async wsReconnect() {
-      if (!opt.ws) return true;
+      if (!counts.ws) return true;
       const p = next('ws-reconnected', 20_000);
       cp.send({ cmd: 'ws-reconnect' });
       return !!(await p);
@@ -675,37 +720,27 @@ function startH2Loop(h2loadBin, opt, dir, { label, name, url, tls }) {
 
 // ---------------------------------------------------------------------------------------------------------
 
-async function main() {
-  const opt = parseArgs(process.argv.slice(2));
-  cleanup.install();
-  const wrk = which('wrk');
-  const h2load = which('h2load');
-  const nginx = which('nginx') || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
-  if (!wrk) die('wrk is not installed (apt-get install -y wrk)');
-  if (opt.h2 && !h2load) die('h2load is not installed (apt-get install -y nghttp2-client), or run with --no-h2');
-  if (opt.h2 && !which('openssl')) die('openssl is not installed (needed for the TLS certificate), or run with --no-h2');
-  if (opt.against === 'nginx' && !nginx) die('nginx is not installed (apt-get install -y nginx-light)');
-
+/**
+ * One whole drill against one proxy: start it, run the load across the upgrades and reloads, stop, then (baton)
+ * the idle phase; returns the report lines and the figures the comparison of the two modes needs. `mode`: the
+ * hand-off setting (baton), or null (nginx).
+ */
+async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
+  const { wrk, h2load, nginx } = tools;
+  procedureFailures.length = 0;
   const loadStart = os.loadavg()[0].toFixed(2);
-  const dir = mkTempDir(`${opt.against}-drill-`);
-  log(`temp dir: ${dir}`);
-  const [upPort, port, adminPort, tlsPort, h2cPort] = await freePorts(5);
+  const T1 = Date.now();
+  const [port, adminPort, tlsPort, h2cPort] = await freePorts(4);
   const ports = { upPort, port, adminPort, h2: null };
   if (opt.h2) {
-    const cert = await makeCert(dir);
     // baton serves h2c on its main port (h2c: true); nginx 1.22 needs a port of its own for it
     ports.h2 = { tlsPort, h2cPort: opt.against === 'nginx' ? h2cPort : port, ...cert };
   }
   const listenPorts = opt.h2 ? [...new Set([port, ports.h2.tlsPort, ports.h2.h2cPort])] : [port];
+  const handoff = mode === 'on';
+  if (mode) event(`---- drill with drain.handoff: ${mode} (temp dir ${dir})`);
 
-  spawnTracked(process.execPath, [path.join(REPO_DIR, 'scripts/lib/drill-upstream.mjs'), String(upPort)], {
-    cwd: dir,
-    stdout: path.join(dir, 'upstream.out'),
-    stderr: path.join(dir, 'upstream.out'),
-  });
-  if (!(await waitFor(async () => (await httpGet(upPort, '/'))?.status === 200, 10_000, 100))) die(`upstream did not start: ${tail(path.join(dir, 'upstream.out'))}`);
-
-  const target = opt.against === 'nginx' ? makeNginx(opt, dir, ports, nginx) : makeBaton(opt, dir, ports);
+  const target = opt.against === 'nginx' ? makeNginx(opt, dir, ports, nginx) : makeBaton({ ...opt, handoff }, dir, ports);
   await target.start();
   const h2Targets = opt.h2
     ? [
@@ -725,11 +760,11 @@ async function main() {
   const url = `http://${HOST}:${port}/`;
   const wrkKa = startWrk(wrk, ['-t2', '-c32', '-d600s', '--timeout', '10s', '--latency', url], dir, 'keepalive');
   const wrkClose = startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', url], dir, 'close');
-  const clients = startClients(opt, dir, port);
+  const clients = startClients(opt, dir, port, { slow: opt.slow, uploaders: opt.uploaders, ws: opt.ws, idle: opt.idle }, 'clients');
   if (!(await clients.ready())) die(`the Node clients did not start: ${tail(path.join(dir, 'clients.out'))}`);
   const h2Loops = h2Targets.map((h) => startH2Loop(h2load, opt, dir, h));
   event(
-    `load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets` +
+    `load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets, ${opt.idle} idle keep-alive connections` +
       (h2Loops.length ? `, h2load -c${opt.h2Clients} -m${opt.h2Streams} over ${h2Targets.map((h) => h.url).join(' and ')}` : ''),
   );
   await sleep(opt.warm);
@@ -738,8 +773,9 @@ async function main() {
   const cycles = [];
   const reloads = [];
   // When a generation starts draining: wait until its workers no longer hold the listening socket (so a new
-  // connection cannot land on them), then move the WebSockets to new connections, so that the old generation is not
-  // kept alive by them until shutdown_timeout (which would end them: expected behaviour, but not what we measure).
+  // connection cannot land on them). Without hand-off, then move the WebSockets to new connections, so that the old
+  // generation is not kept alive by them until shutdown_timeout (which would end them: nginx's behaviour, measured
+  // in the idle phase instead). With hand-off they stay where they are: the proxy moves them.
   const onDrainStart = async (oldWorkers, step) => {
     let ms = 0;
     for (const p of listenPorts) {
@@ -751,8 +787,8 @@ async function main() {
       }
       ms += t;
     }
-    if (ms !== null) event(`${step}: old workers ${oldWorkers.join(' ')} stopped accepting on ${listenPorts.length > 1 ? `ports ${listenPorts.join(', ')}` : `port ${port}`} (${ms} ms); reconnecting WebSockets`);
-    if (!(await clients.wsReconnect())) procFail(`${step}: WebSocket clients did not report their reconnection within 20 s`);
+    if (ms !== null) event(`${step}: old workers ${oldWorkers.join(' ')} stopped accepting on ${listenPorts.length > 1 ? `ports ${listenPorts.join(', ')}` : `port ${port}`} (${ms} ms)${handoff ? '' : '; reconnecting WebSockets'}`);
+    if (!handoff && !(await clients.wsReconnect())) procFail(`${step}: WebSocket clients did not report their reconnection within 20 s`);
     return ms;
   };
   for (let n = 1; n <= opt.cycles && !procedureFailures.length; n++) {
@@ -771,8 +807,8 @@ async function main() {
   event('stopping the load');
   const [ka, close, cres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), ...h2Loops.map((l) => l.stop())]);
   event('load stopped');
+  const idle = opt.big && opt.against === 'baton' && !procedureFailures.length ? await idlePhase(opt, target, dir, port, mode) : null;
   await target.stop();
-  await cleanup.run();
 
   // ---- report
   const rows = [];
@@ -795,15 +831,13 @@ async function main() {
   wrkRow('wrk Connection: close -c8', close);
   if (!cres) lateFail('the Node clients returned no result');
   const cs = cres?.stats ?? {};
-  const labels = { slow: `slow GET (${opt.slow} in flight)`, upload: `POST upload 256 KiB x${opt.uploaders}`, ws: `WebSocket x${opt.ws} (msgs)` };
-  for (const k of ['slow', 'upload', 'ws']) {
+  const labels = { slow: `slow GET (${opt.slow} in flight)`, upload: `POST upload 256 KiB x${opt.uploaders}`, ws: `WebSocket x${opt.ws} (msgs)`, idle: `idle keep-alive x${opt.idle}` };
+  for (const k of ['slow', 'upload', 'ws', 'idle']) {
     const s = cs[k];
-    if (!s) continue;
+    if (!s || (k === 'idle' && !opt.idle)) continue;
     total += s.failures;
     totalReq += s.requests;
-    const kinds = Object.entries(s.kinds).map(([k2, n]) => `${k2} ${n}`);
-    const info = Object.entries(s.info).map(([k2, n]) => `${k2} ${n}`);
-    rows.push([labels[k], s.requests, s.failures, fmtMs(s.p99), [kinds.join(', ') || 'ok', info.length ? `(${info.join(', ')})` : ''].filter(Boolean).join(' ')]);
+    rows.push([labels[k], s.requests, s.failures, fmtMs(s.p99), describeClient(s)]);
   }
   h2res.forEach((h, idx) => {
     const name = `${h2Targets[idx].name} -c${opt.h2Clients} -m${opt.h2Streams}`;
@@ -831,8 +865,8 @@ async function main() {
   const out = [];
   out.push('');
   out.push(
-    `scripts/upgrade-drill against ${target.name}: ${cycles.length}/${opt.cycles} upgrades (USR2 -> WINCH -> QUIT), ${reloads.length}/${opt.reloads} HUP reloads, ` +
-      `shutdown_timeout ${opt.shutdownTimeout / 1000}s, ${((Date.now() - T0) / 1000).toFixed(0)} s in all, ${os.cpus().length} CPUs, ` +
+    `scripts/upgrade-drill against ${target.name}${mode ? ` with drain.handoff: ${mode}` : ''}: ${cycles.length}/${opt.cycles} upgrades (USR2 -> WINCH -> QUIT), ${reloads.length}/${opt.reloads} HUP reloads, ` +
+      `shutdown_timeout ${opt.shutdownTimeout / 1000}s, ${((Date.now() - T1) / 1000).toFixed(0)} s in all, ${os.cpus().length} CPUs, ` +
       `load average at start/end ${loadStart} / ${os.loadavg()[0].toFixed(2)}` +
       (opt.h2 ? `\nlisteners: HTTP/1.1 ${port}${ports.h2.h2cPort === port ? ' (+ h2c)' : `, h2c ${ports.h2.h2cPort}`}, TLS (h2, http/1.1) ${ports.h2.tlsPort}` : ''),
   );
@@ -855,6 +889,7 @@ async function main() {
       ),
     );
   }
+  if (idle) out.push('', ...idle.report);
   const fails = [
     ...(cres?.failures ?? []),
     ...h2res.flatMap((h) => h.failureList),
@@ -873,24 +908,180 @@ async function main() {
   }
   if (ka.socketErrors + ka.non2xx + close.socketErrors + close.non2xx > 0)
     out.push('  (wrk reports totals only, not times: see the timeline on stderr and the proxy error log)');
+  if (idle) {
+    total += idle.failures;
+    totalReq += idle.requests;
+  }
   const el = countErrorLines(target.errorLog);
   out.push('');
   out.push(`${target.name} error log: ${el.count} warn/error lines (${el.errors} at error level or above)${el.count ? ', grouped:' : ''}`);
   for (const [k, n] of el.groups.slice(0, 10)) out.push(`  ${String(n).padStart(5)} x ${k}`);
   if (el.count) out.push(`  (full lines in ${target.errorLog})`);
-  const keep = opt.keep || total > 0 || el.count > 0;
-  if (!keep) fs.rmSync(dir, { recursive: true, force: true });
   out.push('');
-  out.push(keep ? `logs kept in ${dir}` : `temp dir removed (use --keep to keep it)`);
-  out.push(total === 0 ? 'RESULT: zero failures' : `RESULT: ${total} failures`);
+  out.push(`${total === 0 ? 'result: zero failures' : `result: ${total} failures`} (${totalReq} requests)${mode ? ` with drain.handoff: ${mode}` : ''}`);
   if (h2res.length)
     out.push(
       'h2load rows: requests = streams sent; failures = sent streams not answered 2xx/3xx + runs where a client completed nothing.',
       'h2load\'s own "failed"/"errored" also count the requests a client did not send because a GOAWAY stopped it (shown apart).',
     );
-  process.stdout.write(out.join('\n') + '\n');
-  return total === 0 ? 0 : 1;
+  const info = (s, key) => s?.info?.[key] ?? 0;
+  const summary = {
+    mode,
+    total,
+    requests: totalReq,
+    idleClosedWhileIdle: info(cs.idle, 'closed by the server while idle'),
+    idleClosedUnderRequest: cs.idle?.kinds?.['connection closed under a request'] ?? 0,
+    wsReconnects: info(cs.ws, 'reconnects forced by the drill') + info(cs.ws, 'reconnects after a server close'),
+    wsClosedByServer: info(cs.ws, 'closed by server'),
+    wsOutOfSequence: cs.ws?.kinds?.['echo out of sequence'] ?? 0,
+    upgradeDrain: cycles.map((c) => c.drain),
+    idle: idle?.summary ?? null,
+    errorLines: el.count,
+  };
+  return { out, total, summary };
 }
+
+/** A Node client's row details: its failures by kind, then what it saw of the server (closes, reconnects). */
+function describeClient(s) {
+  const kinds = Object.entries(s.kinds).map(([k, n]) => `${k} ${n}`);
+  const info = Object.entries(s.info).map(([k, n]) => `${k} ${n}`);
+  return [kinds.join(', ') || 'ok', info.length ? `(${info.join(', ')})` : '(no connection closed by the server)'].join(' ');
+}
+
+/**
+ * The idle phase (baton): hundreds of idle keep-alive connections and WebSockets open, no other load, shutdown_timeout
+ * raised (default 60s); one HUP and one upgrade, each timed from the new generation ready to the old one gone. Without
+ * hand-off the WebSockets pin the old workers until shutdown_timeout, which then closes them; with it they move.
+ */
+async function idlePhase(opt, target, dir, port, mode) {
+  event(`idle phase: shutdown_timeout ${opt.bigShutdownTimeout / 1000}s, ${opt.bigWs} WebSockets, ${opt.bigIdle} idle keep-alive connections`);
+  target.shutdownTimeout = opt.bigShutdownTimeout;
+  // The generation that will drain must have the raised shutdown_timeout: a reload to it first, untimed.
+  const setup = await target.reload(0, async () => 0, { waitGone: true });
+  if (!setup) return null;
+  const clients = startClients(opt, dir, port, { slow: 0, uploaders: 0, ws: opt.bigWs, idle: opt.bigIdle, wsIntervalMs: 1000, idleMinMs: 1000, idleMaxMs: 4000 }, 'idle-clients');
+  if (!(await clients.ready())) {
+    procFail(`idle phase: the clients did not start: ${tail(path.join(dir, 'idle-clients.out'))}`);
+    return null;
+  }
+  event('idle phase: clients connected');
+  await sleep(2000);
+  const steps = [];
+  const check = async (what) => {
+    const c = await clients.check();
+    if (!c || c.answered !== c.of) procFail(`idle phase, after the ${what}: ${c ? `${c.answered} of ${c.of}` : 'no'} idle connections answered a request`);
+    else event(`idle phase, after the ${what}: all ${c.of} idle connections answered a request`);
+  };
+  const reload = await target.reload(1, async () => 0, { waitGone: true });
+  if (reload) {
+    steps.push({ step: 'HUP', ready: reload.ms, gone: reload.gone });
+    await check('reload');
+  }
+  const upgrade = !procedureFailures.length ? await target.upgrade('idle', async () => 0) : null;
+  if (upgrade) {
+    steps.push({ step: 'USR2 + WINCH', ready: upgrade.ready, gone: upgrade.drain });
+    await check('upgrade');
+  }
+  const res = await clients.stop();
+  const cs = res?.stats ?? {};
+  const rows = [];
+  let failures = 0;
+  let requests = 0;
+  for (const [k, label] of [['idle', `idle keep-alive x${opt.bigIdle}`], ['ws', `WebSocket x${opt.bigWs} (msgs)`]]) {
+    const s = cs[k];
+    if (!s) continue;
+    failures += s.failures;
+    requests += s.requests;
+    rows.push([label, s.requests, s.failures, fmtMs(s.p99), describeClient(s)]);
+  }
+  if (!res) {
+    failures++;
+    lateFail('idle phase: the clients returned no result');
+  }
+  const report = [
+    `idle phase (shutdown_timeout ${opt.bigShutdownTimeout / 1000}s, drain.handoff: ${mode}):`,
+    table(['step', 'signal -> new generation ready', 'new ready -> old generation gone'], steps.map((x) => [x.step, fmtMs(x.ready), fmtMs(x.gone)])),
+    '',
+    table(['client', 'requests', 'failures', 'p99', 'details'], rows, { leftLast: true }),
+  ];
+  const info = (s, key) => s?.info?.[key] ?? 0;
+  const summary = {
+    steps,
+    idleClosedWhileIdle: info(cs.idle, 'closed by the server while idle'),
+    wsReconnects: info(cs.ws, 'reconnects after a server close'),
+    wsClosedByServer: info(cs.ws, 'closed by server'),
+    failures,
+  };
+  return { report, summary, failures, requests };
+}
+
+async function main() {
+  const opt = parseArgs(process.argv.slice(2));
+  cleanup.install();
+  const tools = { wrk: which('wrk'), h2load: which('h2load'), nginx: which('nginx') || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null) };
+  if (!tools.wrk) die('wrk is not installed (apt-get install -y wrk)');
+  if (opt.h2 && !tools.h2load) die('h2load is not installed (apt-get install -y nghttp2-client), or run with --no-h2');
+  if (opt.h2 && !which('openssl')) die('openssl is not installed (needed for the TLS certificate), or run with --no-h2');
+  if (opt.against === 'nginx' && !tools.nginx) die('nginx is not installed (apt-get install -y nginx-light)');
+
+  const dir = mkTempDir(`${opt.against}-drill-`);
+  log(`temp dir: ${dir}`);
+  const [upPort] = await freePorts(1);
+  const cert = opt.h2 ? await makeCert(dir) : null;
+  spawnTracked(process.execPath, [path.join(REPO_DIR, 'scripts/lib/drill-upstream.mjs'), String(upPort)], {
+    cwd: dir,
+    stdout: path.join(dir, 'upstream.out'),
+    stderr: path.join(dir, 'upstream.out'),
+  });
+  if (!(await waitFor(async () => (await httpGet(upPort, '/'))?.status === 200, 10_000, 100))) die(`upstream did not start: ${tail(path.join(dir, 'upstream.out'))}`);
+
+  const modes = opt.against === 'nginx' ? [null] : opt.handoff === 'both' ? ['off', 'on'] : [opt.handoff];
+  const runs = [];
+  for (const mode of modes) {
+    const sub = mode ? path.join(dir, `handoff-${mode}`) : dir;
+    fs.mkdirSync(sub, { recursive: true });
+    const r = await runDrill(opt, tools, { dir: sub, upPort, cert }, mode);
+    runs.push(r);
+    process.stdout.write(r.out.join('\n') + '\n');
+  }
+  await cleanup.run();
+  const total = runs.reduce((n, r) => n + r.total, 0);
+  // Without hand-off, idle keep-alive clients meet the keep-alive race (a request sent as the server closes): the
+  // very failures the hand-off removes, shown, not held against the run. Any other failure is.
+  const held = runs.reduce((n, r) => n + r.total - (r.summary.mode === 'off' ? r.summary.idleClosedUnderRequest : 0), 0);
+  const out = [];
+  if (runs.length > 1) out.push('', ...compare(runs.map((r) => r.summary)));
+  const keep = opt.keep || total > 0 || runs.some((r) => r.summary.errorLines > 0);
+  if (!keep) fs.rmSync(dir, { recursive: true, force: true });
+  out.push('');
+  out.push(keep ? `logs kept in ${dir}` : `temp dir removed (use --keep to keep it)`);
+  const perMode = runs.map((r) => `${r.total === 0 ? 'zero failures' : `${r.total} failures`}${r.summary.mode ? ` with drain.handoff: ${r.summary.mode}` : ''}`).join('; ');
+  const shown = total - held;
+  out.push(`RESULT: ${perMode}${shown ? ` (of which ${shown} idle keep-alive requests met a server close without hand-off: the race the hand-off removes)` : ''}`);
+  process.stdout.write(out.join('\n') + '\n');
+  return held === 0 ? 0 : 1;
+}
+
+/** The two modes side by side, with the hand-off's targets. */
+function compare(summaries) {
+  const by = (f) => summaries.map((s) => f(s));
+  const ms = (v) => (v === null || v === undefined ? 'n/a' : fmtMs(v));
+  const step = (s, name) => s.idle?.steps.find((x) => x.step === name)?.gone ?? null;
+  const rows = [
+    ['failed requests, every client', ...by((s) => s.total), '0'],
+    ['idle keep-alive connections closed by the server while idle (load phase)', ...by((s) => s.idleClosedWhileIdle), '0'],
+    ['  ... and closed under a request (the keep-alive race)', ...by((s) => s.idleClosedUnderRequest), '0'],
+    ['WebSocket reconnects (load phase)', ...by((s) => s.wsReconnects), '0'],
+    ['WebSocket echoes out of sequence', ...by((s) => s.wsOutOfSequence), '0'],
+    ['upgrades: new master ready -> old workers gone (max)', ...by((s) => ms(s.upgradeDrain.length ? Math.max(...s.upgradeDrain) : null)), ''],
+    ['idle phase: idle keep-alive connections closed while idle', ...by((s) => s.idle?.idleClosedWhileIdle ?? 'n/a'), '0'],
+    ['idle phase: WebSockets closed by the server', ...by((s) => s.idle?.wsClosedByServer ?? 'n/a'), '0'],
+    ['idle phase: HUP, new generation ready -> old one gone', ...by((s) => ms(step(s, 'HUP'))), '<= 2 s'],
+    ['idle phase: upgrade, new master ready -> old workers gone', ...by((s) => ms(step(s, 'USR2 + WINCH'))), '<= 2 s'],
+  ];
+  return ['hand-off off vs on:', table(['', ...summaries.map((s) => `drain.handoff: ${s.mode}`), 'target (on)'], rows)];
+}
+
 
 main().then(
   async (code) => {
