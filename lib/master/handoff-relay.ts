@@ -70,6 +70,8 @@ export class HandoffRelay {
   readonly #routes = new Map<string, Route>();
   readonly #workers = new WeakMap<WorkerHandle, HandoffEndpoint>();
   readonly #byEndpoint = new WeakMap<HandoffEndpoint, WorkerHandle>();
+  /** Descriptors given to each endpoint and not yet written to it (Node sends one at a time, each acknowledged). */
+  readonly #queued = new Map<HandoffEndpoint, number>();
   #turn = 0;
 
   /**
@@ -106,10 +108,21 @@ export class HandoffRelay {
     else this.#answer(from, msg);
   }
 
-  /** Where an offer goes: a ready worker (in turn) of the newest active generation serving the listener, else the peer. */
+  /**
+   * Where an offer goes: the ready worker of the newest active generation serving the listener with the fewest
+   * descriptors waiting to reach it (a worker busy serving acknowledges slowly; in turn among equals), else the peer.
+   */
   #pick(key: string, from: HandoffEndpoint): HandoffEndpoint | null {
     const ready = receiversFor(this.where.candidates(), key, this.#byEndpoint.get(from) ?? null);
-    if (ready.length > 0) return this.worker(ready[this.#turn++ % ready.length]!);
+    if (ready.length > 0) {
+      const start = this.#turn++;
+      let best: HandoffEndpoint | null = null;
+      for (let i = 0; i < ready.length; i++) {
+        const ep = this.worker(ready[(start + i) % ready.length]!);
+        if (best === null || (this.#queued.get(ep) ?? 0) < (this.#queued.get(best) ?? 0)) best = ep;
+      }
+      return best;
+    }
     // An offer from the other master stays here: the two never pass one back and forth.
     return from.master ? null : this.where.peer();
   }
@@ -129,7 +142,12 @@ export class HandoffRelay {
       this.#forget(msg.id, r);
       return;
     }
-    r.to.send(msg, handle, (err) => {
+    const to = r.to;
+    this.#queued.set(to, (this.#queued.get(to) ?? 0) + 1);
+    to.send(msg, handle, (err) => {
+      const left = (this.#queued.get(to) ?? 1) - 1;
+      if (left > 0) this.#queued.set(to, left);
+      else this.#queued.delete(to);
       // Passed on or not, this copy is not needed: the sender still holds its own.
       closeRawHandle(handle);
       if (err) this.#fail(msg.id, r, 'ipc');
@@ -159,6 +177,7 @@ export class HandoffRelay {
 
   /** `endpoint`'s channel closed: what waited for its answer gets one; what it was sending is dropped. */
   gone(endpoint: HandoffEndpoint): void {
+    this.#queued.delete(endpoint);
     for (const [id, route] of this.#routes) {
       if (route.from === endpoint) this.#routes.delete(id);
       else if (route.to === endpoint && !route.answered) this.#fail(id, route, endpoint.master ? 'unknown' : 'receiver_gone');

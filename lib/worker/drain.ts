@@ -5,7 +5,8 @@
  * written), close idle keep-alive connections only after a quiet period and with a FIN, let TLS handshakes in
  * progress finish (bounded by the handshake timeout, `header_timeout`), give every HTTP/2 session the two-phase
  * GOAWAY, leave upgraded tunnels until the deadline, and exit the moment nothing is left. With a Mover (hand-off on),
- * an idle cleartext HTTP/1 connection is offered to a serving worker first, and closed only if it stays.
+ * an idle cleartext HTTP/1 connection is offered to a serving worker instead, and closed only if it stays; while it
+ * waits for its turn it is served as usual, keep-alive (it is not shed by closing: it moves when idle again).
  */
 import type { EventEmitter } from 'node:events';
 import type http from 'node:http';
@@ -41,21 +42,27 @@ interface Tracked {
   /** Taken over by an Upgrade (WebSocket) or by an HTTP/2 session: not ours to idle-close. */
   owned: boolean;
   timer: NodeJS.Timeout | null;
-  /** Being offered to another worker (its reads are held). */
+  /** Being offered to another worker (its reads are held once its turn comes). */
   moving: boolean;
+  /** Waiting for a hand-off: found idle during the drain; its responses keep it open. */
+  queued: boolean;
   /** The offer failed: it drains here. */
   stays: boolean;
   /** Handed in by another worker and idle since: closed after keepalive_timeout unless a request comes. */
   handedIn: boolean;
 }
 
-/**
- * Passes an idle cleartext HTTP/1 connection to a serving worker (handoff.ts). Resolves true once it has left this
- * process (its socket here is destroyed, the connection lives on), false when it stays and drains here.
- */
+/** moved: it left this process (its socket here is destroyed, the connection lives on); busy: not idle when its
+ * turn came (a request is on its way: it is served here, then offered again); failed: it stays and drains here. */
+export type MoveResult = 'moved' | 'busy' | 'failed';
+
+/** Passes an idle cleartext HTTP/1 connection to a serving worker (handoff.ts). */
 export interface Mover {
-  move(socket: net.Socket, listener: net.Server): Promise<boolean>;
+  move(socket: net.Socket, listener: net.Server): Promise<MoveResult>;
 }
+
+/** A connection not idle when its turn came, with no request either (bytes still flushing): looked at again then. */
+const BUSY_RETRY_MS = 50;
 
 const TRACK = Symbol('baton.track');
 type TrackedSocket = net.Socket & { [TRACK]?: Tracked };
@@ -162,7 +169,7 @@ export class Drainer {
   #track(socket: TrackedSocket, tls: boolean, listener: net.Server): Tracked {
     const t: Tracked = {
       drainer: this, socket, listener, tls, active: 0, idleSince: Date.now(), owned: (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2',
-      timer: null, moving: false, stays: false, handedIn: false,
+      timer: null, moving: false, queued: false, stays: false, handedIn: false,
     };
     socket[TRACK] = t;
     this.#sockets.add(t);
@@ -202,6 +209,12 @@ export class Drainer {
   /** Offer idle cleartext HTTP/1 connections to `mover` during the drain, instead of closing them (hand-off on). */
   useMover(mover: Mover | null): void {
     this.#mover = mover;
+  }
+
+  /** A response on this connection keeps it open: it waits for a hand-off (drain-response.ts). */
+  static #waitsForHandoff(socket: net.Socket | null): boolean {
+    const t = (socket as TrackedSocket | null)?.[TRACK];
+    return t !== undefined && t.queued && !t.stays;
   }
 
   static #onHandedInTimeout(this: TrackedSocket): void {
@@ -250,7 +263,7 @@ export class Drainer {
   start(onEmpty: () => void): void {
     if (this.#draining) return;
     this.#draining = true;
-    markProcessDraining();
+    markProcessDraining(Drainer.#waitsForHandoff);
     this.#onEmpty = onEmpty;
     // net.Server#close only: http.Server#close would also cut idle keep-alive connections at once, which is
     // exactly the race that makes nginx fail requests during reloads.
@@ -262,26 +275,32 @@ export class Drainer {
 
   /**
    * A connection with nothing in flight during the drain: offered to a serving worker when it can move (cleartext,
-   * not tried before), else closed once quiet. A response that closes its connection (every one written during the
-   * drain) leaves nothing to move: the socket is ending.
+   * not failed before), else closed once quiet. A response that closes its connection leaves nothing to move: the
+   * socket is ending.
    */
   #idle(t: Tracked): void {
     if (t.owned || t.active > 0 || t.timer || t.moving) return;
     const mover = this.#mover;
-    if (mover === null || t.tls || t.stays || t.socket.writableEnded) {
+    // A request begun before it was found idle is in flight: answered with Connection: close, as any other.
+    if (mover === null || t.tls || t.stays || t.socket.writableEnded || (!t.queued && parserBegun(t.socket))) {
       this.#scheduleIdleClose(t);
       return;
     }
+    t.queued = true;
     t.moving = true;
-    const stay = () => {
+    const settle = (r: MoveResult) => {
       t.moving = false;
-      t.stays = true;
-      this.#scheduleIdleClose(t);
+      if (r === 'failed') {
+        t.stays = true;
+        this.#scheduleIdleClose(t);
+      } else if (r === 'busy' && t.active === 0 && !t.socket.destroyed) {
+        t.timer = setTimeout(() => {
+          t.timer = null;
+          this.#idle(t);
+        }, BUSY_RETRY_MS);
+      }
     };
-    mover.move(t.socket, t.listener).then((moved) => {
-      if (moved) t.moving = false;
-      else stay();
-    }, stay);
+    mover.move(t.socket, t.listener).then(settle, () => settle('failed'));
   }
 
   #scheduleIdleClose(t: Tracked): void {

@@ -11,11 +11,19 @@ import type net from 'node:net';
 import type { HandoffFailure, HandoffKind, HandoffOffer, HandoffResult, TunnelState } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
 import { currentResponse, holdReads, parserIdle, releaseReads, streamHandle } from '../util/internals.js';
+import type { MoveResult } from './drain.js';
 
 export type Outcome = HandoffResult['outcome'];
 
 /** How long a sender waits for an answer before it stops trusting one will come (`unknown`). */
 const ANSWER_TIMEOUT_MS = 15_000;
+
+/**
+ * Hand-offs in flight at once per worker. Each descriptor crosses the IPC channels one at a time (Node waits for the
+ * receiving process to acknowledge each), so more in flight only makes them wait in line, reads held: a connection
+ * is held only once its turn comes, and a WebSocket is paused for about one round trip, not for the whole drain.
+ */
+export const WINDOW = 16;
 
 /** The IPC channel to the master (`process`), or a fake in tests. */
 export interface Channel {
@@ -51,6 +59,8 @@ export class HandoffSender {
   readonly #keys = new Map<net.Server, string>();
   readonly #pending = new Map<string, Pending>();
   #seq = 0;
+  #free = WINDOW;
+  readonly #waiting: Array<() => void> = [];
   readonly tally: HandoffTally = { moved: { http1: 0, websocket: 0 }, stayed: {} };
 
   constructor(channel: Channel) {
@@ -66,17 +76,39 @@ export class HandoffSender {
     return server === null ? null : this.#keys.get(server) ?? null;
   }
 
-  /** The Drainer's mover: an idle cleartext HTTP/1 connection leaves this process (true), or stays (false). */
-  async move(socket: net.Socket, server: net.Server): Promise<boolean> {
+  /** Wait for a place in the window; the function returned gives it back. */
+  async turn(): Promise<() => void> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    };
+  }
+
+  /** The Drainer's mover: an idle cleartext HTTP/1 connection leaves this process, or stays (see MoveResult). */
+  async move(socket: net.Socket, server: net.Server): Promise<MoveResult> {
     const listener = this.#keys.get(server);
-    if (listener === undefined || !idleHttp1(socket) || !holdReads(socket)) return false;
-    const result = await this.offer('http1', listener, [socket]);
-    if (result.outcome === 'failed') {
-      releaseReads(socket);
-      return false;
+    if (listener === undefined || streamHandle(socket) === null) return 'failed';
+    const done = await this.turn();
+    try {
+      // Looked at only now: until its turn the connection was served as usual.
+      if (socket.destroyed) return 'failed';
+      if (!idleHttp1(socket) || !holdReads(socket)) return 'busy';
+      const result = await this.offer('http1', listener, [socket]);
+      if (result.outcome === 'failed') {
+        releaseReads(socket);
+        return 'failed';
+      }
+      socket.destroy();
+      return 'moved';
+    } finally {
+      done();
     }
-    socket.destroy();
-    return true;
   }
 
   /**

@@ -110,12 +110,15 @@ function drain(handoff = false): void {
   });
   if (moving && handler) {
     handler.tunnels.moveAll(
-      async (client, upstream, state) => {
-        const key = sender.keyOf(drainer.listenerOf(client));
-        return key !== null && (await sender.offer('websocket', key, [upstream, client], state)).outcome !== 'failed';
+      {
+        move: async (client, upstream, state) => {
+          const key = sender.keyOf(drainer.listenerOf(client));
+          return key !== null && (await sender.offer('websocket', key, [upstream, client], state)).outcome !== 'failed';
+        },
+        turn: () => sender.turn(),
+        stayed: () => sender.stayed('websocket', 'unflushed'),
       },
       (client) => sender.keyOf(drainer.listenerOf(client)),
-      () => sender.stayed('websocket', 'unflushed'),
     );
   }
 }

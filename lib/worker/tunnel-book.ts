@@ -94,25 +94,27 @@ export class TunnelBook {
    * The drain, hand-off on: every tunnel whose two ends are plain TCP is offered to a serving worker; `listener`
    * gives the address key of a client socket's cleartext listener (null: it cannot move).
    */
-  moveAll(move: TunnelMover, listener: (client: net.Socket) => string | null, stayed: () => void): void {
+  moveAll(mover: { move: TunnelMover; turn(): Promise<() => void>; stayed(): void }, listener: (client: net.Socket) => string | null): void {
     for (const t of this.#open) {
       if (!t.upgraded || t.closed || t.moving || !plainTcp(t.client) || !plainTcp(t.upstreamSocket) || listener(t.client) === null) continue;
-      void this.#move(t, t.client, t.upstreamSocket, move, stayed);
+      t.moving = true;
+      const [client, upstream] = [t.client, t.upstreamSocket];
+      // A tunnel is paused only once its turn comes: one round trip, not the whole drain.
+      void mover.turn().then((done) => this.#move(t, client, upstream, mover).finally(done));
     }
   }
 
-  async #move(t: Tunnel, client: net.Socket, upstream: net.Socket, move: TunnelMover, stayed: () => void): Promise<void> {
-    t.moving = true;
-    if (!(await quiesce(client, upstream))) {
+  async #move(t: Tunnel, client: net.Socket, upstream: net.Socket, mover: { move: TunnelMover; stayed(): void }): Promise<void> {
+    if (t.closed || !(await quiesce(client, upstream))) {
       t.moving = false;
-      if (!t.closed) stayed();
+      if (!t.closed) mover.stayed();
       return;
     }
     const state: TunnelState = {
       client: t.clientAddress, host: t.hostname, path: t.url, requestId: t.requestId, route: t.label, upstream: t.upstreamName,
       target: t.targetAddress, startedAt: t.startedAt, bytes: t.bytesBefore + client.bytesWritten,
     };
-    const moved = await move(client, upstream, state);
+    const moved = await mover.move(client, upstream, state);
     t.moving = false;
     if (!moved) {
       resume(client, upstream);

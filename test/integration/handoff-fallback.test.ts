@@ -22,6 +22,9 @@ routes:
     return: { status: 200, body: "${text}" }
 `;
 
+/** Idle connections must outlive a slow reload on a loaded machine: only the drain may close them. */
+const LONG_KEEPALIVE = 'limits: { keepalive_timeout: 120s }';
+
 async function metric(d: Daemon, name: string, labels: Record<string, string>): Promise<number> {
   const res = await fetch(`http://${await d.adminAddress()}/metrics`);
   return sampleValue(parseExposition(await res.text()).samples, name, labels) ?? 0;
@@ -30,12 +33,12 @@ async function metric(d: Daemon, name: string, labels: Record<string, string>): 
 t.test('a receiver that dies before answering: the sender serves the connection again, the request sent meanwhile included', async (t) => {
   const d = new Daemon(t);
   const hook = pathToFileURL(path.join(ROOT, 'test/fixtures/hooks/handoff-receiver-dies.mjs')).href;
-  await d.start({ body: body('one'), env: { NODE_OPTIONS: `--import=${hook}`, BATON_TEST_HANDOFF_DIR: d.dir } });
+  await d.start({ body: body('one'), top: LONG_KEEPALIVE, env: { NODE_OPTIONS: `--import=${hook}`, BATON_TEST_HANDOFF_DIR: d.dir } });
   const port = await d.port();
   const c = await KeepAlive.open(t, port);
   t.equal((await c.get('/before')).body, 'one');
   const [sender] = d.workerPids();
-  d.writeConfig({ body: body('two') });
+  d.writeConfig({ body: body('two'), top: LONG_KEEPALIVE });
   d.signal('SIGHUP');
   const receiver = await waitFor('a worker of generation 2 holding the connection', 60_000, () => {
     try {
@@ -64,7 +67,7 @@ t.test('drain.handoff: off keeps today\'s behaviour: an idle connection is close
   const up = await upstream(t, (_req, res) => res.end('up'));
   const { wsEchoUpgrade, wsConnect } = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/websocket.mjs')).href)) as WebSocketModule;
   up.server.on('upgrade', wsEchoUpgrade);
-  const top = 'drain: { handoff: off }';
+  const top = `drain: { handoff: off }\n${LONG_KEEPALIVE}`;
   const d = await new Daemon(t).start({ body: proxyAll(up.url), top });
   const port = await d.port();
   const c = await KeepAlive.open(t, port);
@@ -91,7 +94,7 @@ t.test('drain.handoff: off keeps today\'s behaviour: an idle connection is close
 t.test('an idle TLS connection is not handed over (Node cannot move TLS state): it is closed with a FIN, as before', async (t) => {
   const d = new Daemon(t);
   const { ca } = makeCerts(d.dir);
-  await d.start({ body: body('one', '  - listen: 127.0.0.1:0\n    tls: { cert: site.crt, key: site.key }') });
+  await d.start({ body: body('one', '  - listen: 127.0.0.1:0\n    tls: { cert: site.crt, key: site.key }'), top: LONG_KEEPALIVE });
   const port = await d.port();
   const s = tls.connect({ port, host: '127.0.0.1', servername: 'site.test', ca: fs.readFileSync(ca) });
   t.teardown(() => s.destroy());

@@ -18,6 +18,9 @@ routes:
     return: { status: 200, body: "${text}" }
 `;
 
+/** Idle connections must outlive a slow reload or upgrade on a loaded machine: only the drain may close them. */
+const LONG_KEEPALIVE = 'limits: { keepalive_timeout: 120s }';
+
 /** The generation /status reports, once its workers are all that serve (the old ones have exited). */
 async function waitForGeneration(d: Daemon, generation: number, oldWorkers: number[], pid?: number): Promise<void> {
   await waitFor(`generation ${generation} serving`, 60_000, async () => ((await d.status(pid).catch(() => null))?.generation === generation ? true : undefined));
@@ -33,14 +36,14 @@ async function metric(d: Daemon, name: string, labels: Record<string, string>, p
 const worker = (a: Answer) => a.headers['x-request-id']!.split('-')[0];
 
 t.test('one keep-alive connection is served by generation 1, then 2 after a reload, then 3 after an upgrade, and never closed', async (t) => {
-  const d = await new Daemon(t).start({ body: body('one') });
+  const d = await new Daemon(t).start({ body: body('one'), top: LONG_KEEPALIVE });
   const port = await d.port();
   const c = await KeepAlive.open(t, port);
   const a1 = await c.get('/a');
   t.equal(a1.body, 'one');
 
   const gen1 = d.workerPids();
-  d.writeConfig({ body: body('two') });
+  d.writeConfig({ body: body('two'), top: LONG_KEEPALIVE });
   d.signal('SIGHUP');
   await waitForGeneration(d, 2, gen1);
   t.equal(c.closed, false, 'the idle connection outlived the worker that accepted it');
@@ -50,7 +53,7 @@ t.test('one keep-alive connection is served by generation 1, then 2 after a relo
 
   const oldMaster = d.masterPid;
   const gen2 = d.workerPids(oldMaster);
-  d.writeConfig({ body: body('three') });
+  d.writeConfig({ body: body('three'), top: LONG_KEEPALIVE });
   d.signal('SIGUSR2', oldMaster);
   const newMaster = await waitFor('the new master', 60_000, () => {
     const p = fs.existsSync(d.pidFile) ? d.masterPid : oldMaster;

@@ -267,3 +267,58 @@ t.test("a connection taken over by CONNECT ('connect' event) is never idle-close
   t.same([s.ended, u.ended], [false, false], 'left alone');
   drainer.closeAll();
 });
+
+/** A Mover that records what it is offered and answers as the test says. */
+class FakeMover {
+  readonly offered: FakeSocket[] = [];
+  readonly answers: Array<(r: 'moved' | 'busy' | 'failed') => void> = [];
+  move(socket: FakeSocket): Promise<'moved' | 'busy' | 'failed'> {
+    this.offered.push(socket);
+    return new Promise((resolve) => this.answers.push(resolve));
+  }
+}
+
+t.test('with a mover, a connection idle at drain start is offered instead of closed', async (t) => {
+  const d = new Drainer(FAST);
+  const server = new net.Server();
+  d.watch(server, [new EventEmitter()]);
+  const mover = new FakeMover();
+  d.useMover(mover as never);
+  const s = new FakeSocket();
+  server.emit('connection', s);
+  let emptied = 0;
+  d.start(() => { emptied++; });
+  t.equal(mover.offered.length, 1, 'offered at once');
+  await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
+  t.equal(s.ended, false, 'not idle-closed while offered');
+  mover.answers[0]!('moved');
+  s.destroy(); // what the mover does with this process's copy once it moved
+  t.equal(emptied, 1, 'the drain is over when it left');
+});
+
+t.test('an offer that fails leaves the connection to drain here (closed once quiet); one busy with a request is offered again after it', async (t) => {
+  const d = new Drainer(FAST);
+  const server = new net.Server();
+  const parser = new EventEmitter();
+  d.watch(server, [parser]);
+  const mover = new FakeMover();
+  d.useMover(mover as never);
+  const failing = new FakeSocket();
+  const busy = new FakeSocket();
+  server.emit('connection', failing);
+  server.emit('connection', busy);
+  d.start(() => {});
+  t.equal(mover.offered.length, 2);
+  mover.answers[0]!('failed');
+  await until('the failed one closed with a FIN', () => failing.ended);
+  // A request arrived before its turn: served here, then offered again when its response is done.
+  const res = request(parser, busy);
+  mover.answers[1]!('busy');
+  await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
+  t.equal(mover.offered.length, 2, 'not while its request runs');
+  res.emit('close');
+  t.equal(mover.offered.length, 3, 'offered again once idle');
+  t.equal(busy.ended, false);
+  failing.destroy();
+  busy.destroy();
+});
