@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Config } from '../../../lib/config/types.js';
 import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
+import { ROUTE_RULE_DEFAULTS } from '../../../lib/config/defaults.js';
 import { initialState, reduce, type Effect, type MasterEvent, type MasterState } from '../../../lib/master/state.js';
 
 function config(pidFile = '/tmp/x.pid'): Config {
@@ -9,7 +10,8 @@ function config(pidFile = '/tmp/x.pid'): Config {
     log: { level: 'info', error: { kind: 'stderr' }, access: null, queryStrings: true }, admin: null,
     listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
     limits: DEFAULT_LIMITS,
-    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0 }],
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, ...ROUTE_RULE_DEFAULTS }],
+    trustedProxies: [], compression: null,
   };
 }
 
