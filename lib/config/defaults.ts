@@ -21,6 +21,7 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
 
 /** A route's rules when it states none: what hand-built configs (tests, scripts) spread into a RouteConfig. */
 export const ROUTE_RULE_DEFAULTS = Object.freeze({
+  scheme: null,
   redirect: null,
   access: null,
   requestHeaders: null,

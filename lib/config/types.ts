@@ -171,6 +171,8 @@ export interface RouteConfig {
   readonly host: string | null;
   /** Path prefix; the longest match wins. */
   readonly path: string;
+  /** Only requests that came over this scheme (a cleartext or a TLS listener); null = both. */
+  readonly scheme: 'http' | 'https' | null;
   /** Name of an upstream, or null for a `return` or `redirect` route. */
   readonly upstream: string | null;
   readonly return: ReturnAction | null;

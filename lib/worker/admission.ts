@@ -144,7 +144,7 @@ export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage
   a.uri = target;
   a.target = target;
   a.headers = head.headers;
-  const entry = gate.router.match(a.hostname, rpath);
+  const entry = gate.router.match(a.hostname, rpath, a.scheme);
   if (entry === null) return a;
   const action = gate.actions[entry.index]!;
   a.entry = entry;

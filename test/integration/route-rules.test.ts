@@ -9,6 +9,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { parseExposition, sampleValue } from '../../lib/metrics/parse.js';
+import { makeCerts } from '../helpers/certs.js';
 import { Daemon, waitFor } from '../helpers/daemon.js';
 import { upstream, type Upstream } from '../helpers/http.js';
 import { rawRequest, recordRequests } from '../helpers/raw.js';
@@ -25,9 +26,15 @@ interface CurlResult {
 function curl(args: string[]): Promise<CurlResult> {
   return new Promise((resolve) => {
     execFile('curl', ['-sS', '-i', '--max-time', '20', ...args], { encoding: 'latin1', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const cut = stdout.indexOf('\r\n\r\n');
-      const head = cut === -1 ? stdout : stdout.slice(0, cut);
-      const body = cut === -1 ? '' : stdout.slice(cut + 4);
+      // With -L, one header block per response: the last one is the answer.
+      let rest = stdout;
+      let cut = rest.indexOf('\r\n\r\n');
+      while (cut !== -1 && rest.startsWith('HTTP/', cut + 4)) {
+        rest = rest.slice(cut + 4);
+        cut = rest.indexOf('\r\n\r\n');
+      }
+      const head = cut === -1 ? rest : rest.slice(0, cut);
+      const body = cut === -1 ? '' : rest.slice(cut + 4);
       const lines = head.split('\r\n');
       const headers: Record<string, string[]> = {};
       for (const line of lines.slice(1)) {
@@ -279,4 +286,36 @@ routes:
   t.match(hs.text, /^HTTP\/1\.1 308 [^\r]*\r\n/);
   t.match(hs.text, /\r\nlocation: https:\/\/ws\.example\/chat\r\n/);
   t.ok(hs.closed, 'the handshake socket is closed after the answer');
+});
+
+t.test('the HTTP→HTTPS redirect in one line: a scheme: http route answers cleartext requests, TLS requests go on to the upstream', async (t) => {
+  const up = await echo(t);
+  const d = new Daemon(t);
+  const certs = makeCerts(d.dir);
+  await d.start({
+    body: `
+listeners:
+  - listen: 127.0.0.1:0
+  - listen: 127.0.0.3:0
+    tls: { cert: site.crt, key: site.key }
+upstreams:
+  app:
+    targets: [{ url: "${up.url}" }]
+routes:
+  - { scheme: http, redirect: { to: "https://$host$request_uri", status: 301 } }
+  - { path: /, upstream: app }
+`,
+  });
+  const [port, tlsPort] = [await d.port('127.0.0.1:0'), await d.port('127.0.0.3:0')];
+  const plain = await curl(['-H', 'Host: site.test', `http://127.0.0.1:${port}/shop?id=7`]);
+  t.equal(plain.status, 301);
+  t.strictSame(plain.headers.location, ['https://site.test/shop?id=7']);
+  const followed = await curl(['-L', '--cacert', certs.ca, '--resolve', `site.test:443:127.0.0.3`, '--connect-to', `site.test:443:127.0.0.3:${tlsPort}`, '-H', 'X-Request-Id: followed-1', `http://site.test:${port}/shop?id=7`, '--resolve', `site.test:${port}:127.0.0.1`]);
+  t.equal(followed.status, 200, `curl -L ends at the upstream over TLS: ${followed.stderr}`);
+  t.equal((JSON.parse(followed.body) as { url: string }).url, '/shop?id=7');
+  const lines = await waitFor('both access lines', 30_000, () => {
+    const l = d.lines(d.accessLog).filter((x) => x.request_id === 'followed-1');
+    return l.length === 2 ? l : undefined;
+  });
+  t.match(lines.map((l) => [l.status, l.upstream]).sort(), [[200, 'app'], [301, null]], 'one redirect, then the upstream');
 });

@@ -1,5 +1,5 @@
 /**
- * @module The `routes` section: host and path prefix, then exactly one action (an upstream, a fixed `return`
+ * @module The `routes` section: host, path prefix and scheme, then exactly one action (an upstream, a fixed `return`
  * response or a `redirect`), and the route's rules: body limit, access (`allow` / `deny`), and for upstream routes
  * header rules, the Host sent upstream, path rewriting and compression.
  */
@@ -14,9 +14,10 @@ import { readRedirect } from './redirect.js';
 import { readReturn } from './return.js';
 
 const ACTIONS = ['upstream', 'return', 'redirect'] as const;
+const SCHEMES = ['http', 'https'] as const;
 /** Rules about what goes to and comes from an upstream: meaningless on a route that answers by itself. */
 const UPSTREAM_ONLY = ['request_headers', 'response_headers', 'upstream_host', 'strip_prefix', 'add_prefix', 'compress'];
-const KEYS = ['host', 'path', ...ACTIONS, 'max_body_size', 'allow', 'deny', ...UPSTREAM_ONLY];
+const KEYS = ['host', 'path', 'scheme', ...ACTIONS, 'max_body_size', 'allow', 'deny', ...UPSTREAM_ONLY];
 
 /** `defaultMaxBody`: `limits.max_body_size`, for routes without their own. */
 export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string>, defaultMaxBody: number): RouteConfig[] {
@@ -28,6 +29,7 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
     const hostCur = f.get('host');
     const host = hostCur === undefined ? null : r.parse(hostCur, HOST_PATTERN_FORMAT, parseRouteHost);
     const path = optional(f.get('path'), (c) => readPath(r, c, 'a path')) ?? '/';
+    const scheme = optional(f.get('scheme'), (c) => r.oneOf(c, SCHEMES)) ?? null;
     const maxBodySize = optional(f.get('max_body_size'), (c) => readBodySize(r, c)) ?? defaultMaxBody;
     const given = ACTIONS.filter((a) => f.get(a) !== undefined);
     let upstream: string | undefined;
@@ -53,15 +55,15 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
     const compress = optional(f.get('compress'), (c) => r.bool(c)) ?? true;
 
     if (host !== undefined) {
-      // The router keeps one route per (host, path): a second one could never match.
-      const key = `${host ?? '*'} ${path}`;
+      // The router keeps one route per (scheme, host, path): a second one could never match.
+      const key = `${scheme ?? '*'} ${host ?? '*'} ${path}`;
       const first = seen.get(key);
       if (first !== undefined) r.fail(item.node, item.path, `same host and path as ${first}`);
       else seen.set(key, item.path);
     }
     if (host !== undefined && (upstream !== undefined || ret !== undefined || redirect !== undefined)) {
       routes.push({
-        host, path, upstream: upstream ?? null, return: ret ?? null, redirect: redirect ?? null, maxBodySize, access,
+        host, path, scheme, upstream: upstream ?? null, return: ret ?? null, redirect: redirect ?? null, maxBodySize, access,
         requestHeaders, responseHeaders, upstreamHost, stripPrefix, addPrefix, compress,
       });
     }

@@ -50,7 +50,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     upstreams: {},
     routes: [{
       host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024,
-      redirect: null, access: null, requestHeaders: null, responseHeaders: null, upstreamHost: { kind: 'preserve' }, stripPrefix: false, addPrefix: '', compress: true,
+      scheme: null, redirect: null, access: null, requestHeaders: null, responseHeaders: null, upstreamHost: { kind: 'preserve' }, stripPrefix: false, addPrefix: '', compress: true,
     }],
     trustedProxies: [],
     compression: null,
