@@ -4,19 +4,9 @@
  * `Cache-Control: no-transform`, a type not listed or a Content-Length under `min_size`. A response that could be
  * compressed gets `Vary: Accept-Encoding` whether or not this client takes a coding; a compressed one loses its
  * Content-Length and Accept-Ranges, and its strong ETag becomes weak (the bytes differ, the meaning does not).
- * The `Encoder` streams the body through a zlib stream chunk by chunk, with a flush whenever the upstream pauses
- * (one `setImmediate` after the data of an event-loop turn), so server-sent events arrive as they are sent; its
- * `write` reports backpressure from the zlib stream, which is itself held while the client's buffer is full.
+ * The body is then compressed by an encoder (encoder.ts).
  */
-import type { ServerResponse } from 'node:http';
-import zlib from 'node:zlib';
 import type { CompressionAlgorithm, CompressionConfig } from '../config/types.js';
-
-/** gzip level 5 and brotli quality 5 with a 1 MiB window: close to the best ratio for dynamic content at a
- * fraction of the CPU; brotli 4 compresses as well but allocates about 580 KiB per stream against 230 KiB. */
-const GZIP_OPTIONS: zlib.ZlibOptions = { level: 5 };
-const BROTLI_QUALITY = 5;
-const BROTLI_LGWIN = 20;
 
 /** What a response head says, read in one pass over its flat header list. */
 interface Head {
@@ -168,86 +158,4 @@ function addVary(headers: string[], at: number): void {
   const value = headers[at + 1]!;
   if (/(?:^|,)\s*(?:\*|accept-encoding)\s*(?:,|$)/i.test(value)) return;
   headers[at + 1] = value.trim() === '' ? 'Accept-Encoding' : `${value}, Accept-Encoding`;
-}
-
-/** Where the encoder reports to: the response relay. */
-export interface EncoderOwner {
-  /** The zlib stream took what it had been given: the upstream may send more. */
-  drained(): void;
-  /** Compressed bytes handed to the client. */
-  wrote(bytes: number): void;
-  /** The zlib stream failed: the response cannot be completed. */
-  failed(err: Error): void;
-}
-
-/** One response's compression: upstream chunks in, compressed chunks written to `res` as the client takes them. */
-export class Encoder {
-  readonly #stream: zlib.Gzip | zlib.BrotliCompress;
-  readonly #res: ServerResponse;
-  readonly #owner: EncoderOwner;
-  readonly #flushKind: number;
-  #flushPending = false;
-  #ended = false;
-  readonly #flush = (): void => {
-    this.#flushPending = false;
-    if (!this.#ended && !this.#stream.destroyed) this.#stream.flush(this.#flushKind);
-  };
-
-  constructor(coding: CompressionAlgorithm, res: ServerResponse, owner: EncoderOwner, sizeHint: number) {
-    this.#res = res;
-    this.#owner = owner;
-    if (coding === 'gzip') {
-      this.#stream = zlib.createGzip(GZIP_OPTIONS);
-      this.#flushKind = zlib.constants.Z_SYNC_FLUSH;
-    } else {
-      const params: Record<number, number> = {
-        [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
-        [zlib.constants.BROTLI_PARAM_LGWIN]: BROTLI_LGWIN,
-        [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT,
-      };
-      if (sizeHint > 0) params[zlib.constants.BROTLI_PARAM_SIZE_HINT] = sizeHint;
-      this.#stream = zlib.createBrotliCompress({ params });
-      this.#flushKind = zlib.constants.BROTLI_OPERATION_FLUSH;
-    }
-    const stream = this.#stream;
-    let held = false;
-    const resume = () => {
-      held = false;
-      stream.resume();
-    };
-    stream.on('data', (chunk: Buffer) => {
-      owner.wrote(chunk.length);
-      if (!res.write(chunk) && !held) {
-        held = true;
-        stream.pause();
-        res.once('drain', resume);
-      }
-    });
-    stream.on('drain', () => owner.drained());
-    stream.on('error', (err) => owner.failed(err));
-    // A response that ends early (client gone, cut) frees the zlib memory now rather than at some GC.
-    res.once('close', () => stream.destroy());
-  }
-
-  /** One upstream chunk; false when the upstream must wait (`owner.drained()` says when it may go on). */
-  write(chunk: Buffer): boolean {
-    const ok = this.#stream.write(chunk);
-    if (!this.#flushPending) {
-      this.#flushPending = true;
-      setImmediate(this.#flush);
-    }
-    return ok;
-  }
-
-  /** The upstream body is complete: finish the stream, then `done` (trailers and the response's end). */
-  end(done: () => void): void {
-    this.#ended = true;
-    this.#stream.once('end', done);
-    this.#stream.end();
-  }
-
-  destroy(): void {
-    this.#ended = true;
-    this.#stream.destroy();
-  }
 }

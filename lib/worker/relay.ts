@@ -12,7 +12,7 @@ import type { IdleSweeper, IdleWatched } from './idle.js';
 import type { Cancellable } from './request-body.js';
 import type { RouteAction } from './route-action.js';
 import { applyHeaderRules } from './header-rules.js';
-import { Encoder, type EncoderOwner } from './compress.js';
+import { createEncoder, type Encoder, type EncoderOwner } from './encoder.js';
 import type { VariableSource } from '../util/template.js';
 
 const { NGHTTP2_INTERNAL_ERROR } = h2constants;
@@ -74,7 +74,7 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
         if (action.response !== null) applyHeaderRules(headers, action.response, this.ex);
         if (action.compress !== null) {
           const coding = action.compress.decide(res.req, statusCode, headers);
-          if (coding !== null) this.#encoder = new Encoder(coding, res, this, sizeHint(rawHeaders));
+          if (coding !== null) this.#encoder = createEncoder(coding, res, this, contentLength(rawHeaders));
         }
       }
       if (close) res.shouldKeepAlive = false;
@@ -164,16 +164,16 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
   }
 }
 
-/** The upstream's Content-Length, for the brotli encoder's size hint; 0 when absent. */
-function sizeHint(raw: readonly (Buffer | string)[]): number {
+/** The upstream's Content-Length (sizes the encoder), or -1. */
+function contentLength(raw: readonly (Buffer | string)[]): number {
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
-    if (n.length === 14 && n.toString().toLowerCase() === 'content-length') {
-      const v = Number(raw[i + 1]!.toString());
-      return Number.isSafeInteger(v) && v > 0 ? v : 0;
+    if (n.length === 14 && n.toString('latin1').toLowerCase() === 'content-length') {
+      const text = raw[i + 1]!.toString('latin1').trim();
+      return /^\d{1,15}$/.test(text) ? Number(text) : -1;
     }
   }
-  return 0;
+  return -1;
 }
 
 /** The relay of a response whose 'drain' is hooked: found without a closure per response. */

@@ -13,6 +13,7 @@ import { Daemon, waitFor } from '../helpers/daemon.js';
 import { upstream } from '../helpers/http.js';
 
 const PAGE = Buffer.from('<p>compress me, compress me, compress me</p>\n'.repeat(200)); // 9 KB of HTML
+const LARGE = Buffer.from(JSON.stringify(Array.from({ length: 4000 }, (_, i) => ({ id: i, name: `user ${i}`, token: crypto.createHash('md5').update(String(i)).digest('hex') })))); // ~250 KB
 
 interface CurlResult {
   code: number;
@@ -45,6 +46,11 @@ t.test('compression: responses are compressed with the coding the client prefers
     if (url === '/page' || url === '/nocompress/page') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': PAGE.length, etag: '"p1"', 'accept-ranges': 'bytes' });
       res.end(req.method === 'HEAD' ? undefined : PAGE);
+    } else if (url === '/large') {
+      // Over the one-call size: streamed, though its length is known.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': LARGE.length });
+      res.write(LARGE.subarray(0, 100_000));
+      setImmediate(() => res.end(LARGE.subarray(100_000)));
     } else if (url === '/range') {
       res.writeHead(206, { 'content-type': 'text/html', 'content-range': `bytes 0-99/${PAGE.length}`, 'content-length': 100 });
       res.end(PAGE.subarray(0, 100));
@@ -108,6 +114,15 @@ routes:
     const r = await curl(['-H', 'Accept-Encoding: br;q=0.5, gzip', `${url}/page`]);
     t.equal(header(r.head, 'content-encoding'), 'gzip');
     t.ok(zlib.gunzipSync(r.body).equals(PAGE));
+  });
+
+  t.test('a body over the one-call size streams through the encoder, both codings', async (t) => {
+    for (const coding of ['gzip', 'br']) {
+      const r = await curl(['-H', `Accept-Encoding: ${coding}`, `${url}/large`]);
+      t.equal(header(r.head, 'content-encoding'), coding);
+      const decoded = coding === 'gzip' ? zlib.gunzipSync(r.body) : zlib.brotliDecompressSync(r.body);
+      t.ok(decoded.equals(LARGE), `${coding}: ${LARGE.length} bytes in ${r.body.length}`);
+    }
   });
 
   t.test('an HTTP/2 client gets it compressed too', async (t) => {
