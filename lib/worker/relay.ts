@@ -73,7 +73,7 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
       if (action !== null) {
         if (action.response !== null) applyHeaderRules(headers, action.response, this.ex);
         if (action.compress !== null) {
-          const coding = action.compress.decide(res.req, statusCode, headers);
+          const coding = action.compress.decide(this.ex.req, statusCode, headers);
           if (coding !== null) this.#encoder = createEncoder(coding, res, this, contentLength(rawHeaders));
         }
       }
