@@ -17,4 +17,7 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   // nginx's http2_max_concurrent_streams.
   http2MaxConcurrentStreams: 128,
   underscoresInHeaders: false,
+  // nginx buffers request bodies by default: a slow upload then costs a client connection, never an upstream one.
+  requestBuffering: true,
+  requestBufferSize: 64 * 1024,
 });

@@ -10,7 +10,7 @@
  */
 import {
   BUILD_INFO, CONNECTIONS, CONNECTION_STATES, PROTOCOLS, RELOADS, REQUESTS, REQUEST_DURATION, START_TIME, UPGRADES,
-  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
+  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS, QUEUE_DEPTH, QUEUED, QUEUE_WAIT,
 } from '../metrics/families.js';
 import { Aggregator } from '../metrics/aggregate.js';
 import { Exposition, labelKey } from '../metrics/text.js';
@@ -121,6 +121,9 @@ export class MasterMetrics {
       }
     }
     out.scalar(CONNECTIONS, open);
+    out.scalar(QUEUE_DEPTH, totals.gauge(QUEUE_DEPTH.name));
+    out.scalar(QUEUED, totals.counter(QUEUED.name));
+    out.histogram(QUEUE_WAIT, totals.histogram(QUEUE_WAIT.name));
     out.scalar(WORKER_RESTARTS, [['', restarts]]);
     out.scalar(RELOADS, Object.entries(this.reloads).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));
     out.scalar(UPGRADES, Object.entries(this.upgrades).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));

@@ -35,7 +35,7 @@ export interface RequestHandler {
 }
 
 export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
-  const upstreams = createUpstreams(config);
+  const upstreams = createUpstreams(config, logs.error);
   const actions: RouteAction[] = config.routes.map((r) => ({
     ret: r.return !== null ? compileReturn(r.return) : null,
     upstream: r.upstream !== null ? upstreams.get(r.upstream) ?? null : null,
