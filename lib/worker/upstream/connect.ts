@@ -3,6 +3,7 @@
  * and as a connect function of our own (HTTP/2, h2-pool.ts). TLS settings are compiled once per upstream: a
  * secure context holding the extra CA and the client certificate, so that no connection parses certificates again.
  */
+import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { TargetConfig, UpstreamConfig } from '../../config/types.js';
@@ -99,4 +100,17 @@ export function connectH2(e: TargetEndpoint, timeout: number, session: Buffer | 
   });
   socket.on('error', finish);
   return socket;
+}
+
+/** Where http-proxy opens a WebSocket tunnel to (HTTP/1.1 whatever the upstream's protocol), and how. */
+export interface TunnelTarget {
+  readonly target: { protocol: string; host: string; hostname: string; port: number; socketPath?: string };
+  /** TLS targets: an agent carrying the upstream's TLS options (SNI name, CA, client certificate, verify). */
+  readonly agent: https.Agent | undefined;
+}
+
+export function tunnelTarget(e: TargetEndpoint): TunnelTarget {
+  const protocol = e.kind === 'tls' ? 'https:' : 'http:';
+  const target = { protocol, host: e.host, hostname: e.host, port: e.port, ...(e.socketPath !== null ? { socketPath: e.socketPath } : null) };
+  return { target, agent: e.tls !== null ? new https.Agent({ ...e.tls, keepAlive: false }) : undefined };
 }
