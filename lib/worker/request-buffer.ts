@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { BODY_TOO_LARGE, CLIENT_IDLE, coded } from './errors.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
 import { awaitsContinue } from './request-body.js';
@@ -33,6 +33,9 @@ export class BodyBuffer implements IdleWatched {
   #writing = false;
   #ended = false;
   #data: Buffer | null = null;
+  /** Readers of the temp file not closed yet: the descriptor outlives them (see FileSlice). */
+  #readers = 0;
+  #disposed = false;
   #sweeper: IdleSweeper | null = null;
   idleSince = 0;
   idleLimit = 0;
@@ -70,7 +73,13 @@ export class BodyBuffer implements IdleWatched {
   /** The body for one upstream attempt, from its first byte: a Buffer, or a stream of the temp file. */
   source(): Buffer | Readable {
     if (this.#fd === -1) return (this.#data ??= this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size));
-    return fs.createReadStream('', { fd: this.#fd, start: 0, end: Math.max(0, this.#size - 1), autoClose: false, emitClose: false });
+    this.#readers++;
+    const slice = new FileSlice(this.#fd, this.#size);
+    slice.once('close', () => {
+      this.#readers--;
+      this.#closeFile();
+    });
+    return slice;
   }
 
   /** Give up (the client left): stop reading, forget the body. */
@@ -84,10 +93,18 @@ export class BodyBuffer implements IdleWatched {
   dispose(): void {
     this.#chunks = [];
     this.#data = null;
-    if (this.#fd !== -1 && !this.#writing) {
-      fs.close(this.#fd, () => {});
-      this.#fd = -1;
-    }
+    this.#disposed = true;
+    this.#closeFile();
+  }
+
+  /**
+   * Close the temp file once nothing uses its descriptor: no write in flight, no reader open. Closing it earlier
+   * would let the kernel hand the same number to a new socket, which a late read or write would then hit.
+   */
+  #closeFile(): void {
+    if (!this.#disposed || this.#fd === -1 || this.#writing || this.#readers > 0) return;
+    fs.close(this.#fd, () => {});
+    this.#fd = -1;
   }
 
   onIdle(): void {
@@ -133,7 +150,7 @@ export class BodyBuffer implements IdleWatched {
       this.#writing = false;
       this.#written += buf.length;
       if (this.#done === null) {
-        this.dispose();
+        this.#closeFile();
         return;
       }
       if (err !== null) {
@@ -167,7 +184,45 @@ export class BodyBuffer implements IdleWatched {
   }
 }
 
-/** Whether a request's body is buffered: `request_buffering` on, and not a gRPC call (those stream both ways). */
-export function buffersBody(on: boolean, grpc: boolean): boolean {
-  return on && !grpc;
+/**
+ * The temp file from its first byte, by positioned reads on a descriptor it does not own: destroying it (undici
+ * does, when it is done with a body) never closes the file, and waits for a read in flight (an `fs.ReadStream`
+ * closes its descriptor when destroyed, whatever `autoClose` says).
+ */
+class FileSlice extends Readable {
+  readonly #fd: number;
+  readonly #size: number;
+  #pos = 0;
+  #reading = false;
+  #pendingDestroy: (() => void) | null = null;
+
+  constructor(fd: number, size: number) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#fd = fd;
+    this.#size = size;
+  }
+
+  override _read(n: number): void {
+    if (this.#pos >= this.#size) {
+      this.push(null);
+      return;
+    }
+    const len = Math.min(Math.max(n, 16 * 1024), 64 * 1024, this.#size - this.#pos);
+    const buf = Buffer.allocUnsafe(len);
+    this.#reading = true;
+    fs.read(this.#fd, buf, 0, len, this.#pos, (err, bytes) => {
+      this.#reading = false;
+      const destroy = this.#pendingDestroy;
+      if (destroy !== null) return destroy();
+      if (err !== null) return void this.destroy(err);
+      if (bytes === 0) return void this.destroy(new Error('the request body temp file is shorter than its body'));
+      this.#pos += bytes;
+      this.push(bytes === len ? buf : buf.subarray(0, bytes));
+    });
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#reading) this.#pendingDestroy = () => cb(err);
+    else cb(err);
+  }
 }

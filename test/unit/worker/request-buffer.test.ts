@@ -124,3 +124,28 @@ t.test('a client leaving mid-upload costs nothing upstream and leaves no descrip
   await until(() => fds() <= before, 5000, 'descriptors (sockets and temp files) to be closed');
   t.equal(up.seen.connections, 0);
 });
+
+t.test('bodies read back from temp files while connections come and go all arrive intact (the descriptor is never closed under a reader)', async (t) => {
+  const up = await countingUpstream(t);
+  const { port, mem } = await front(t, up.origin, { requestBufferSize: 1024 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  t.teardown(() => agent.destroy());
+  const body = Buffer.alloc(100 * 1024, 7);
+  const one = (method: string) => new Promise<string>((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: '/r', agent }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c; });
+      res.on('end', () => resolve(`${res.statusCode} ${text.trim()}`));
+    });
+    req.on('error', (e: Error & { code?: string }) => resolve(`error ${e.code}`));
+    req.end(method === 'POST' ? body : undefined);
+  });
+  const results = (await Promise.all(Array.from({ length: 8 }, async (_, lane) => {
+    const out: string[] = [];
+    for (let i = 0; i < 40; i++) out.push(await one(lane % 2 === 0 ? 'POST' : 'GET'));
+    return out;
+  }))).flat();
+  const wrong = results.filter((r) => r !== '200 got 102400' && r !== '200 got 0');
+  t.strictSame(wrong, [], `${results.length} requests, every POST body arrived whole`);
+  t.strictSame(mem.errors.filter((l) => l.level === 'warn' || l.level === 'error'), [], 'no error logged');
+});
