@@ -113,6 +113,11 @@ export interface RetryConfig {
   readonly methods: readonly string[];
   /** No new attempt starts this long after the first one; 0 = no budget. */
   readonly timeout: number;
+  /**
+   * A request with a (buffered) body may be sent again after a failure that may have reached the upstream. False
+   * without a `retry` key (the old rule: only requests without a body), true with one.
+   */
+  readonly replayBodies: boolean;
 }
 
 export interface UpstreamConfig {

@@ -382,7 +382,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
   #mayRetry(condition: ReturnType<typeof conditionOf>): boolean {
     const replayable = this.#buffer !== null || this.body === null || this.body.untouched;
     const elapsed = this.dispatchedAt === 0 ? 0 : performance.now() - this.dispatchedAt;
-    return mayRetry(this.upstream.config.retry, condition, { method: this.ex.method, replayable, attempts: this.#attempts, retries: this.#retries, elapsed });
+    return mayRetry(this.upstream.config.retry, condition, { method: this.ex.method, replayable, hasBody: this.ex.hasBody, attempts: this.#attempts, retries: this.#retries, elapsed });
   }
 
   #fail(err: Error): void {

@@ -5,6 +5,7 @@
  * away from an HTTP/2 gRPC route.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -116,12 +117,28 @@ t.test('a dead upstream is a trailers-only UNAVAILABLE, not an HTML 502', async 
 t.test('the call\'s deadline (grpc-timeout) is honoured: DEADLINE_EXCEEDED, and the upstream call is cancelled', async (t) => {
   const up = await startEchoServer(t);
   const { h2c, d } = await start(t, `{ url: "http://${up.address}" }`);
-  const c = echoClient(t, h2c);
-  const r = await unary(c, { text: 'slow', n: 30_000 }, 500);
-  t.match(r, { ok: false, code: grpc.status.DEADLINE_EXCEEDED });
-  t.equal(up.calls['Unary'], 1, 'the call reached the upstream');
+  // A hand-made call whose client does not cancel it itself: the status must come from baton.
+  const session = http2.connect(`http://${h2c}`);
+  session.on('error', () => {});
+  t.teardown(() => session.destroy());
+  // Msg { text: "slow", n: 30000 } (the server waits n ms), framed: no compression, 4-byte length.
+  const msg = Buffer.from([0x0a, 0x04, ...Buffer.from('slow'), 0x10, 0xb0, 0xea, 0x01]);
+  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+  const head = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': '/baton.test.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+    let headers: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => { headers = h; });
+    req.on('trailers', (h) => { headers = { ...headers, ...h }; });
+    req.on('error', reject);
+    req.on('close', () => resolve(headers));
+    req.resume();
+    req.end(frame);
+  });
+  t.match(head, { ':status': 200, 'grpc-status': '4' }, 'DEADLINE_EXCEEDED from baton');
   await d.waitForLine('the deadline logged', (l) => l.code === 'BATON_DEADLINE');
   await waitFor('the upstream to see the call cancelled', 15_000, () => up.calls['cancelled']);
+  const c = echoClient(t, h2c);
+  t.match(await unary(c, { text: 'slow', n: 30_000 }, 500), { ok: false, code: grpc.status.DEADLINE_EXCEEDED }, 'a grpc-js client sees the same');
   t.same(await unary(c, { text: 'after' }), { ok: true, msg: { text: 'after', n: 0, delay: 0 } }, 'the next call is served');
 });
 

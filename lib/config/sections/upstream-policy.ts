@@ -23,6 +23,7 @@ export const DEFAULT_RETRY: RetryConfig = Object.freeze({
   on: Object.freeze(['connect_failure', 'reset'] as RetryCondition[]),
   methods: IDEMPOTENT_METHODS,
   timeout: 0,
+  replayBodies: false,
 });
 
 export function readHashKey(r: Reader, cur: Cursor): HashKey | undefined {
@@ -60,6 +61,7 @@ export function readRetry(r: Reader, cur: Cursor): RetryConfig | undefined {
     on: on ?? DEFAULT_RETRY.on,
     methods: methods ?? DEFAULT_RETRY.methods,
     timeout: timeout ?? DEFAULT_RETRY.timeout,
+    replayBodies: true,
   };
 }
 

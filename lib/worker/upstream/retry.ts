@@ -28,6 +28,8 @@ export interface AttemptFacts {
   readonly method: string;
   /** The body can be sent again from its start (no body, a buffered one, or a streamed one not read yet). */
   readonly replayable: boolean;
+  /** The request has a body (any kind). */
+  readonly hasBody: boolean;
   /** Attempts made so far, the failed one included. */
   readonly attempts: number;
   /** Retries after anything but a connect failure so far (the default policy allows one). */
@@ -40,6 +42,8 @@ export function mayRetry(policy: RetryConfig, condition: RetryCondition | null, 
   if (condition === null || !policy.on.includes(condition)) return false;
   if (!f.replayable) return false;
   if (condition !== 'connect_failure' && !policy.methods.includes(f.method)) return false;
+  // Without a `retry` key, the old rule: a request with a body is not sent again once it may have reached the upstream.
+  if (condition !== 'connect_failure' && f.hasBody && !policy.replayBodies) return false;
   if (policy.timeout > 0 && f.elapsed >= policy.timeout) return false;
   if (policy.tries > 0) return f.attempts < policy.tries;
   // The default rule: connect failures until the targets run out, one retry for anything else.

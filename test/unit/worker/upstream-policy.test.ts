@@ -6,7 +6,7 @@ import { grpcStatusOf, grpcTimeout, isGrpc } from '../../../lib/worker/grpc.js';
 import { WaitQueue, type Waiter } from '../../../lib/worker/upstream/queue.js';
 import { conditionOf, mayRetry, statusCondition, type AttemptFacts } from '../../../lib/worker/upstream/retry.js';
 
-const facts = (f: Partial<AttemptFacts> = {}): AttemptFacts => ({ method: 'GET', replayable: true, attempts: 1, retries: 0, elapsed: 0, ...f });
+const facts = (f: Partial<AttemptFacts> = {}): AttemptFacts => ({ method: 'GET', replayable: true, hasBody: false, attempts: 1, retries: 0, elapsed: 0, ...f });
 
 t.test('the default policy is the old rule: connect failures move on for any method, one retry after a reset for idempotent requests', async (t) => {
   const p = DEFAULT_RETRY;
@@ -14,6 +14,8 @@ t.test('the default policy is the old rule: connect failures move on for any met
   t.ok(mayRetry(p, 'reset', facts()), 'first reset of a GET');
   t.notOk(mayRetry(p, 'reset', facts({ retries: 1 })), 'a second reset');
   t.notOk(mayRetry(p, 'reset', facts({ method: 'POST' })), 'a reset of a POST');
+  t.notOk(mayRetry(p, 'reset', facts({ method: 'PUT', hasBody: true })), 'a reset of a PUT with a body, even buffered');
+  t.ok(mayRetry(p, 'connect_failure', facts({ method: 'PUT', hasBody: true })), 'a connect failure of a PUT with a body');
   t.notOk(mayRetry(p, 'timeout', facts()), 'timeouts are not retried');
   t.notOk(mayRetry(p, '502', facts()), 'a 502 answer is relayed');
   t.notOk(mayRetry(p, 'connect_failure', facts({ replayable: false })), 'a streamed body already read');
@@ -21,8 +23,8 @@ t.test('the default policy is the old rule: connect failures move on for any met
 });
 
 t.test('tries, on, methods and the time budget bound a custom policy', async (t) => {
-  const p: RetryConfig = { tries: 3, on: ['connect_failure', 'timeout', '503'], methods: ['GET', 'POST'], timeout: 1000 };
-  t.ok(mayRetry(p, 'timeout', facts({ method: 'POST', attempts: 2, retries: 1 })), 'timeout, POST, 2 of 3 attempts made');
+  const p: RetryConfig = { tries: 3, on: ['connect_failure', 'timeout', '503'], methods: ['GET', 'POST'], timeout: 1000, replayBodies: true };
+  t.ok(mayRetry(p, 'timeout', facts({ method: 'POST', hasBody: true, attempts: 2, retries: 1 })), 'timeout, POST with a buffered body, 2 of 3 attempts made');
   t.notOk(mayRetry(p, 'timeout', facts({ attempts: 3 })), 'tries spent');
   t.notOk(mayRetry(p, 'reset', facts()), 'reset is not in on');
   t.ok(mayRetry(p, '503', facts()));
