@@ -5,8 +5,8 @@
  * into the JSON the master aggregates.
  */
 import {
-  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, REQUESTS, REQUEST_DURATION, STATUS_CLASSES,
-  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
+  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, QUEUED, QUEUE_DEPTH, QUEUE_OUTCOMES, QUEUE_WAIT, REQUESTS,
+  REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol, type QueueOutcome,
 } from './families.js';
 import type { HistogramData, MetricsSnapshot } from './snapshot.js';
 import { labelKey, withLabel } from './text.js';
@@ -70,6 +70,13 @@ export class Recorder {
   #latencySum = new Float64Array(0);
   #latencyCount = new Float64Array(0);
   #failures: Map<string, FailureCount>[] = [];
+  /** Upstream name → its index in #upstreamKeys (queue counts are by upstream, not route). */
+  #upstreamIndex = new Map<string, number>();
+  #queueDepth = new Float64Array(0);
+  #queued = new Float64Array(0);
+  #queueWait = new Float64Array(0);
+  #queueWaitSum = new Float64Array(0);
+  #queueWaitCount = new Float64Array(0);
 
   constructor(routes: readonly RouteInfo[] = []) {
     this.configure(routes);
@@ -103,6 +110,30 @@ export class Recorder {
     this.#latencySum = new Float64Array(upstreams.length);
     this.#latencyCount = new Float64Array(upstreams.length);
     this.#failures = upstreams.map(() => new Map());
+    this.#upstreamIndex = new Map(upstreams.map((u, i) => [u, i]));
+    this.#queueDepth = new Float64Array(upstreams.length);
+    this.#queued = new Float64Array(upstreams.length * QUEUE_OUTCOMES.length);
+    this.#queueWait = new Float64Array(upstreams.length * BUCKETS);
+    this.#queueWaitSum = new Float64Array(upstreams.length);
+    this.#queueWaitCount = new Float64Array(upstreams.length);
+  }
+
+  /** An upstream's queue grew or shrank by `delta`. */
+  queueDepth(upstream: string, delta: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u !== undefined) this.#queueDepth[u]! += delta;
+  }
+
+  /** A request that found every target full: how its wait ended, and how long it was (ms; -1: it never waited). */
+  queued(upstream: string, outcome: QueueOutcome, waitedMs: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u === undefined) return;
+    this.#queued[u * QUEUE_OUTCOMES.length + QUEUE_OUTCOMES.indexOf(outcome)]!++;
+    if (waitedMs < 0) return;
+    const s = waitedMs / 1000;
+    this.#queueWait[u * BUCKETS + bucketIndex(LATENCY_BUCKETS, s)]!++;
+    this.#queueWaitSum[u]! += s;
+    this.#queueWaitCount[u]!++;
   }
 
   #slot(route: number): number {
@@ -156,6 +187,15 @@ export class Recorder {
     this.#failures.forEach((byCode, u) => {
       for (const [code, f] of byCode) failures[`${this.#upstreamKeys[u]!},${labelKey([['kind', f.kind], ['code', code]])}`] = f.n;
     });
+    const queued: Record<string, number> = {};
+    const depth: Record<string, number> = {};
+    this.#upstreamKeys.forEach((key, u) => {
+      depth[key] = this.#queueDepth[u]!;
+      QUEUE_OUTCOMES.forEach((outcome, o) => {
+        const n = this.#queued[u * QUEUE_OUTCOMES.length + o]!;
+        if (n !== 0) queued[withLabel(key, 'outcome', outcome)] = n;
+      });
+    });
     const state = draining ? CONNECTION_STATES[1] : CONNECTION_STATES[0];
     const open: Record<string, number> = {};
     for (const p of PROTOCOLS) open[labelKey([['protocol', p], ['state', state]])] = connections[p];
@@ -164,10 +204,12 @@ export class Recorder {
     if (duration !== null) histograms[REQUEST_DURATION.name] = duration;
     const latency = histogramRows(this.#latency, this.#latencySum, this.#latencyCount, this.#upstreamKeys);
     if (latency !== null) histograms[UPSTREAM_LATENCY.name] = latency;
+    const waits = histogramRows(this.#queueWait, this.#queueWaitSum, this.#queueWaitCount, this.#upstreamKeys);
+    if (waits !== null) histograms[QUEUE_WAIT.name] = waits;
     return {
-      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels },
+      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [QUEUED.name]: queued },
       histograms,
-      gauges: { [CONNECTIONS.name]: open },
+      gauges: { [CONNECTIONS.name]: open, [QUEUE_DEPTH.name]: depth },
     };
   }
 }
