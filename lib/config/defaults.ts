@@ -17,4 +17,20 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   // nginx's http2_max_concurrent_streams.
   http2MaxConcurrentStreams: 128,
   underscoresInHeaders: false,
+  // nginx buffers request bodies by default: a slow upload then costs a client connection, never an upstream one.
+  requestBuffering: true,
+  requestBufferSize: 64 * 1024,
+});
+
+/** A route's rules when it states none: what hand-built configs (tests, scripts) spread into a RouteConfig. */
+export const ROUTE_RULE_DEFAULTS = Object.freeze({
+  scheme: null,
+  redirect: null,
+  access: null,
+  requestHeaders: null,
+  responseHeaders: null,
+  upstreamHost: Object.freeze({ kind: 'preserve' as const }),
+  stripPrefix: false,
+  addPrefix: '',
+  compress: true,
 });

@@ -5,8 +5,9 @@
  * into the JSON the master aggregates.
  */
 import {
-  CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, LATENCY_BUCKETS, NONE, PROTOCOLS, REQUESTS,
-  REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
+  CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, LATENCY_BUCKETS, NONE, PROTOCOLS, QUEUED,
+  QUEUE_DEPTH, QUEUE_OUTCOMES, QUEUE_WAIT, REQUESTS, REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY,
+  WEBSOCKET_TUNNELS, type Protocol, type QueueOutcome,
 } from './families.js';
 
 type HandoffKind = (typeof HANDOFF_KINDS)[number];
@@ -16,12 +17,14 @@ import { labelKey, withLabel } from './text.js';
 export interface RouteInfo {
   readonly host: string | null;
   readonly path: string;
+  /** A route for one scheme only (`http`, `https`), or null. */
+  readonly scheme?: string | null;
   readonly upstream: string | null;
 }
 
-/** The route label, as the router and the access log write it: host (or `*`) then path. */
+/** The route label, as the router and the access log write it: host (or `*`) then path; `http://` first for a route of one scheme. */
 export function routeLabel(r: RouteInfo): string {
-  return `${r.host ?? '*'}${r.path}`;
+  return r.scheme == null ? `${r.host ?? '*'}${r.path}` : `${r.scheme}://${r.host ?? '*'}${r.path}`;
 }
 
 const CLASSES = STATUS_CLASSES.length;
@@ -74,6 +77,13 @@ export class Recorder {
   readonly #handoffs: Record<string, number> = {};
   readonly #handoffsReceived: Record<string, number> = {};
   readonly #handoffFailures: Record<string, number> = {};
+  /** Upstream name → its index in #upstreamKeys (queue counts are by upstream, not route). */
+  #upstreamIndex = new Map<string, number>();
+  #queueDepth = new Float64Array(0);
+  #queued = new Float64Array(0);
+  #queueWait = new Float64Array(0);
+  #queueWaitSum = new Float64Array(0);
+  #queueWaitCount = new Float64Array(0);
 
   constructor(routes: readonly RouteInfo[] = []) {
     this.configure(routes);
@@ -107,6 +117,30 @@ export class Recorder {
     this.#latencySum = new Float64Array(upstreams.length);
     this.#latencyCount = new Float64Array(upstreams.length);
     this.#failures = upstreams.map(() => new Map());
+    this.#upstreamIndex = new Map(upstreams.map((u, i) => [u, i]));
+    this.#queueDepth = new Float64Array(upstreams.length);
+    this.#queued = new Float64Array(upstreams.length * QUEUE_OUTCOMES.length);
+    this.#queueWait = new Float64Array(upstreams.length * BUCKETS);
+    this.#queueWaitSum = new Float64Array(upstreams.length);
+    this.#queueWaitCount = new Float64Array(upstreams.length);
+  }
+
+  /** An upstream's queue grew or shrank by `delta`. */
+  queueDepth(upstream: string, delta: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u !== undefined) this.#queueDepth[u]! += delta;
+  }
+
+  /** A request that found every target full: how its wait ended, and how long it was (ms; -1: it never waited). */
+  queued(upstream: string, outcome: QueueOutcome, waitedMs: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u === undefined) return;
+    this.#queued[u * QUEUE_OUTCOMES.length + QUEUE_OUTCOMES.indexOf(outcome)]!++;
+    if (waitedMs < 0) return;
+    const s = waitedMs / 1000;
+    this.#queueWait[u * BUCKETS + bucketIndex(LATENCY_BUCKETS, s)]!++;
+    this.#queueWaitSum[u]! += s;
+    this.#queueWaitCount[u]!++;
   }
 
   #slot(route: number): number {
@@ -178,6 +212,15 @@ export class Recorder {
     this.#failures.forEach((byCode, u) => {
       for (const [code, f] of byCode) failures[`${this.#upstreamKeys[u]!},${labelKey([['kind', f.kind], ['code', code]])}`] = f.n;
     });
+    const queued: Record<string, number> = {};
+    const depth: Record<string, number> = {};
+    this.#upstreamKeys.forEach((key, u) => {
+      depth[key] = this.#queueDepth[u]!;
+      QUEUE_OUTCOMES.forEach((outcome, o) => {
+        const n = this.#queued[u * QUEUE_OUTCOMES.length + o]!;
+        if (n !== 0) queued[withLabel(key, 'outcome', outcome)] = n;
+      });
+    });
     const state = draining ? CONNECTION_STATES[1] : CONNECTION_STATES[0];
     const open: Record<string, number> = {};
     for (const p of PROTOCOLS) open[labelKey([['protocol', p], ['state', state]])] = connections[p];
@@ -186,13 +229,15 @@ export class Recorder {
     if (duration !== null) histograms[REQUEST_DURATION.name] = duration;
     const latency = histogramRows(this.#latency, this.#latencySum, this.#latencyCount, this.#upstreamKeys);
     if (latency !== null) histograms[UPSTREAM_LATENCY.name] = latency;
+    const waits = histogramRows(this.#queueWait, this.#queueWaitSum, this.#queueWaitCount, this.#upstreamKeys);
+    if (waits !== null) histograms[QUEUE_WAIT.name] = waits;
     return {
       counters: {
-        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels,
+        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [QUEUED.name]: queued,
         [HANDOFFS.name]: { ...this.#handoffs }, [HANDOFFS_RECEIVED.name]: { ...this.#handoffsReceived }, [HANDOFF_FAILURES.name]: { ...this.#handoffFailures },
       },
       histograms,
-      gauges: { [CONNECTIONS.name]: open },
+      gauges: { [CONNECTIONS.name]: open, [QUEUE_DEPTH.name]: depth },
     };
   }
 }

@@ -8,13 +8,15 @@
  */
 import type http from 'node:http';
 import { Admission, admit, Arrival, type Gate } from './admission.js';
-import { noLiveTarget, UpstreamAttempt } from './attempt.js';
+import { proxy, type UpstreamAttempt } from './attempt.js';
 import { CLIENT_BAD_BODY, CLIENT_GONE, INTERNAL, classify, coded } from './errors.js';
-import { displayAddress, nextRequestId } from './headers.js';
+import { nextRequestId } from './headers.js';
+import { peerAddress } from './client-address.js';
 import type { IdleSweeper } from './idle.js';
 import type { Relayed } from './relay.js';
 import type { RequestFacts, RequestLog } from './request-log.js';
 import { sendError, sendReturn } from './respond.js';
+import { isGrpc, sendGrpcError } from './grpc.js';
 import { protocolName, ms } from './access-log.js';
 
 /** Everything the request path reads, compiled once per config snapshot (handler.ts). */
@@ -39,7 +41,6 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly start = performance.now();
-  readonly client: string;
   readonly method: string;
   /** req.socket at arrival (see `closed`). */
   readonly #socket: http.IncomingMessage['socket'] | null;
@@ -57,10 +58,9 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
     this.method = req.method ?? '';
     // Read now: undici detaches req.socket when it destroys a consumed request body.
     this.#socket = req.socket ?? null;
-    this.client = displayAddress(this.#socket?.remoteAddress);
     (res as Response)[kExchange] = this;
     res.on('close', onResponseClose);
-    admit(ctx, req, arrival, this.client, this);
+    admit(ctx, req, arrival, peerAddress(this.#socket), this);
   }
 
   get url(): string {
@@ -82,7 +82,7 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
     if (action.ret !== null) {
       if (this.hasBody && !this.req.complete) this.res.shouldKeepAlive = false;
       this.status = action.ret.status;
-      this.bytes = sendReturn(this.res, action.ret, this.requestId, this.method === 'HEAD');
+      this.bytes = sendReturn(this.res, action.ret, this, this.method === 'HEAD');
       return;
     }
     const upstream = action.upstream;
@@ -90,16 +90,15 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
       this.ctx.log.error.error({ route: this.entry.label, request_id: this.requestId }, 'route names an unknown upstream');
       return this.answer(502, false);
     }
-    const first = upstream.balancer.pick(Date.now());
-    if (first === -1) return noLiveTarget(this, upstream);
-    this.attempt = new UpstreamAttempt(this, upstream, first);
-    this.attempt.start();
+    proxy(this, upstream);
   }
 
   /** A 4xx/5xx of our own; `close`: end the HTTP/1.1 connection after it (a body not read to its end always does). */
   answer(status: number, close: boolean): void {
     if (this.requestId === '') this.requestId = nextRequestId();
     this.status = status;
+    // A gRPC client reads its status from trailers: a trailers-only answer (the log keeps the HTTP status).
+    if (this.req.httpVersionMajor === 2 && isGrpc(this.req.rawHeaders)) return sendGrpcError(this.res, status, this.requestId);
     this.bytes = sendError(this.res, status, this.requestId, this.method === 'HEAD', close || (this.hasBody && !this.req.complete));
   }
 
@@ -107,7 +106,8 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
   #refuse(): void {
     if (this.requestId === '') this.requestId = nextRequestId();
     this.ctx.log.refused(this.refusal, this.reason, this.client, this);
-    this.answer(this.refusal, true);
+    // A 403 (allow/deny) says nothing about the connection, which stays open, as nginx keeps it.
+    this.answer(this.refusal, this.refusal !== 403);
   }
 
   /** The client left already (checked before dispatch and when undici asks to start). */

@@ -11,8 +11,10 @@ import { readDrain } from './drain.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
 import { readUpstreams } from './upstreams.js';
+import { readTrustedProxies } from './cidrs.js';
+import { readCompression } from './compression.js';
 
-const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'drain', 'upstreams', 'routes'];
+const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'drain', 'upstreams', 'routes', 'trusted_proxies', 'compression'];
 
 /** Returns undefined only when the document is not a map at all; otherwise check `r.errors`. */
 export function readConfig(r: Reader): Config | undefined {
@@ -43,6 +45,8 @@ export function readConfig(r: Reader): Config | undefined {
     drain: readDrain(r, f.get('drain')),
     upstreams,
     routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names, limits.maxBodySize),
+    trustedProxies: readTrustedProxies(r, f.get('trusted_proxies')),
+    compression: readCompression(r, f.get('compression')),
   };
 }
 

@@ -46,10 +46,16 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     limits: {
       maxHeaderSize: 16 * 1024, maxHeaders: 100, maxBodySize: 100 * 1024 * 1024, headerTimeout: 10_000, bodyTimeout: 60_000,
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
+      requestBuffering: true, requestBufferSize: 64 * 1024,
     },
     drain: { handoff: true },
     upstreams: {},
-    routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024 }],
+    routes: [{
+      host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024,
+      scheme: null, redirect: null, access: null, requestHeaders: null, responseHeaders: null, upstreamHost: { kind: 'preserve' }, stripPrefix: false, addPrefix: '', compress: true,
+    }],
+    trustedProxies: [],
+    compression: null,
   });
 });
 

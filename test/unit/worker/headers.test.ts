@@ -1,9 +1,10 @@
 /** @module Header rewriting: strip lists both ways, validation, forwarding headers, request ids. */
 import t from 'tap';
 import {
-  BadRequest, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, displayAddress, isSaneRequestId,
+  BadRequest, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, isSaneRequestId,
   nextRequestId, toHeaderObject,
 } from '../../../lib/worker/headers.js';
+import { displayAddress } from '../../../lib/worker/client-address.js';
 
 const ctx = { clientAddress: '10.0.0.9', proto: 'http' as const };
 const names = (flat: readonly string[]) => flat.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
@@ -23,7 +24,7 @@ t.test('hop-by-hop request headers and the headers named by Connection are not f
     'Keep-Alive', 'timeout=5',
     'Proxy-Connection', 'keep-alive',
     'Transfer-Encoding', 'chunked',
-    'TE', 'trailers',
+    'TE', 'gzip',
     'Trailer', 'x',
     'Upgrade', 'websocket',
     'HTTP2-Settings', 'AAA',
@@ -35,6 +36,12 @@ t.test('hop-by-hop request headers and the headers named by Connection are not f
   t.equal(head.authority, 'example.com:8080');
   t.equal(head.chunked, true);
   t.strictSame(get(head.headers, 'host'), ['example.com:8080'], 'Host is set explicitly to the client host');
+});
+
+t.test('te: trailers is forwarded (gRPC needs it end to end); any other te is not', async (t) => {
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'TE', 'trailers'], ctx).headers, 'te'), ['trailers']);
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'te', ' Trailers '], ctx).headers, 'te'), ['trailers']);
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'TE', 'gzip, trailers'], ctx).headers, 'te'), []);
 });
 
 t.test('header names keep their spelling and duplicates survive', async (t) => {
