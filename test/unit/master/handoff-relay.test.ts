@@ -20,11 +20,15 @@ class FakeWorker {
   readonly child = new EventEmitter();
   readonly got: Array<{ msg: HandoffMessage; handle: unknown }> = [];
   failSends = false;
+  /** Sends not yet acknowledged (a busy receiver): their callbacks, called by the test. */
+  holdSends = false;
+  readonly held: Array<() => void> = [];
   constructor(readonly pid: number, public state: 'starting' | 'ready' | 'draining' | 'exited' = 'ready') {}
   sendHandoff(msg: HandoffMessage, handle: unknown, cb: (err: Error | null) => void): void {
     if (this.failSends) return cb(new Error('EPIPE'));
     this.got.push({ msg, handle });
-    cb(null);
+    if (this.holdSends) this.held.push(() => cb(null));
+    else cb(null);
   }
   /** Its IPC channel closes (the process died). */
   disconnect(): void {
@@ -149,4 +153,17 @@ t.test('a draining generation is told whether anyone can take its connections', 
   t.equal(setup([gen(2, TCP, r)]).relay.canReceive(2), false, 'not its own');
   t.equal(setup([]).relay.canReceive(1), false, 'nobody (QUIT)');
   t.equal(setup([], new FakePeer()).relay.canReceive(1), true, 'the other master of an upgrade');
+});
+
+t.test('an offer goes to the ready worker with the fewest descriptors still waiting to reach it', async (t) => {
+  const [slow, quick] = [new FakeWorker(1), new FakeWorker(2)];
+  const { relay, from } = setup([gen(2, TCP, slow, quick)]);
+  slow.holdSends = true;
+  for (let i = 1; i <= 6; i++) relay.receive(from, offer(`100:${i}`), new FakeDescriptor());
+  // The slow one took the first offer and has not acknowledged it: every later one goes to the other.
+  t.same([slow.got.length, quick.got.length], [1, 5], 'the worker that has not read its descriptor gets no more');
+  slow.held.splice(0).forEach((ack) => ack());
+  slow.holdSends = false;
+  for (let i = 7; i <= 10; i++) relay.receive(from, offer(`100:${i}`), new FakeDescriptor());
+  t.same([slow.got.length, quick.got.length], [3, 7], 'in turn again once it caught up');
 });

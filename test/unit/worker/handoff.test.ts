@@ -6,7 +6,7 @@
 import net from 'node:net';
 import t from 'tap';
 import type { HandoffOffer, HandoffResult } from '../../../lib/ipc/messages.js';
-import { HandoffSender, idleHttp1, type Channel } from '../../../lib/worker/handoff.js';
+import { HandoffSender, idleHttp1, WINDOW, type Channel } from '../../../lib/worker/handoff.js';
 import { HandoffReceiver, type ReceiverHost } from '../../../lib/worker/handoff-in.js';
 
 class FakeChannel implements Channel {
@@ -120,4 +120,23 @@ t.test('a receiver waits for every part of a tunnel before it answers', async (t
   r.take(offer({ kind: 'websocket', parts: 2, part: 1 }), parts[1]);
   t.same(h.replies.map((x) => x.outcome), ['failed'], 'one answer for the whole');
   t.same(parts.map((p) => p.closed), [true, true]);
+});
+
+t.test(`at most ${WINDOW} hand-offs of a worker are under way at once; the next waits for a place, first come first served`, async (t) => {
+  const sender = new HandoffSender(new FakeChannel());
+  const held = await Promise.all(Array.from({ length: WINDOW }, () => sender.turn()));
+  const order: number[] = [];
+  const later = [1, 2].map((n) => sender.turn().then((done) => { order.push(n); return done; }));
+  await new Promise((r) => setImmediate(r));
+  t.same(order, [], 'the window is full: nobody else goes');
+  held[0]!();
+  held[0]!(); // giving a place back twice frees one place only
+  await new Promise((r) => setImmediate(r));
+  t.same(order, [1], 'one place freed: the first waiting goes, and only it');
+  held[1]!();
+  const [d1, d2] = await Promise.all(later);
+  t.same(order, [1, 2]);
+  for (const done of [...held.slice(2), d1!, d2!]) done();
+  const again = await Promise.all(Array.from({ length: WINDOW }, () => sender.turn()));
+  t.equal(again.length, WINDOW, 'every place came back');
 });
