@@ -292,6 +292,8 @@ export class Drainer {
       t.moving = false;
       if (r === 'failed') {
         t.stays = true;
+        // Its reads were held: a request may wait in the kernel, read only now. Quiet counts from here.
+        t.idleSince = Date.now();
         this.#scheduleIdleClose(t);
       } else if (r === 'busy' && t.active === 0 && !t.socket.destroyed) {
         t.timer = setTimeout(() => {

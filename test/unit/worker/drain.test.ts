@@ -322,3 +322,21 @@ t.test('an offer that fails leaves the connection to drain here (closed once qui
   failing.destroy();
   busy.destroy();
 });
+
+t.test('a connection whose offer failed late gets a whole quiet period before its FIN (a request held in the kernel meanwhile is read first)', async (t) => {
+  const d = new Drainer(FAST);
+  const server = new net.Server();
+  d.watch(server, [new EventEmitter()]);
+  const mover = new FakeMover();
+  d.useMover(mover as never);
+  const s = new FakeSocket();
+  server.emit('connection', s);
+  d.start(() => {});
+  // Quiet since long before the answer: the old quiet period is over by then.
+  await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
+  mover.answers[0]!('failed');
+  await new Promise((r) => setTimeout(r, FAST.quietMs / 3));
+  t.equal(s.ended, false, 'not closed as soon as the offer failed (a lower bound: the quiet period restarted)');
+  await until('closed with a FIN once quiet', () => s.ended);
+  s.destroy();
+});
