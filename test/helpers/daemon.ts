@@ -85,6 +85,8 @@ export interface DaemonOptions {
   body: string;
   /** Extra top-level YAML (workers, timeouts, log level). */
   top?: string;
+  /** shutdown_timeout (default 10s). */
+  shutdownTimeout?: string;
   workers?: number;
   /** Expect start-up to fail (do not wait for the pid file). */
   expectFailure?: boolean;
@@ -148,7 +150,7 @@ export class Daemon {
     const yaml = [
       `pid_file: baton.pid`,
       `workers: ${opts.workers ?? 1}`,
-      `shutdown_timeout: 10s`,
+      `shutdown_timeout: ${opts.shutdownTimeout ?? '10s'}`,
       opts.top ?? '',
       `log:`,
       `  level: debug`,
@@ -284,6 +286,6 @@ export class Daemon {
     for (const p of all) {
       try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
     }
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (!process.env.BATON_TEST_KEEP) fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -5,6 +5,7 @@
  * it then, with every byte written to the client by the three workers it went through.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -30,8 +31,8 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
   const up = await upstream(t, (_req, res) => res.end('up'));
   const { wsEchoUpgrade, wsConnect } = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/websocket.mjs')).href)) as WebSocketModule;
   up.server.on('upgrade', wsEchoUpgrade);
-  // The daemon's shutdown_timeout (10 s) would end a tunnel left with its old worker: the test waits for less.
-  const d = await new Daemon(t).start({ body: proxyAll(up.url) });
+  // A tunnel left with its old worker would keep it until shutdown_timeout (120 s): the test waits for half of that.
+  const d = await new Daemon(t).start({ body: proxyAll(up.url), shutdownTimeout: '120s' });
   const port = await d.port();
   const ws = await wsConnect(port, '/ws?lane=1');
   t.teardown(() => ws.socket.destroy());
@@ -54,8 +55,8 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
   const gen1 = d.workerPids();
   d.signal('SIGHUP');
   await waitFor('generation 2 serving', 60_000, async () => ((await d.status().catch(() => null))?.generation === 2 ? true : undefined));
-  // Well within shutdown_timeout (10 s): only a moved tunnel lets the old worker go this early.
-  await waitFor('the old worker gone', 8000, () => (gen1.some(alive) ? undefined : true));
+  // Half of shutdown_timeout (a bound, not a timing): only a moved tunnel lets the old worker go before it.
+  await waitFor('the old worker gone', 60_000, () => (gen1.some(alive) ? undefined : true));
   const afterReload = echoed.length;
   await waitFor('echoes after the reload', 30_000, () => (echoed.length > afterReload + 20 ? true : undefined));
 
@@ -68,7 +69,7 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
   });
   await waitFor('the new master serving', 60_000, async () => ((await d.status(newMaster).catch(() => null))?.pid === newMaster ? true : undefined));
   d.signal('SIGWINCH', oldMaster);
-  await waitFor('the old master\'s workers gone', 8000, () => (gen2.some(alive) ? undefined : true));
+  await waitFor('the old master\'s workers gone', 60_000, () => (gen2.some(alive) ? undefined : true));
   d.signal('SIGQUIT', oldMaster);
   await waitFor('the old master gone', 60_000, () => (alive(oldMaster) ? undefined : true));
   const afterUpgrade = echoed.length;
@@ -93,4 +94,44 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
     return (sampleValue(parseExposition(await res.text()).samples, 'baton_handoffs_received_total', { kind: 'websocket' }) ?? 0) >= 1 ? true : undefined;
   });
   t.pass('the new master counted the tunnel it received');
+});
+
+t.test('a WebSocket tunnel to a unix-socket upstream moves too (a cleartext socket of another family) across a reload', async (t) => {
+  const d = new Daemon(t);
+  const { wsEchoUpgrade, wsConnect } = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/websocket.mjs')).href)) as WebSocketModule;
+  const app = http.createServer((_req, res) => res.end('up'));
+  app.on('upgrade', wsEchoUpgrade);
+  const upSockets = new Set<import('node:net').Socket>();
+  app.on('upgrade', (_req: unknown, s: import('node:net').Socket) => { upSockets.add(s); });
+  await new Promise<void>((r) => app.listen(path.join(d.dir, 'ws.sock'), r));
+  t.teardown(() => new Promise<void>((r) => { for (const s of upSockets) s.destroy(); app.close(() => r()); }));
+  await d.start({ body: proxyAll('unix:ws.sock'), shutdownTimeout: '120s' });
+  const ws = await wsConnect(await d.port(), '/ws?unix=1');
+  t.teardown(() => ws.socket.destroy());
+  const echoed: number[] = [];
+  let closedByServer = false;
+  ws.on('message', (m) => echoed.push(Number(m)));
+  ws.on('close', (info) => { closedByServer = info.byServer; });
+  let sent = 0;
+  let sending = true;
+  const sender = (async () => {
+    while (sending && ws.open) {
+      ws.send(String(++sent));
+      await sleep(10);
+    }
+  })();
+  await waitFor('echoes flowing', 30_000, () => (echoed.length > 20 ? true : undefined));
+  const gen1 = d.workerPids();
+  d.signal('SIGHUP');
+  await waitFor('generation 2 serving', 60_000, async () => ((await d.status().catch(() => null))?.generation === 2 ? true : undefined));
+  // Half of shutdown_timeout (a bound, not a timing): only a moved tunnel lets the old worker go before it.
+  await waitFor('the old worker gone', 60_000, () => (gen1.some(alive) ? undefined : true));
+  const afterReload = echoed.length;
+  await waitFor('echoes after the reload', 30_000, () => (echoed.length > afterReload + 20 ? true : undefined));
+  sending = false;
+  await sender;
+  await waitFor('every echo', 30_000, () => (echoed.length === sent ? true : undefined));
+  t.equal(closedByServer, false, 'never closed by the proxy');
+  t.same(echoed, Array.from({ length: sent }, (_, i) => i + 1), `all ${sent} messages echoed once, in order`);
+  t.equal(upSockets.size, 1, 'one upstream connection for the whole session');
 });
