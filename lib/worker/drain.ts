@@ -8,27 +8,18 @@
  * an idle cleartext HTTP/1 connection is offered to a serving worker instead, and closed only if it stays; while it
  * waits for its turn it is served as usual, keep-alive (it is not shed by closing: it moves when idle again).
  */
-import type { EventEmitter } from 'node:events';
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import net from 'node:net';
 import { markProcessDraining } from './drain-response.js';
 import { parserBegun } from '../util/internals.js';
 import { Sessions } from './drain-h2.js';
+import { REQUEST_EVENTS, TAKEOVER_EVENTS, TIMINGS, type DrainTimings, type Mover, type MoveResult, type Parser } from './drain-contract.js';
+
+export type { DrainTimings, Mover, MoveResult, Parser } from './drain-contract.js';
 
 export { DrainAwareResponse } from './drain-response.js';
 export { exposeClient } from './drain-h2.js';
-
-export interface DrainTimings {
-  /** An idle keep-alive connection is closed once it has been quiet this long after drain started. */
-  readonly quietMs: number;
-  /** After our FIN, how long the peer gets to close its side before the socket is destroyed. */
-  readonly lingerMs: number;
-  /** Between GOAWAY(2^31-1) and the final GOAWAY: about one round trip, for streams already on the wire. */
-  readonly goawayGraceMs: number;
-}
-
-const TIMINGS: DrainTimings = { quietMs: 1000, lingerMs: 2000, goawayGraceMs: 300 };
 
 /** What a socket needs to be closed at the right time; found from the socket, its requests and its session. */
 interface Tracked {
@@ -52,15 +43,6 @@ interface Tracked {
   handedIn: boolean;
 }
 
-/** moved: it left this process (its socket here is destroyed, the connection lives on); busy: not idle when its
- * turn came (a request is on its way: it is served here, then offered again); failed: it stays and drains here. */
-export type MoveResult = 'moved' | 'busy' | 'failed';
-
-/** Passes an idle cleartext HTTP/1 connection to a serving worker (handoff.ts). */
-export interface Mover {
-  move(socket: net.Socket, listener: net.Server): Promise<MoveResult>;
-}
-
 /** A connection not idle when its turn came, with no request either (bytes still flushing): looked at again then. */
 const BUSY_RETRY_MS = 50;
 
@@ -69,18 +51,6 @@ type TrackedSocket = net.Socket & { [TRACK]?: Tracked };
 type TrackedResponse = http.ServerResponse & { [TRACK]?: Tracked };
 /** The TCP socket under a TLS one. */
 type TcpSocket = net.Socket & { [TRACK]?: Drainer };
-
-/**
- * The events by which an HTTP/1 server hands a request to its listeners, one per request: 'request', or instead
- * 'checkContinue' (`Expect: 100-continue`) or 'checkExpectation' (any other `Expect`). Missing one would take a
- * connection with a request in flight for idle.
- */
-const REQUEST_EVENTS = ['request', 'checkContinue', 'checkExpectation'] as const;
-/** The events by which a socket leaves the HTTP/1 parser for good (a tunnel): never idle, never ours to close. */
-const TAKEOVER_EVENTS = ['upgrade', 'connect'] as const;
-
-/** The servers that parse connections, as far as a Drainer is concerned: they emit the request events and 'session'. */
-export type Parser = Pick<EventEmitter, 'on'>;
 
 export class Drainer {
   /** Connections whose protocol socket we know: cleartext from the accept, TLS from the end of the handshake. */
