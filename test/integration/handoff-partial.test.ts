@@ -6,6 +6,9 @@ import t from 'tap';
 import { Daemon, sleep, waitFor } from '../helpers/daemon.js';
 import { KeepAlive, unreadByServer } from '../helpers/keepalive.js';
 
+// Each reload or upgrade here starts worker processes: on a loaded machine a file may need more than tap's 120 s.
+t.setTimeout(300_000);
+
 const body = (text: string) => `
 listeners:
   - listen: 127.0.0.1:0
@@ -16,8 +19,9 @@ routes:
 
 for (const handoff of ['on', 'off']) {
   t.test(`a partial request line already read by the draining worker is neither moved nor cut (handoff: ${handoff}): that worker answers it, with Connection: close`, async (t) => {
-    // header_timeout well above the test's length on a loaded machine: the partial request must not meet its 408.
-    const top = `drain: { handoff: ${handoff} }\nlimits: { header_timeout: 120s }`;
+    // header_timeout and keepalive_timeout well above the test's length on a loaded machine: the partial request
+    // must not meet its 408, nor Node's keep-alive timeout (still armed until a request's headers are complete).
+    const top = `drain: { handoff: ${handoff} }\nlimits: { header_timeout: 120s, keepalive_timeout: 120s }`;
     const d = await new Daemon(t).start({ body: body('one'), top });
     const port = await d.port();
     const c = await KeepAlive.open(t, port);

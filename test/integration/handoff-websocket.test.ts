@@ -13,6 +13,9 @@ import { alive, Daemon, proxyAll, ROOT, sleep, waitFor } from '../helpers/daemon
 import { upstream } from '../helpers/http.js';
 import { parseExposition, sampleValue } from '../helpers/metrics-parse.js';
 
+// Each reload or upgrade here starts worker processes: on a loaded machine a file may need more than tap's 120 s.
+t.setTimeout(300_000);
+
 interface WsClient {
   readonly socket: import('node:net').Socket;
   open: boolean;

@@ -10,6 +10,9 @@ import { upstream } from '../helpers/http.js';
 import { KeepAlive, type Answer } from '../helpers/keepalive.js';
 import { parseExposition, sampleValue } from '../helpers/metrics-parse.js';
 
+// Each reload or upgrade here starts worker processes: on a loaded machine a file may need more than tap's 120 s.
+t.setTimeout(300_000);
+
 const body = (text: string) => `
 listeners:
   - listen: 127.0.0.1:0

@@ -19,8 +19,8 @@ t.test('HUP applies a new config: a new generation serves and the old one leaves
   const oldWorkers = d.workerPids();
   d.writeConfig({ body: body('two'), workers: 3 });
   d.signal('SIGHUP');
-  await waitFor('the new body', 15_000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
-  await waitFor('old workers gone, three new ones', 15_000, () => {
+  await waitFor('the new body', 60_000, async () => ((await request(port, '/')).body === 'two' ? true : undefined));
+  await waitFor('old workers gone, three new ones', 60_000, () => {
     const w = d.workerPids();
     return w.length === 3 && oldWorkers.every((p) => !w.includes(p)) ? true : undefined;
   });
