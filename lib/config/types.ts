@@ -22,14 +22,18 @@ export interface LogConfig {
   readonly queryStrings: boolean;
 }
 
-/** A TCP address as written in the config, normalized. */
+/** A TCP address or a unix socket path as written in the config, normalized. */
 export interface Address {
-  /** Canonical key: `127.0.0.1:80`, `[::]:443`, `0.0.0.0:8080`. Sockets are kept and handed over by this key. */
+  /**
+   * Canonical key: `127.0.0.1:80`, `[::]:443`, `0.0.0.0:8080`, `unix:/run/baton/http.sock`. Sockets are kept and
+   * handed over by this key.
+   */
   readonly key: string;
-  /** Numeric host without brackets: `127.0.0.1`, `::`. */
+  /** Numeric host without brackets (`127.0.0.1`, `::`), or the socket file's absolute path. */
   readonly host: string;
+  /** -1 for a unix socket. */
   readonly port: number;
-  readonly family: 4 | 6;
+  readonly family: 4 | 6 | 'unix';
 }
 
 export interface TlsCertificate {
@@ -54,6 +58,12 @@ export interface ListenerConfig {
   /** Also accept HTTP/2 with prior knowledge on this cleartext port. */
   readonly h2c: boolean;
   readonly tls: TlsConfig | null;
+  /** Every connection starts with a PROXY protocol header (v1 or v2) naming the client; read before TLS or HTTP. */
+  readonly proxyProtocol: boolean;
+  /** A unix listener's socket file: permission bits (`0660` → 0o660), or null for what the umask gives. */
+  readonly mode: number | null;
+  /** A unix listener's socket file owner, `user` or `user:group`, or null to leave it to the master's user. */
+  readonly owner: string | null;
 }
 
 export type Balance = 'round_robin' | 'least_conn' | 'random';

@@ -62,6 +62,7 @@ export class MasterRuntime {
     this.#world = { ...REAL_WORLD, ...opts.world };
     this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
+    opts.registry.onNotice = (msg) => this.log.warn(msg);
     this.#workforce = new Workforce({
       registry: opts.registry,
       world: this.#world,
@@ -261,8 +262,13 @@ export class MasterRuntime {
     // The admin socket stays, served or not yet (a new master takes it only when the old one hands it over).
     if (this.#state.config.admin) keep.add(this.#state.config.admin.listen.key);
     if (this.#admin.key) keep.add(this.#admin.key);
-    const closed = this.#workforce.closeExcept(keep);
+    const closed = this.#workforce.closeExcept(keep, this.#soleOwner());
     if (closed.length) this.log.info({ listeners: closed }, 'closed listening sockets no generation uses');
+  }
+
+  /** No other master (the old or the new one of an upgrade) shares our sockets: unix socket files are ours to remove. */
+  #soleOwner(): boolean {
+    return this.#state.upgrade === null && !this.#state.oldMasterAlive;
   }
 
   async #exit(code: number): Promise<void> {
@@ -270,7 +276,7 @@ export class MasterRuntime {
     this.#exiting = true;
     this.#newMaster.disarm();
     this.#admin.release();
-    this.opts.registry.closeAll();
+    this.opts.registry.closeAll(this.#soleOwner());
     this.#world.removePidFileIfOurs(this.#pidFile);
     this.#world.removePidFileIfOurs(oldbinPath(this.#pidFile));
     await this.#logs.settle(EXIT_LOG_WAIT_MS);

@@ -36,7 +36,7 @@ export class Workforce {
     const { registry, enqueue } = this.opts;
     let gen: Generation | undefined;
     try {
-      const problems = registry.ensure(config.listeners.map((l) => l.address));
+      const problems = registry.ensure(config.listeners);
       let identity: WorkerIdentity = {};
       try {
         identity = this.opts.world.workerIdentity(config.user);
@@ -78,14 +78,15 @@ export class Workforce {
       const entry = this.opts.registry.get(l.address.key);
       if (!entry || this.#announced.has(entry.key)) continue;
       this.#announced.add(entry.key);
-      const url = `${l.tls ? 'https' : 'http'}://${entry.bound}/`;
-      this.opts.log().info({ url, listener: entry.key, address: entry.bound, ...(l.h2c ? { h2c: true } : {}) }, 'listening');
+      const unix = l.address.family === 'unix';
+      const url = `${l.tls ? 'https' : 'http'}://${unix ? 'localhost' : entry.bound}/`;
+      this.opts.log().info({ url, listener: entry.key, address: entry.bound, ...(unix ? { socket: entry.bound } : {}), ...(l.h2c ? { h2c: true } : {}), ...(l.proxyProtocol ? { proxy_protocol: true } : {}) }, 'listening');
     }
   }
 
   /** Close every listening socket but `keep`; returns the keys closed. */
-  closeExcept(keep: ReadonlySet<string>): string[] {
-    const closed = this.opts.registry.closeExcept(keep);
+  closeExcept(keep: ReadonlySet<string>, removeFiles: boolean): string[] {
+    const closed = this.opts.registry.closeExcept(keep, removeFiles);
     for (const key of closed) this.#announced.delete(key);
     return closed;
   }

@@ -13,7 +13,7 @@ function config(): Config {
   return {
     file: '/tmp/baton.yaml', pidFile: '/tmp/x.pid', workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
     log: { level: 'info', error: { kind: 'stderr' }, access: null }, admin: null,
-    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
+    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     upstreams: {}, routes: [{ host: null, path: '/', upstream: 'app', return: null }],
   } as unknown as Config;
 }
