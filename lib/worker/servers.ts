@@ -167,6 +167,8 @@ function sniff(socket: net.Socket, timeout: number, decide: (h2: boolean) => voi
   socket.on('readable', onReadable);
   socket.on('close', onClose);
   socket.on('error', ignore);
+  // Bytes put back after a PROXY header are buffered already: no 'readable' will announce them.
+  if (socket.readableLength > 0) onReadable();
 }
 
 /** A drop log line at most this often per server: a flood of them would make things worse. */
