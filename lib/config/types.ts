@@ -139,6 +139,19 @@ export interface ReturnAction {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+/** A route's `rate_limit`, for the whole daemon: a token bucket of `burst + 1` tokens refilled at `perSecond`. */
+export interface RateLimitConfig {
+  /** As written: `100/s`. */
+  readonly rate: string;
+  readonly perSecond: number;
+  /** Requests allowed at once above the rate (nginx's `burst`, with `nodelay`). */
+  readonly burst: number;
+  /** `client_ip`, or `header:name` (lower-case). */
+  readonly key: string;
+  /** rate, burst and key in one string: with the route's label, what names its buckets across reloads. */
+  readonly spec: string;
+}
+
 export interface RouteConfig {
   /** Exact host, `*.suffix`, or null for any host. Lower-case, no port. */
   readonly host: string | null;
@@ -149,6 +162,8 @@ export interface RouteConfig {
   readonly return: ReturnAction | null;
   /** Request body limit in bytes (the route's `max_body_size`, else `limits.max_body_size`); 0 = none. */
   readonly maxBodySize: number;
+  /** Requests over this rate get 429; null = unlimited. */
+  readonly rateLimit: RateLimitConfig | null;
 }
 
 export interface AdminConfig {

@@ -12,8 +12,18 @@ export interface ListenerFd {
   readonly fd: number;
 }
 
+/**
+ * A worker asks for tokens of a daemon-wide rate limit (lib/worker/rate-limit.ts): limiter id, rate per second,
+ * bucket capacity, key, tokens wanted, and tokens given back (negative: spent while the master did not answer).
+ */
+export type RateAsk = readonly [id: string, perSecond: number, capacity: number, key: string, want: number, back: number];
+/** The master's answer to each ask, in order: tokens granted, and ms until the tokens wanted could be had. */
+export type RateGrant = readonly [granted: number, waitMs: number];
+
 export type MasterToWorker =
   | { readonly type: 'start'; readonly generation: number; readonly config: Config; readonly listeners: readonly ListenerFd[] }
+  /** The answer to a `rate-lease` with the same `seq`. */
+  | { readonly type: 'rate-grant'; readonly seq: number; readonly grants: readonly RateGrant[] }
   /** Stop accepting and leave gracefully (README, "Draining"). */
   | { readonly type: 'drain' }
   /** Reopen log files (USR1). */
@@ -53,7 +63,9 @@ export type WorkerToMaster =
   /** A start-up failure the master should log (then the worker exits). */
   | { readonly type: 'fatal'; readonly message: string }
   /** The worker stopped accepting and drains before it exits (an uncaught exception): replace it now. */
-  | { readonly type: 'retiring'; readonly reason: string };
+  | { readonly type: 'retiring'; readonly reason: string }
+  /** Tokens of daemon-wide rate limits, for several keys at once. */
+  | { readonly type: 'rate-lease'; readonly seq: number; readonly asks: readonly RateAsk[] };
 
 /** The new master tells the old one it serves, or why it cannot start (its stderr may be a closed terminal). */
 export type NewMasterToOld =
@@ -63,8 +75,8 @@ export type NewMasterToOld =
 /** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
 export type OldMasterToNew = { readonly type: 'admin-handover' };
 
-const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring']);
-const MASTER_TYPES = new Set(['start', 'drain', 'reopen']);
+const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring', 'rate-lease']);
+const MASTER_TYPES = new Set(['start', 'drain', 'reopen', 'rate-grant']);
 const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed']);
 const OLD_MASTER_TYPES = new Set(['admin-handover']);
 

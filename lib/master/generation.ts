@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import type { ListenerEntry } from './listeners.js';
 import type { GenerationStatus } from './state.js';
 import { WorkerHandle, type SpawnProcess, type WorkerIdentity } from './worker-handle.js';
+import type { WorkerToMaster } from '../ipc/messages.js';
 
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
@@ -26,6 +27,8 @@ export interface GenerationEvents {
   workerStats: [worker: WorkerHandle];
   /** A worker process exited (asked or not), before the generation reacts to it. */
   workerExit: [worker: WorkerHandle];
+  /** A worker asks for rate-limit tokens (lib/master/rate-buckets.ts answers). */
+  rateLease: [worker: WorkerHandle, msg: Extract<WorkerToMaster, { type: 'rate-lease' }>];
 }
 
 export interface GenerationOptions {
@@ -90,6 +93,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         else if (msg.type === 'stats') this.emit('workerStats', worker);
         else if (msg.type === 'fatal') this.#log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
         else if (msg.type === 'retiring') this.#retiring(worker, msg.reason);
+        else if (msg.type === 'rate-lease') this.emit('rateLease', worker, msg);
       },
       (worker) => this.#exited(worker),
     );

@@ -19,6 +19,7 @@ import { MasterMetrics } from './metrics.js';
 import { moveMasterSettings } from './settings.js';
 import { NewMaster } from './new-master.js';
 import { Workforce } from './workforce.js';
+import { RateBuckets } from './rate-buckets.js';
 
 export type { MasterBoundary };
 
@@ -33,6 +34,8 @@ export interface RuntimeOptions {
   readonly oldMaster: number | null;
   readonly startedAt: number;
   readonly world?: Partial<MasterBoundary>;
+  /** Rate-limit buckets (main.ts gives the ones an old master's snapshot filled). */
+  readonly rates?: RateBuckets;
 }
 
 const errno = (err: unknown) => {
@@ -70,6 +73,7 @@ export class MasterRuntime {
       status: (id) => this.#state.generations.find((g) => g.id === id)?.status ?? null,
       enqueue: (e) => this.enqueue(e),
       metrics: this.#metrics,
+      rates: opts.rates ?? new RateBuckets(),
     });
     this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e));
     this.#admin = new AdminListener(opts.registry, {

@@ -10,6 +10,7 @@ import { Generation } from './generation.js';
 import type { ListenerRegistry } from './listeners.js';
 import { prepareLogFiles } from './log-files.js';
 import type { MasterMetrics } from './metrics.js';
+import type { RateBuckets } from './rate-buckets.js';
 import type { GenerationStatus, MasterEvent } from './state.js';
 import type { WorkerIdentity } from './worker-handle.js';
 
@@ -21,6 +22,8 @@ export interface WorkforceOptions {
   readonly status: (id: number) => GenerationStatus | null;
   readonly enqueue: (e: MasterEvent) => void;
   readonly metrics: MasterMetrics;
+  /** Daemon-wide rate-limit buckets: every generation's workers lease from the same ones. */
+  readonly rates: RateBuckets;
 }
 
 export class Workforce {
@@ -60,6 +63,7 @@ export class Workforce {
       this.opts.metrics.watch(gen);
       gen.on('ready', () => enqueue({ type: 'generationReady', id }));
       gen.on('failed', (reason) => enqueue({ type: 'generationFailed', id, reason }));
+      gen.on('rateLease', (w, msg) => w.send({ type: 'rate-grant', seq: msg.seq, grants: this.opts.rates.lease(msg.asks) }));
       gen.on('gone', () => {
         this.byId.delete(id);
         enqueue({ type: 'generationGone', id });

@@ -5,7 +5,7 @@
  * into the JSON the master aggregates.
  */
 import {
-  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, REQUESTS, REQUEST_DURATION, STATUS_CLASSES,
+  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, RATE_LIMITED, REQUESTS, REQUEST_DURATION, STATUS_CLASSES,
   UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
 } from './families.js';
 import type { HistogramData, MetricsSnapshot } from './snapshot.js';
@@ -68,6 +68,9 @@ export class Recorder {
   #latencySum = new Float64Array(0);
   #latencyCount = new Float64Array(0);
   #failures: Map<string, FailureCount>[] = [];
+  /** Per route (not per slot: no "none"), with its `route=` key. */
+  #limited = new Float64Array(0);
+  #limitedKeys: string[] = [];
 
   constructor(routes: readonly RouteInfo[] = []) {
     this.configure(routes);
@@ -101,6 +104,13 @@ export class Recorder {
     this.#latencySum = new Float64Array(upstreams.length);
     this.#latencyCount = new Float64Array(upstreams.length);
     this.#failures = upstreams.map(() => new Map());
+    this.#limited = new Float64Array(routes.length);
+    this.#limitedKeys = routes.map((r) => labelKey([['route', routeLabel(r)]]));
+  }
+
+  /** One request refused by its route's rate_limit (it is also counted as a 429 by `request`). */
+  rateLimited(route: number): void {
+    if (route >= 0 && route < this.#limited.length) this.#limited[route]!++;
   }
 
   #slot(route: number): number {
@@ -154,6 +164,8 @@ export class Recorder {
     this.#failures.forEach((byCode, u) => {
       for (const [code, f] of byCode) failures[`${this.#upstreamKeys[u]!},${labelKey([['kind', f.kind], ['code', code]])}`] = f.n;
     });
+    const limited: Record<string, number> = {};
+    for (let i = 0; i < this.#limited.length; i++) if (this.#limited[i] !== 0) limited[this.#limitedKeys[i]!] = this.#limited[i]!;
     const state = draining ? CONNECTION_STATES[1] : CONNECTION_STATES[0];
     const open: Record<string, number> = {};
     for (const p of PROTOCOLS) open[labelKey([['protocol', p], ['state', state]])] = connections[p];
@@ -163,7 +175,7 @@ export class Recorder {
     const latency = histogramRows(this.#latency, this.#latencySum, this.#latencyCount, this.#upstreamKeys);
     if (latency !== null) histograms[UPSTREAM_LATENCY.name] = latency;
     return {
-      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels },
+      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [RATE_LIMITED.name]: limited },
       histograms,
       gauges: { [CONNECTIONS.name]: open },
     };

@@ -19,6 +19,7 @@ import { serve, type HandlerContext } from './exchange.js';
 import { RequestLog } from './request-log.js';
 import { Tunnels } from './websocket.js';
 import { answerClientError } from './client-error.js';
+import { compileRateLimits } from './rate-limit.js';
 
 export interface RequestHandler {
   /** Serve one request (HTTP/1.1, or an HTTP/2 compat request: `:authority`, no connection headers). Never throws. */
@@ -53,6 +54,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     log,
     sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
     limits: config.limits,
+    rateLimiters: compileRateLimits(config.routes, config.workers, logs.error),
   };
   const checks = new HealthChecks(upstreams.values(), logs.error);
   checks.start();

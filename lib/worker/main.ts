@@ -15,6 +15,7 @@ import { createRequestHandler, type RequestHandler } from './handler.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
 import { missingInternals } from '../util/internals.js';
+import { leases } from './rate-limit.js';
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -129,6 +130,9 @@ process.on('message', (msg: unknown) => {
       return;
     case 'reopen':
       logs?.reopen();
+      return;
+    case 'rate-grant':
+      leases.receive(msg.seq, msg.grants);
       return;
   }
 });

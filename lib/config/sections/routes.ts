@@ -5,18 +5,20 @@ import { optional, type Cursor, type Reader } from '../reader.js';
 import type { ReturnAction, RouteConfig } from '../types.js';
 import { readReturn } from './return.js';
 import { readBodySize } from './limits.js';
+import { readRateLimit } from './rate-limit.js';
 
 /** `defaultMaxBody`: `limits.max_body_size`, for routes without their own. */
 export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string>, defaultMaxBody: number): RouteConfig[] {
   const routes: RouteConfig[] = [];
   const seen = new Map<string, string>();
   for (const item of r.list(cur, 'route') ?? []) {
-    const f = r.fields(item, ['host', 'path', 'upstream', 'return', 'max_body_size']);
+    const f = r.fields(item, ['host', 'path', 'upstream', 'return', 'max_body_size', 'rate_limit']);
     if (f === undefined) continue;
     const hostCur = f.get('host');
     const host = hostCur === undefined ? null : r.parse(hostCur, HOST_PATTERN_FORMAT, parseRouteHost);
     const path = optional(f.get('path'), (c) => readPath(r, c)) ?? '/';
     const maxBodySize = optional(f.get('max_body_size'), (c) => readBodySize(r, c)) ?? defaultMaxBody;
+    const rateLimit = optional(f.get('rate_limit'), (c) => readRateLimit(r, c)) ?? null;
     const upstreamCur = f.get('upstream');
     const returnCur = f.get('return');
     let upstream: string | undefined;
@@ -34,7 +36,7 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
       else seen.set(key, item.path);
     }
     if (host !== undefined && (upstream !== undefined || action !== undefined)) {
-      routes.push({ host, path, upstream: upstream ?? null, return: action ?? null, maxBodySize });
+      routes.push({ host, path, upstream: upstream ?? null, return: action ?? null, maxBodySize, rateLimit });
     }
   }
   return routes;

@@ -48,7 +48,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
     },
     upstreams: {},
-    routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024 }],
+    routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024, rateLimit: null }],
   });
 });
 

@@ -15,7 +15,7 @@ export function masterConfig(over: Partial<Config> = {}): Config {
     log: { level: 'info', error: { kind: 'stderr' }, access: null, queryStrings: true }, admin: null,
     listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     limits: DEFAULT_LIMITS,
-    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0 }],
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, rateLimit: null }],
     ...over,
   };
 }
