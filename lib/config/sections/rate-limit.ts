@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { RateLimitConfig } from '../types.js';
+import { expected, parsed, type Parsed } from '../../util/parsed.js';
 
 const KEYS = ['rate', 'burst', 'key'];
 const RATE = /^(\d+)\/(s|m|h)$/;
@@ -23,14 +24,18 @@ export function readRateLimit(r: Reader, cur: Cursor): RateLimitConfig | undefin
   return { rate: rate.text, perSecond: rate.perSecond, burst, key, spec: `${rate.text} burst ${burst} ${key}` };
 }
 
+const RATE_FORMAT = 'a rate like 100/s, 30/m or 500/h';
+
 function readRate(r: Reader, cur: Cursor): { text: string; perSecond: number } | undefined {
-  const text = r.string(cur);
-  if (text === undefined) return undefined;
-  const m = RATE.exec(text);
-  if (m === null) return r.mismatch(cur, 'a rate like 100/s, 30/m or 500/h');
+  return r.parse(cur, RATE_FORMAT, parseRate);
+}
+
+function parseRate(input: string | number): Parsed<{ text: string; perSecond: number }> {
+  const m = typeof input === 'string' ? RATE.exec(input) : null;
+  if (m === null) return expected(RATE_FORMAT, input);
   const n = Number(m[1]);
-  if (n < 1 || n > MAX_RATE) return r.fail(cur.node, cur.path, `expected from 1 to ${MAX_RATE} requests per unit, got ${n}`);
-  return { text, perSecond: n / PER_SECOND[m[2]!]! };
+  if (n < 1 || n > MAX_RATE) return expected(`from 1 to ${MAX_RATE} requests per ${m[2]}`, input);
+  return parsed({ text: input as string, perSecond: n / PER_SECOND[m[2]!]! });
 }
 
 /** `client_ip` (the client as the access log names it), or `header:NAME` (lower-cased). */
