@@ -70,15 +70,20 @@ export type WorkerToMaster =
 /** The new master tells the old one it serves, or why it cannot start (its stderr may be a closed terminal). */
 export type NewMasterToOld =
   | { readonly type: 'upgrade-ready'; readonly pid: number }
-  | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string };
+  | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string }
+  /** The new master asks for the rate-limit buckets, so that its workers go on where the old ones are. */
+  | { readonly type: 'rate-buckets-request' };
 
-/** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
-export type OldMasterToNew = { readonly type: 'admin-handover' };
+export type OldMasterToNew =
+  /** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
+  | { readonly type: 'admin-handover' }
+  /** The answer to `rate-buckets-request` (lib/master/rate-buckets.ts, BucketSnapshot). */
+  | { readonly type: 'rate-buckets'; readonly buckets: unknown };
 
 const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring', 'rate-lease']);
 const MASTER_TYPES = new Set(['start', 'drain', 'reopen', 'rate-grant']);
-const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed']);
-const OLD_MASTER_TYPES = new Set(['admin-handover']);
+const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed', 'rate-buckets-request']);
+const OLD_MASTER_TYPES = new Set(['admin-handover', 'rate-buckets']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   return typeof msg === 'object' && msg !== null && types.has((msg as { type?: unknown }).type as string);

@@ -14,14 +14,20 @@ export class NewMaster {
   #child: ChildProcess | null = null;
   #deadline: NodeJS.Timeout | null = null;
 
-  constructor(private readonly world: Pick<MasterBoundary, 'spawnNewMaster'>, private readonly enqueue: (e: MasterEvent) => void) {}
+  constructor(
+    private readonly world: Pick<MasterBoundary, 'spawnNewMaster'>,
+    private readonly enqueue: (e: MasterEvent) => void,
+    /** The rate-limit buckets as they are now, for a new master that asks. */
+    private readonly buckets: () => unknown = () => [],
+  ) {}
 
   spawn(listeners: readonly ListenerEntry[], firstGeneration: number): void {
     let child: ChildProcess;
     try {
       child = this.world.spawnNewMaster(listeners, firstGeneration, (msg) => {
         if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
-        else this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+        else if (msg.type === 'upgrade-failed') this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+        else if (this.#child?.connected) this.#child.send({ type: 'rate-buckets', buckets: this.buckets() }, () => {});
       });
     } catch (err) {
       // EBADF, EINVAL...: thrown rather than emitted. The upgrade fails instead of staying in progress forever.

@@ -66,6 +66,7 @@ export class MasterRuntime {
     this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
     opts.registry.onNotice = (msg) => this.log.warn(msg);
+    const rates = opts.rates ?? new RateBuckets();
     this.#workforce = new Workforce({
       registry: opts.registry,
       world: this.#world,
@@ -73,9 +74,9 @@ export class MasterRuntime {
       status: (id) => this.#state.generations.find((g) => g.id === id)?.status ?? null,
       enqueue: (e) => this.enqueue(e),
       metrics: this.#metrics,
-      rates: opts.rates ?? new RateBuckets(),
+      rates,
     });
-    this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e));
+    this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e), () => rates.snapshot());
     this.#admin = new AdminListener(opts.registry, {
       status: () => this.status(),
       metrics: () => this.metrics(),

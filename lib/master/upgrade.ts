@@ -74,10 +74,18 @@ export function tellOldMaster(msg: NewMasterToOld): void {
   if (process.send && process.connected) process.send(msg, () => {});
 }
 
+/** New master: ask the old one for its rate-limit buckets; `take` gets them when they come. */
+export function askForRateBuckets(take: (buckets: unknown) => void): void {
+  process.on('message', (msg: unknown) => {
+    if (isOldMasterToNew(msg) && msg.type === 'rate-buckets') take(msg.buckets);
+  });
+  tellOldMaster({ type: 'rate-buckets-request' });
+}
+
 /** New master: the old one stopped serving the admin listener. */
 export function onAdminHandover(fn: () => void): void {
   process.on('message', (msg: unknown) => {
-    if (isOldMasterToNew(msg)) fn();
+    if (isOldMasterToNew(msg) && msg.type === 'admin-handover') fn();
   });
 }
 
