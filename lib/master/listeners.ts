@@ -113,7 +113,8 @@ export class ListenerRegistry {
       const path = typeof handle.getsockname === 'function' ? null : socketPathOf(fd);
       if (path !== null) {
         const key = `unix:${path}`;
-        this.#entries.set(key, { key, handle, bound: path, file: { path, boundHere: false, identity: fileIdentity(path) } });
+        // systemd's socket unit owns the file (it listens again after we stop): never ours to remove.
+        this.#entries.set(key, { key, handle, bound: path, file: { path, boundHere: false, identity: null } });
         continue;
       }
       const bound = boundAddress(handle, '');

@@ -151,3 +151,14 @@ t.test('a unix socket in a directory that does not exist fails with the errno', 
   const file = path.join(tempDir(t), 'missing', 'http.sock');
   t.same(reg.ensure([unix(file)]), [`cannot listen on unix:${file}: EACCES (the directory must exist and be writable by the master)`]);
 });
+
+t.test('a unix socket activated by systemd is keyed by its path, and its file is systemd\'s: never removed', async (t) => {
+  const file = path.join(tempDir(t), 'activated.sock');
+  const creator = new ListenerRegistry();
+  creator.ensure([unix(file)]);
+  const reg = new ListenerRegistry();
+  t.same(reg.adoptActivated([creator.get(`unix:${file}`)!.handle.fd]), []);
+  t.equal(reg.get(`unix:${file}`)?.bound, file);
+  reg.closeAll(true);
+  t.ok(fs.existsSync(file), 'the socket unit keeps its file');
+});
