@@ -79,7 +79,8 @@ function onReadable(this: EdgeSocket): void {
   read.next();
 }
 
-function onEnd(this: EdgeSocket): void {
+/** 'end' (a FIN) or 'close' (a reset) before the header was complete. */
+function onGone(this: EdgeSocket): void {
   const read = this[kEdge];
   if (read === undefined) return;
   detach(this, read);
@@ -98,7 +99,8 @@ function onError(): void {}
 function detach(socket: EdgeSocket, read: HeaderRead): void {
   clearTimeout(read.timer);
   socket.off('readable', onReadable);
-  socket.off('end', onEnd);
+  socket.off('end', onGone);
+  socket.off('close', onGone);
   socket[kEdge] = undefined;
 }
 
@@ -148,7 +150,8 @@ export class ConnectionEdge {
     }
     s[kEdge] = new HeaderRead(this, s, next);
     s.on('readable', onReadable);
-    s.on('end', onEnd);
+    s.on('end', onGone);
+    s.on('close', onGone);
     s.on('error', onError);
   }
 

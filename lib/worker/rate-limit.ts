@@ -7,6 +7,7 @@
  * within LEASE_TIMEOUT_MS (busy, or gone), the worker decides alone from a bucket of its share of the limit
  * (rate and burst divided by the number of workers) and owes the tokens it spent, paid back on its next ask.
  */
+import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { RateAsk, RateGrant, WorkerToMaster } from '../ipc/messages.js';
@@ -38,6 +39,7 @@ const MAX_WAITING = 10_000;
  */
 const BATCH_MS = 50;
 const UNRESPONSIVE_LOG_MS = 10_000;
+const MAX_KEY_LENGTH = 128;
 
 interface KeyState {
   /** Leased tokens not spent yet. */
@@ -193,7 +195,9 @@ export class RateLimiter {
     if (this.#header === null) return r.client;
     const v = r.req.headers[this.#header];
     if (v === undefined || v === '') return null;
-    return typeof v === 'string' ? v : v.join(', ');
+    const key = typeof v === 'string' ? v : v.join(', ');
+    // A client chooses this value: long ones are hashed, so that 100000 keys stay small in the master.
+    return key.length <= MAX_KEY_LENGTH ? key : createHash('sha256').update(key).digest('base64');
   }
 
   #state(key: string, now: number): KeyState {
