@@ -37,6 +37,7 @@ import {
   waitStopAccepting,
   which,
 } from './common.mjs';
+import { EDGE_RATE_LIMIT, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
 const HELP = `usage: scripts/upgrade-drill [options]
 
@@ -60,6 +61,10 @@ between two variants, workers 2 <-> 3). Prints requests, failures and p99 per cl
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
                         only, 1.22 cannot share a cleartext port) ports. Certificate: openssl, in the temp dir.
   --no-h2               no HTTP/2 listeners, no h2load
+  --edge                baton behind HAProxy (scripts/lib/drill-edge.mjs): a unix listener and a TCP listener with
+                        proxy_protocol, a rate_limit on the drilled route (above the load), and wrk keep-alive -c8
+                        through HAProxy's PROXY v2 to the unix socket and wrk Connection: close -c4 through its
+                        PROXY v1 to the TCP listener (baton only)
   --h2-clients N        h2load -c per protocol (default 4)
   --h2-streams N        h2load -m (default 10)
   --h2-run D            aimed length of each h2load run (default 3s; -n is sized from the previous run's rate)
@@ -88,6 +93,7 @@ function parseArgs(argv) {
     h2Clients: 4,
     h2Streams: 10,
     h2Run: 3000,
+    edge: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -115,6 +121,7 @@ function parseArgs(argv) {
       case '--keep': o.keep = true; break;
       case '--h2': o.h2 = true; break;
       case '--no-h2': o.h2 = false; break;
+      case '--edge': o.edge = true; break;
       case '--h2-clients': o.h2Clients = int('--h2-clients', 64) || 1; break;
       case '--h2-streams': o.h2Streams = int('--h2-streams', 100) || 1; break;
       case '--h2-run': o.h2Run = parseDuration(v()); break;
@@ -155,7 +162,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2 }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, ppPort }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -178,6 +185,7 @@ log: { level: info, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
 ${main}
+${ppPort ? edgeListeners(ppPort) : ''}
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
@@ -185,7 +193,7 @@ upstreams:
 routes:
 ${extra}  - path: /
     upstream: app
-`;
+${ppPort ? EDGE_RATE_LIMIT : ''}`;
 }
 
 function writeAtomic(file, text) {
@@ -685,12 +693,15 @@ async function main() {
   if (opt.h2 && !h2load) die('h2load is not installed (apt-get install -y nghttp2-client), or run with --no-h2');
   if (opt.h2 && !which('openssl')) die('openssl is not installed (needed for the TLS certificate), or run with --no-h2');
   if (opt.against === 'nginx' && !nginx) die('nginx is not installed (apt-get install -y nginx-light)');
+  if (opt.edge && (opt.against !== 'baton' || !which('haproxy'))) die('--edge needs --against baton and haproxy (apt-get install -y haproxy)');
 
   const loadStart = os.loadavg()[0].toFixed(2);
   const dir = mkTempDir(`${opt.against}-drill-`);
   log(`temp dir: ${dir}`);
   const [upPort, port, adminPort, tlsPort, h2cPort] = await freePorts(5);
-  const ports = { upPort, port, adminPort, h2: null };
+  const ports = { upPort, port, adminPort, h2: null, ppPort: null };
+  const edgePorts = opt.edge ? await freePorts(3) : null;
+  if (edgePorts) ports.ppPort = edgePorts[0];
   if (opt.h2) {
     const cert = await makeCert(dir);
     // baton serves h2c on its main port (h2c: true); nginx 1.22 needs a port of its own for it
@@ -728,6 +739,13 @@ async function main() {
   const clients = startClients(opt, dir, port);
   if (!(await clients.ready())) die(`the Node clients did not start: ${tail(path.join(dir, 'clients.out'))}`);
   const h2Loops = h2Targets.map((h) => startH2Loop(h2load, opt, dir, h));
+  const edgeWrk = [];
+  if (edgePorts) {
+    const [ppPort, v2Port, v1Port] = edgePorts;
+    if (!(await startHaproxy(dir, { v2Port, v1Port, ppPort }))) die(`haproxy did not start: ${tail(path.join(dir, 'haproxy.out'))}`);
+    edgeWrk.push(['wrk keep-alive -c8 via HAProxy, PROXY v2, unix', startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', `http://${HOST}:${v2Port}/`], dir, 'edge-unix')]);
+    edgeWrk.push(['wrk Connection: close -c4 via HAProxy, PROXY v1', startWrk(wrk, ['-t1', '-c4', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', `http://${HOST}:${v1Port}/`], dir, 'edge-v1')]);
+  }
   event(
     `load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets` +
       (h2Loops.length ? `, h2load -c${opt.h2Clients} -m${opt.h2Streams} over ${h2Targets.map((h) => h.url).join(' and ')}` : ''),
@@ -770,6 +788,7 @@ async function main() {
   // ---- stop load, then the proxy
   event('stopping the load');
   const [ka, close, cres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), ...h2Loops.map((l) => l.stop())]);
+  const edgeRes = await Promise.all(edgeWrk.map(([, w]) => w.stop()));
   event('load stopped');
   await target.stop();
   await cleanup.run();
@@ -793,6 +812,7 @@ async function main() {
   };
   wrkRow('wrk keep-alive -c32', ka);
   wrkRow('wrk Connection: close -c8', close);
+  edgeWrk.forEach(([name], i) => wrkRow(name, edgeRes[i]));
   if (!cres) lateFail('the Node clients returned no result');
   const cs = cres?.stats ?? {};
   const labels = { slow: `slow GET (${opt.slow} in flight)`, upload: `POST upload 256 KiB x${opt.uploaders}`, ws: `WebSocket x${opt.ws} (msgs)` };

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
-import { Daemon, proxyAll, waitFor, type Tap } from '../helpers/daemon.js';
+import { Daemon, proxyAll, runCli, waitFor, type Tap } from '../helpers/daemon.js';
 import { haproxy } from '../helpers/haproxy.js';
 import { upstream } from '../helpers/http.js';
 
@@ -99,4 +99,22 @@ t.test('PROXY protocol on a unix listener: HAProxy in front names the client', a
   t.equal(await curl(['--interface', '127.0.0.5', `http://127.0.0.1:${front}/pp`]), '127.0.0.5 /pp');
   const line = await d.waitForLine('the access-log line', (l) => l.path === '/pp', 15_000, d.accessLog);
   t.equal(line.client, '127.0.0.5');
+});
+
+t.test('-t checks that a unix listener\'s directory exists and its owner does, naming file:line:col', async (t) => {
+  const d = new Daemon(t);
+  const file = path.join(d.dir, 'check.yaml');
+  fs.writeFileSync(file, [
+    'listeners:',
+    '  - listen: unix:missing/http.sock',
+    '  - listen: unix:ok.sock',
+    '    owner: no-such-user-for-baton:no-such-group-for-baton',
+    'routes: [{ path: /, return: { status: 200 } }]',
+    '',
+  ].join('\n'));
+  const r = await runCli(['-t', '-c', file]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, `${file}:2:13: listeners.0.listen: cannot create ${d.dir}/missing/http.sock: no directory ${d.dir}/missing`);
+  t.match(r.stderr, `${file}:4:12: listeners.1.owner: no user "no-such-user-for-baton" on this machine`);
+  t.match(r.stderr, `${file}:4:12: listeners.1.owner: no group "no-such-group-for-baton" on this machine`);
 });
