@@ -4,15 +4,17 @@
  * the common request costs a map lookup and a decrement, and only a key's first request, or one whose lease ran
  * out, waits for the master (one IPC round trip; asks of one event-loop turn travel together). A bucket the master
  * says is empty is remembered until it refills, so a flood is refused locally. If the master does not answer
- * within LEASE_TIMEOUT_MS (busy, or gone), the worker decides alone from a bucket of its share of the limit
+ * within 250 ms (busy, or gone: rate-lease.ts), the worker decides alone from a bucket of its share of the limit
  * (rate and burst divided by the number of workers) and owes the tokens it spent, paid back on its next ask.
  */
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
-import type { RateAsk, RateGrant, WorkerToMaster } from '../ipc/messages.js';
 import type { Logger } from '../log/logger.js';
 import { recorder } from '../metrics/recorder.js';
+import { leases, type LeaseClient, type LeaseHolder } from './rate-lease.js';
+
+export { LeaseClient, leases } from './rate-lease.js';
 
 /** What a rate limit needs of a request (an Exchange). */
 export interface Limited {
@@ -26,7 +28,6 @@ export interface Limited {
   clientLeft(): boolean;
 }
 
-const LEASE_TIMEOUT_MS = 250;
 /** A key unused this long gives its leased tokens back and is forgotten. */
 const IDLE_MS = 2000;
 const SWEEP_MS = 1000;
@@ -38,10 +39,9 @@ const MAX_WAITING = 10_000;
  * shortest time a worker refuses a key locally once the master said its bucket is empty.
  */
 const BATCH_MS = 50;
-const UNRESPONSIVE_LOG_MS = 10_000;
 const MAX_KEY_LENGTH = 128;
 
-interface KeyState {
+export interface KeyState {
   /** Leased tokens not spent yet. */
   tokens: number;
   /** The master said the bucket is empty: refuse locally until then. */
@@ -55,98 +55,8 @@ interface KeyState {
   alone: { level: number; at: number } | null;
 }
 
-interface Ask {
-  readonly limiter: RateLimiter;
-  readonly key: string;
-  readonly state: KeyState | null;
-  readonly want: number;
-  readonly back: number;
-}
-
-interface Batch {
-  readonly asks: Ask[];
-  readonly timer: NodeJS.Timeout;
-  /** Timed out: the requests were decided without the master; a late answer only adds tokens. */
-  expired: boolean;
-}
-
-type Send = (msg: WorkerToMaster) => boolean;
-
-/** The worker's IPC with the master's buckets: asks batched per event-loop turn, answers matched by `seq`. */
-export class LeaseClient {
-  #seq = 0;
-  #queue: Ask[] = [];
-  #scheduled = false;
-  readonly #batches = new Map<number, Batch>();
-  #complainedAt = 0;
-  /** The last batch went unanswered and nothing has come since: requests are decided without waiting. */
-  down = false;
-  log: Logger | null = null;
-
-  constructor(private readonly send: Send = defaultSend) {}
-
-  ask(ask: Ask): void {
-    this.#queue.push(ask);
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#scheduled = false;
-    const asks = this.#queue;
-    this.#queue = [];
-    if (asks.length === 0) return;
-    const seq = ++this.#seq;
-    const timer = setTimeout(() => this.#expire(seq), LEASE_TIMEOUT_MS);
-    this.#batches.set(seq, { asks, timer, expired: false });
-    const msg: RateAsk[] = asks.map((a) => [a.limiter.id, a.limiter.perSecond, a.limiter.capacity, a.key, a.want, a.back]);
-    if (!this.send({ type: 'rate-lease', seq, asks: msg })) this.#expire(seq);
-  }
-
-  /** The master's answer. */
-  receive(seq: number, grants: readonly RateGrant[]): void {
-    const batch = this.#batches.get(seq);
-    if (batch === undefined) return;
-    this.#batches.delete(seq);
-    clearTimeout(batch.timer);
-    this.down = false;
-    batch.asks.forEach((a, i) => {
-      const g = grants[i];
-      const granted = Array.isArray(g) && g[0] > 0 ? Math.floor(g[0]) : 0;
-      const waitMs = Array.isArray(g) && g[1] > 0 ? g[1] : 0;
-      if (a.state !== null) a.limiter.granted(a.state, a.key, a.want, granted, waitMs, batch.expired);
-    });
-  }
-
-  #expire(seq: number): void {
-    const batch = this.#batches.get(seq);
-    if (batch === undefined || batch.expired) return;
-    batch.expired = true;
-    this.down = true;
-    clearTimeout(batch.timer);
-    // A late answer still brings its tokens; keep the batch a while for it.
-    setTimeout(() => this.#batches.delete(seq), 60_000).unref();
-    const now = Date.now();
-    if (now - this.#complainedAt >= UNRESPONSIVE_LOG_MS) {
-      this.#complainedAt = now;
-      this.log?.warn({ timeout_ms: LEASE_TIMEOUT_MS }, 'rate limits: the master did not answer in time; this worker decides from its share of each limit meanwhile');
-    }
-    for (const a of batch.asks) if (a.state !== null) a.limiter.alone(a.state, now);
-  }
-}
-
-function defaultSend(msg: WorkerToMaster): boolean {
-  if (!process.send || !process.connected) return false;
-  process.send(msg, () => {});
-  return true;
-}
-
-/** The worker's one lease client (main.ts routes the master's `rate-grant` answers to it). */
-export const leases = new LeaseClient();
-
 /** One route's limit in this worker. */
-export class RateLimiter {
+export class RateLimiter implements LeaseHolder<KeyState> {
   readonly id: string;
   readonly perSecond: number;
   readonly capacity: number;
