@@ -18,3 +18,16 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   http2MaxConcurrentStreams: 128,
   underscoresInHeaders: false,
 });
+
+/** A route's rules when it states none: what hand-built configs (tests, scripts) spread into a RouteConfig. */
+export const ROUTE_RULE_DEFAULTS = Object.freeze({
+  scheme: null,
+  redirect: null,
+  access: null,
+  requestHeaders: null,
+  responseHeaders: null,
+  upstreamHost: Object.freeze({ kind: 'preserve' as const }),
+  stripPrefix: false,
+  addPrefix: '',
+  compress: true,
+});

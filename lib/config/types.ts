@@ -152,18 +152,69 @@ export interface RateLimitConfig {
   readonly spec: string;
 }
 
+/** A route's `redirect`: `to` is a template with request variables (lib/util/template.ts). */
+export interface RedirectAction {
+  readonly to: string;
+  readonly status: 301 | 302 | 307 | 308;
+}
+
+/** `request_headers` / `response_headers` of a route; values are templates. Names as written, compared lower-cased. */
+export interface HeaderRules {
+  /** Replace every field of the name (or add it). */
+  readonly set: readonly (readonly [name: string, value: string])[];
+  /** One more field, the others kept. */
+  readonly add: readonly (readonly [name: string, value: string])[];
+  /** Lower-case names dropped. */
+  readonly remove: readonly string[];
+}
+
+/** The Host sent upstream: the client's (`preserve`), the target's `host:port` (`target`), or a fixed name. */
+export type UpstreamHost = { readonly kind: 'preserve' } | { readonly kind: 'target' } | { readonly kind: 'fixed'; readonly host: string };
+
+/** One `allow` / `deny` entry; `cidr` is canonical (lib/util/cidr.ts), `all` included as two blocks. */
+export interface AccessRule {
+  readonly allow: boolean;
+  readonly cidr: string;
+}
+
+export type CompressionAlgorithm = 'br' | 'gzip';
+
+/** Top-level `compression`: absent = no response is compressed. */
+export interface CompressionConfig {
+  /** In order of preference when the client accepts several equally. */
+  readonly algorithms: readonly CompressionAlgorithm[];
+  /** Media types, lower-case: `text/html`, `text/*`, `application/*+json`. */
+  readonly types: readonly string[];
+  /** Responses with a smaller Content-Length are sent as they are. */
+  readonly minSize: number;
+}
+
 export interface RouteConfig {
   /** Exact host, `*.suffix`, or null for any host. Lower-case, no port. */
   readonly host: string | null;
   /** Path prefix; the longest match wins. */
   readonly path: string;
-  /** Name of an upstream, or null for a `return` route. */
+  /** Only requests that came over this scheme (a cleartext or a TLS listener); null = both. */
+  readonly scheme: 'http' | 'https' | null;
+  /** Name of an upstream, or null for a `return` or `redirect` route. */
   readonly upstream: string | null;
   readonly return: ReturnAction | null;
+  readonly redirect: RedirectAction | null;
   /** Request body limit in bytes (the route's `max_body_size`, else `limits.max_body_size`); 0 = none. */
   readonly maxBodySize: number;
   /** Requests over this rate get 429; null = unlimited. */
   readonly rateLimit: RateLimitConfig | null;
+  /** `allow` / `deny` in the order written; null = everyone. */
+  readonly access: readonly AccessRule[] | null;
+  readonly requestHeaders: HeaderRules | null;
+  readonly responseHeaders: HeaderRules | null;
+  readonly upstreamHost: UpstreamHost;
+  /** Remove the route's `path` from the forwarded path. */
+  readonly stripPrefix: boolean;
+  /** Prepended to the forwarded path; '' = none. */
+  readonly addPrefix: string;
+  /** Top-level `compression` applies (`compress: false` turns it off for this route). */
+  readonly compress: boolean;
 }
 
 export interface AdminConfig {
@@ -185,6 +236,9 @@ export interface Config {
   readonly limits: ClientLimits;
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly routes: readonly RouteConfig[];
+  /** Peers whose X-Forwarded-For is believed (canonical CIDR blocks); empty = none. */
+  readonly trustedProxies: readonly string[];
+  readonly compression: CompressionConfig | null;
 }
 
 /** One problem found in a config file, positioned on the node that caused it. */

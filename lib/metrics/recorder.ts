@@ -14,12 +14,14 @@ import { labelKey, withLabel } from './text.js';
 export interface RouteInfo {
   readonly host: string | null;
   readonly path: string;
+  /** A route for one scheme only (`http`, `https`), or null. */
+  readonly scheme?: string | null;
   readonly upstream: string | null;
 }
 
-/** The route label, as the router and the access log write it: host (or `*`) then path. */
+/** The route label, as the router and the access log write it: host (or `*`) then path; `http://` first for a route of one scheme. */
 export function routeLabel(r: RouteInfo): string {
-  return `${r.host ?? '*'}${r.path}`;
+  return r.scheme == null ? `${r.host ?? '*'}${r.path}` : `${r.scheme}://${r.host ?? '*'}${r.path}`;
 }
 
 const CLASSES = STATUS_CLASSES.length;

@@ -2,30 +2,27 @@
  * @module Admission: the one gate every request passes before anything is answered or sent upstream, HTTP/1.x,
  * HTTP/2 and Upgrade (WebSocket) requests alike (Pingora's request filter). In order: CONNECT, request target,
  * version, method, header limits, headers (the upstream list is built and validated here), Host, Expect, body framing,
- * path, then the route and its body limit. The outcome is an `Admission`: refused (a status and a reason), or
- * admitted with its route (none = 404) and everything the later phases need (the upstream header list, the
- * forwarded target, the body's framing and limit).
+ * path, then the route, its access rules and body limit, and its path and header rules. The outcome is an
+ * `Admission`: refused (a status and a reason), or admitted with its route (none = 404) and everything the later
+ * phases need (the client address, the upstream header list, the forwarded target, the body's framing and limit).
  */
 import type http from 'node:http';
 import type { ClientLimits } from '../config/types.js';
+import type { VariableSource } from '../util/template.js';
+import type { TrustedProxies } from './client-address.js';
+import { applyHeaderRules } from './header-rules.js';
 import { BadRequest, buildUpstreamHead, type UpstreamHead } from './headers.js';
+import { rewriteTarget } from './path-rules.js';
+import type { RouteAction } from './route-action.js';
 import { normalizeHost, routingPath, splitAbsoluteTarget, type RouteEntry, type Router } from './router.js';
-import type { CompiledReturn } from './respond.js';
-import type { Upstream } from './upstream/pools.js';
-
-/** What a route does, compiled once per config; indexed like `config.routes`. */
-export interface RouteAction {
-  readonly ret: CompiledReturn | null;
-  readonly upstream: Upstream | null;
-  /** Request body limit in bytes; 0 = none. */
-  readonly maxBodySize: number;
-}
 
 /** What admission reads, compiled once per config. */
 export interface Gate {
   readonly router: Router;
   readonly actions: readonly RouteAction[];
   readonly limits: ClientLimits;
+  /** `trusted_proxies`, or null when there are none. */
+  readonly trusted: TrustedProxies | null;
 }
 
 /** How the request reached us. */
@@ -50,14 +47,19 @@ const EMPTY: string[] = [];
  * What admission found out about a request: filled by `admit` only. An Exchange is an Admission (one object per
  * request); a tunnel has one of its own.
  */
-export class Admission {
-  /** 0 when admitted; else the status the refusal answers (400, 405, 413, 417, 431, 505). */
+export class Admission implements VariableSource {
+  /** 0 when admitted; else the status the refusal answers (400, 403, 405, 413, 417, 431, 505). */
   refusal = 0;
   reason = '';
   requestId = '';
+  /** The client address: the peer, or the one X-Forwarded-For names when the peer is a trusted proxy. */
+  client = '';
+  scheme: 'http' | 'https' = 'http';
   /** Routing host: lower-case, no port. */
   hostname = '';
-  /** The request target as forwarded: origin-form (an absolute-form target loses its authority). */
+  /** The request target as received, in origin form (an absolute-form target loses its authority). */
+  uri = '';
+  /** The request target as forwarded: `uri`, unless the route's path rules rewrite it. */
   target = '';
   /** The upstream header list, validated. */
   headers: string[] = EMPTY;
@@ -79,13 +81,17 @@ export class Admission {
  * The forwarding context of the request being admitted. One per process, refilled for each request: the header
  * builder keeps nothing of it, and this is the hot path (an object per request for five fields is not free).
  */
-const forward = { clientAddress: '', proto: 'http' as 'http' | 'https', tunnel: false, authority: undefined as string | undefined, underscores: false };
+const forward = {
+  clientAddress: '', proto: 'http' as 'http' | 'https', tunnel: false, authority: undefined as string | undefined, underscores: false,
+  trusted: null as TrustedProxies | null,
+};
 
 /**
- * Admit one request into `a` (`client`: its address, for X-Forwarded-For) and return it; never throws for
+ * Admit one request into `a` (`peer`: the address it came from, client-address.ts) and return it; never throws for
  * anything a client can send.
  */
-export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage, arrival: Arrival, client: string, a: A): A {
+export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage, arrival: Arrival, peer: string, a: A): A {
+  a.client = peer;
   // Methods are case-sensitive (RFC 9110 §9.1): `connect` is not CONNECT, and is forwarded as sent.
   const method = req.method ?? '';
   if (method === 'CONNECT') return a.refuse(405, 'CONNECT is not served');
@@ -106,17 +112,20 @@ export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage
   if (headersExceeded(req, gate.limits)) return a.refuse(431, 'too many or too large request headers');
   let head: UpstreamHead;
   try {
-    forward.clientAddress = client;
+    forward.clientAddress = peer;
     forward.proto = (req.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http';
     forward.tunnel = arrival === Arrival.Tunnel;
     forward.authority = authority;
     forward.underscores = gate.limits.underscoresInHeaders;
+    forward.trusted = gate.trusted;
     head = buildUpstreamHead(req.rawHeaders, forward);
   } catch (err) {
     if (err instanceof BadRequest) return a.refuse(400, err.message);
     throw err;
   }
   a.requestId = head.requestId;
+  a.client = head.client;
+  a.scheme = forward.proto;
   if (!isValidHost(head.authority)) return a.refuse(400, 'invalid host');
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (Node's own check is off, so that it is logged).
   if (head.authority === '' && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) return a.refuse(400, 'missing host');
@@ -132,18 +141,22 @@ export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage
   if (a.hasBody && arrival !== Arrival.Parsed) return a.refuse(400, 'a body on an upgrade request');
   const rpath = routingPath(target);
   if (rpath === null || INVALID_PATH.test(target)) return a.refuse(400, 'invalid request path');
+  a.uri = target;
   a.target = target;
   a.headers = head.headers;
-  const entry = gate.router.match(a.hostname, rpath);
+  const entry = gate.router.match(a.hostname, rpath, a.scheme);
   if (entry === null) return a;
   const action = gate.actions[entry.index]!;
   a.entry = entry;
   a.action = action;
+  if (action.access !== null && !action.access.allows(a.client)) return a.refuse(403, 'client address denied by the route\'s allow/deny rules');
   if (action.maxBodySize > 0 && a.hasBody) {
     if (head.contentLength > action.maxBodySize) return a.refuse(413, `request body of ${head.contentLength} bytes, over max_body_size`);
     // Chunked (or HTTP/2 without content-length): counted while it streams (request-body.ts).
     if (head.contentLength === -1) a.bodyLimit = action.maxBodySize;
   }
+  if (action.paths !== null) a.target = rewriteTarget(action.paths, target, rpath);
+  if (action.request !== null) applyHeaderRules(a.headers, action.request, a);
   return a;
 }
 

@@ -11,7 +11,8 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import { requestBodyFailed } from './exchange.js';
-import { displayAddress, nextRequestId } from './headers.js';
+import { nextRequestId } from './headers.js';
+import { peerAddress } from './client-address.js';
 import type { RequestLog } from './request-log.js';
 import { currentResponse } from '../util/internals.js';
 
@@ -55,7 +56,7 @@ export function answerClientError(log: RequestLog, err: Error & { code?: string 
   const text = TEXT[status]!;
   const requestId = nextRequestId();
   socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length + 1}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${text}\n`);
-  const client = displayAddress(socket.remoteAddress);
+  const client = peerAddress(socket);
   log.error.debug({ client, code: err.code, status, request_id: requestId }, 'request refused by the HTTP parser');
   log.count(-1, status, 0, -1);
   // Nothing of the request is known for sure: the parser stopped before handing it over.

@@ -10,7 +10,8 @@ import type http from 'node:http';
 import { Admission, admit, Arrival, type Gate } from './admission.js';
 import { noLiveTarget, UpstreamAttempt } from './attempt.js';
 import { CLIENT_BAD_BODY, CLIENT_GONE, INTERNAL, classify, coded } from './errors.js';
-import { displayAddress, nextRequestId } from './headers.js';
+import { nextRequestId } from './headers.js';
+import { peerAddress } from './client-address.js';
 import type { IdleSweeper } from './idle.js';
 import type { Relayed } from './relay.js';
 import type { RequestFacts, RequestLog } from './request-log.js';
@@ -42,7 +43,6 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
   readonly start = performance.now();
-  readonly client: string;
   readonly method: string;
   /** req.socket at arrival (see `closed`). */
   readonly #socket: http.IncomingMessage['socket'] | null;
@@ -60,10 +60,9 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
     this.method = req.method ?? '';
     // Read now: undici detaches req.socket when it destroys a consumed request body.
     this.#socket = req.socket ?? null;
-    this.client = displayAddress(this.#socket?.remoteAddress);
     (res as Response)[kExchange] = this;
     res.on('close', onResponseClose);
-    admit(ctx, req, arrival, this.client, this);
+    admit(ctx, req, arrival, peerAddress(this.#socket), this);
   }
 
   get url(): string {
@@ -92,7 +91,7 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
     if (action.ret !== null) {
       if (this.hasBody && !this.req.complete) this.res.shouldKeepAlive = false;
       this.status = action.ret.status;
-      this.bytes = sendReturn(this.res, action.ret, this.requestId, this.method === 'HEAD');
+      this.bytes = sendReturn(this.res, action.ret, this, this.method === 'HEAD');
       return;
     }
     const upstream = action.upstream;
@@ -123,7 +122,8 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
   #refuse(): void {
     if (this.requestId === '') this.requestId = nextRequestId();
     this.ctx.log.refused(this.refusal, this.reason, this.client, this);
-    this.answer(this.refusal, true);
+    // A 403 (allow/deny) says nothing about the connection, which stays open, as nginx keeps it.
+    this.answer(this.refusal, this.refusal !== 403);
   }
 
   /** The client left already (checked before dispatch and when undici asks to start). */

@@ -9,12 +9,12 @@ import type stream from 'node:stream';
 import type { Config } from '../config/types.js';
 import type { Logs } from '../log/logger.js';
 import { compileRouter } from './router.js';
-import { compileReturn } from './respond.js';
 import { closeUpstreams, createUpstreams } from './upstream/pools.js';
 import { HealthChecks, upstreamHealth } from './upstream/health.js';
 import type { UpstreamHealth } from '../ipc/messages.js';
 import { IdleSweeper } from './idle.js';
-import type { RouteAction } from './admission.js';
+import { compileActions } from './route-action.js';
+import { TrustedProxies } from './client-address.js';
 import { serve, type HandlerContext } from './exchange.js';
 import { RequestLog } from './request-log.js';
 import { Tunnels } from './websocket.js';
@@ -40,11 +40,7 @@ export interface RequestHandler {
 
 export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
   const upstreams = createUpstreams(config);
-  const actions: RouteAction[] = config.routes.map((r) => ({
-    ret: r.return !== null ? compileReturn(r.return) : null,
-    upstream: r.upstream !== null ? upstreams.get(r.upstream) ?? null : null,
-    maxBodySize: r.maxBodySize,
-  }));
+  const actions = compileActions(config, upstreams);
   let shortestIdle = config.limits.bodyTimeout > 0 ? config.limits.bodyTimeout : Infinity;
   for (const up of upstreams.values()) if (up.config.idleTimeout > 0) shortestIdle = Math.min(shortestIdle, up.config.idleTimeout);
   const log = new RequestLog(logs, config.log.queryStrings);
@@ -54,6 +50,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     log,
     sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
     limits: config.limits,
+    trusted: config.trustedProxies.length > 0 ? new TrustedProxies(config.trustedProxies) : null,
     rateLimiters: compileRateLimits(config.routes, config.workers, logs.error),
   };
   const checks = new HealthChecks(upstreams.values(), logs.error);

@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { displayAddress, type TrustedProxies } from './client-address.js';
 
 /** Why a request was refused before anything was sent upstream (→ 400). */
 export class BadRequest extends Error {
@@ -38,8 +39,10 @@ const TUNNEL_KEEP: ReadonlySet<string> = new Set(['upgrade']);
 const VIA = '1.1 baton';
 
 export interface ForwardContext {
-  /** The client's address as seen on the socket. */
+  /** The peer's address (client-address.ts: `peerAddress`). */
   readonly clientAddress: string;
+  /** `trusted_proxies`: from such a peer, X-Forwarded-For names the client. */
+  readonly trusted?: TrustedProxies | null;
   /** `https` on TLS sockets. */
   readonly proto: 'http' | 'https';
   /** Keep `Upgrade` and send `Connection: upgrade` (WebSocket tunnels). */
@@ -59,6 +62,8 @@ export interface UpstreamHead {
   readonly headers: string[];
   /** `Host` (or `:authority`) as the client sent it; '' if none. */
   readonly authority: string;
+  /** The client: the peer, or the address X-Forwarded-For names when the peer is a trusted proxy. */
+  readonly client: string;
   readonly requestId: string;
   /** Declared `Content-Length`, or -1. */
   readonly contentLength: number;
@@ -143,15 +148,23 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
   if (authority !== '') push(out, 'host', authority);
   if (tunnel) out.push('connection', 'upgrade');
   const id = requestId !== null && isSaneRequestId(requestId) ? requestId : nextRequestId();
-  const client = displayAddress(ctx.clientAddress);
+  let client = displayAddress(ctx.clientAddress);
+  let forwarded: string;
+  const trusted = ctx.trusted;
+  if (xff === null) forwarded = client;
+  else if (trusted != null && trusted.trusts(client) && trusted.resolve(xff)) {
+    // The list as received up to the client: it stays the last entry, which is what an upstream trusting us reads.
+    client = trusted.client;
+    forwarded = trusted.forwarded;
+  } else forwarded = xff + ', ' + client;
   out.push(
-    'x-forwarded-for', xff === null ? client : xff + ', ' + client,
+    'x-forwarded-for', forwarded,
     'x-forwarded-proto', ctx.proto,
   );
   if (authority !== '') out.push('x-forwarded-host', authority);
   push(out, 'via', via === null ? VIA : via + ', ' + VIA);
   out.push('x-request-id', id);
-  return { headers: out, authority, requestId: id, contentLength, chunked, expect };
+  return { headers: out, authority, client, requestId: id, contentLength, chunked, expect };
 }
 
 function push(out: string[], name: string, value: string): void {
@@ -205,12 +218,6 @@ function stripConnectionTokens(out: string[], connection: string, keep: Readonly
     out[w++] = out[r + 1]!;
   }
   out.length = w;
-}
-
-/** `::ffff:10.0.0.1` (a v4 client on a dual-stack socket) is logged and forwarded as `10.0.0.1`, like nginx. */
-export function displayAddress(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  return address.startsWith('::ffff:') && address.indexOf('.') !== -1 ? address.slice(7) : address;
 }
 
 /** A client-supplied id is kept when it is short and made of harmless characters (it ends up in logs). */

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
-import { recorder } from '../metrics/recorder.js';
+import { recorder, routeLabel } from '../metrics/recorder.js';
 import { leases, type LeaseClient, type LeaseHolder } from './rate-lease.js';
 
 export { LeaseClient, leases } from './rate-lease.js';
@@ -215,5 +215,6 @@ export class RateLimiter implements LeaseHolder<KeyState> {
 export function compileRateLimits(routes: readonly RouteConfig[], workers: number, log: Logger, client: LeaseClient = leases): (RateLimiter | null)[] | null {
   if (!routes.some((r) => r.rateLimit !== null)) return null;
   client.log = log;
-  return routes.map((r) => (r.rateLimit === null ? null : new RateLimiter(`${r.host ?? '*'}${r.path}`, r.rateLimit, workers, client)));
+  // Named by the label the logs and metrics use (scheme, host, path): unique per route, stable across reloads.
+  return routes.map((r) => (r.rateLimit === null ? null : new RateLimiter(routeLabel(r), r.rateLimit, workers, client)));
 }

@@ -4,23 +4,30 @@
  * inactivity (`idle_timeout`: undici's own body timer sleeps while we hold it paused). A failure after the
  * headers cuts the response (HTTP/2: RST_STREAM INTERNAL_ERROR), never a short body that looks complete.
  */
-import { validateHeaderName, validateHeaderValue, type ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import { constants as h2constants } from 'node:http2';
 import { buildResponseHeaders } from './headers.js';
-import { BAD_RESPONSE, CLIENT_IDLE, coded } from './errors.js';
+import { BAD_RESPONSE, CLIENT_IDLE, INTERNAL, coded } from './errors.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
 import type { Cancellable } from './request-body.js';
+import type { RouteAction } from './route-action.js';
+import { applyHeaderRules } from './header-rules.js';
+import { createEncoder, type Encoder, type EncoderOwner } from './encoder.js';
+import type { VariableSource } from '../util/template.js';
 
 const { NGHTTP2_INTERNAL_ERROR } = h2constants;
 
 /** What the relay reports into and writes to: the request's outcome and its response (an Exchange). */
-export interface Relayed {
+export interface Relayed extends VariableSource {
   status: number;
   bytes: number;
   /** We cut the response ourselves (failure after headers): not a client abort. */
   cut: boolean;
+  readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly ctx: { readonly sweeper: IdleSweeper };
+  /** The route's action: its response header rules and compression. */
+  readonly action: RouteAction | null;
 }
 
 const enum Flow {
@@ -35,9 +42,11 @@ const enum Flow {
  * The relay's state and behaviour, as the base of the upstream attempt (attempt.ts): one object per proxied
  * request for both phases, each in its own file.
  */
-export abstract class ResponseRelay implements IdleWatched, Cancellable {
+export abstract class ResponseRelay implements IdleWatched, Cancellable, EncoderOwner {
   protected readonly ex: Relayed;
   #flow = Flow.None;
+  /** The compressing stream between upstream and client, when this response is compressed. */
+  #encoder: Encoder | null = null;
   /** In the idle sweeper's set. */
   #watching = false;
   /** Resumes the paused upstream (undici's `resume`). */
@@ -60,6 +69,14 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable {
     const res = this.ex.res;
     try {
       const headers = buildResponseHeaders(rawHeaders, requestId);
+      const action = this.ex.action;
+      if (action !== null) {
+        if (action.response !== null) applyHeaderRules(headers, action.response, this.ex);
+        if (action.compress !== null) {
+          const coding = action.compress.decide(this.ex.req, statusCode, headers);
+          if (coding !== null) this.#encoder = createEncoder(coding, res, this, contentLength(rawHeaders));
+        }
+      }
       if (close) res.shouldKeepAlive = false;
       if (statusText && res.req.httpVersionMajor !== 2) res.writeHead(statusCode, statusText, headers);
       else res.writeHead(statusCode, headers);
@@ -73,12 +90,14 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable {
   /** One body chunk; false when the upstream must wait for 'drain' (undici then pauses it). */
   protected relayData(chunk: Buffer, clientGone: boolean): boolean {
     const ex = this.ex;
-    ex.bytes += chunk.length;
+    const encoder = this.#encoder;
+    if (encoder === null) ex.bytes += chunk.length; // else counted as it leaves the encoder
     if (clientGone || this.#flow === Flow.None) return true;
     const res = ex.res as Drained;
-    if (res.write(chunk)) return true;
+    if (encoder === null ? res.write(chunk) : encoder.write(chunk)) return true;
     this.#flow = Flow.Paused;
-    if (res[kRelay] !== this) {
+    // The encoder says when it drained (drained() below); the response's 'drain' otherwise.
+    if (encoder === null && res[kRelay] !== this) {
       // Hooked on the first backpressure only: most responses never need it.
       res[kRelay] = this;
       res.on('drain', onResponseDrain);
@@ -94,13 +113,18 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable {
     this.stopWatchingDownload();
     if (this.#flow === Flow.None) return;
     const res = this.ex.res;
-    if (trailers !== null && trailers.length > 0) relayTrailers(res, trailers);
-    res.end();
+    const finish = () => {
+      if (trailers !== null && trailers.length > 0) relayTrailers(res, trailers);
+      res.end();
+    };
+    if (this.#encoder !== null) this.#encoder.end(finish);
+    else finish();
   }
 
   /** The response cannot be completed: end the stream (HTTP/2) or the connection (HTTP/1) without its end. */
   cutResponse(): void {
     this.stopWatchingDownload();
+    this.#encoder?.destroy();
     const ex = this.ex;
     ex.cut = true;
     // A plain destroy() of an HTTP/2 response resets with NO_ERROR, which clients may take for a normal end.
@@ -116,6 +140,17 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable {
     this.#resume?.();
   }
 
+  /** Compressed bytes written (EncoderOwner). */
+  wrote(bytes: number): void {
+    this.ex.bytes += bytes;
+  }
+
+  /** The encoder failed (EncoderOwner): the upstream is given up and the response cut. */
+  failed(err: Error): void {
+    this.cancel(coded(INTERNAL, `compression failed: ${err.message}`));
+    if (!this.ex.cut) this.cutResponse();
+  }
+
   stopWatchingDownload(): void {
     if (this.#watching) {
       this.#watching = false;
@@ -127,6 +162,18 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable {
     this.#watching = false;
     this.cancel(coded(CLIENT_IDLE, 'client stopped reading the response'));
   }
+}
+
+/** The upstream's Content-Length (sizes the encoder), or -1. */
+function contentLength(raw: readonly (Buffer | string)[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 14 && n.toString('latin1').toLowerCase() === 'content-length') {
+      const text = raw[i + 1]!.toString('latin1').trim();
+      return /^\d{1,15}$/.test(text) ? Number(text) : -1;
+    }
+  }
+  return -1;
 }
 
 /** The relay of a response whose 'drain' is hooked: found without a closure per response. */

@@ -1,20 +1,26 @@
 /**
- * @module Responses baton writes itself: `return` routes and short plain-text error pages, on a
+ * @module Responses baton writes itself: `return` and `redirect` routes and short plain-text error pages, on a
  * ServerResponse (HTTP/1.1 or HTTP/2) or as raw HTTP/1.1 bytes on an upgrade socket. Everything that can be
- * prepared per config or per status is prepared once.
+ * prepared per config or per status is prepared once; a redirect's Location is rendered from its template.
  */
 import http from 'node:http';
-import type { ReturnAction } from '../config/types.js';
+import type { RedirectAction, ReturnAction } from '../config/types.js';
+import { constantOf, parseTemplate, render, type TemplatePart, type VariableSource } from '../util/template.js';
 
 const TEXT_PLAIN = 'text/plain; charset=utf-8';
 
-/** A `return` route compiled once: body bytes and the header list without the per-request id. */
+/** A `return` or `redirect` route compiled once: body bytes and the header list without the per-request id. */
 export interface CompiledReturn {
   readonly status: number;
   readonly body: Buffer;
   /** Flat header list: content-type (defaulted), content-length, configured headers. */
   readonly headers: readonly string[];
+  /** A redirect's Location template, or null. */
+  readonly location: readonly TemplatePart[] | null;
 }
+
+/** What a local answer needs of its request: the request id, and the variables of a Location. */
+export type Answered = VariableSource;
 
 /** Statuses whose responses never carry a body (RFC 9110 §6.4.1). */
 function bodiless(status: number): boolean {
@@ -33,13 +39,24 @@ export function compileReturn(action: ReturnAction): CompiledReturn {
   }
   if (!hasType && body.length > 0) headers.push('content-type', TEXT_PLAIN);
   if (!bodiless(action.status)) headers.push('content-length', String(body.length));
-  return { status: action.status, body, headers };
+  return { status: action.status, body, headers, location: null };
 }
 
-/** Write a compiled `return` response. HEAD gets the headers (with the body's length) and no body. */
-export function sendReturn(res: http.ServerResponse, ret: CompiledReturn, requestId: string, head: boolean): number {
+/** A redirect: no body (clients follow the Location), the Location rendered per request. */
+export function compileRedirect(action: RedirectAction): CompiledReturn {
+  const t = parseTemplate(action.to);
+  if (!t.ok) throw new Error(`redirect: ${t.message}`); // validated by the config loader
+  const constant = constantOf(t.value);
+  const headers = ['content-length', '0'];
+  if (constant !== null) headers.push('location', constant);
+  return { status: action.status, body: Buffer.alloc(0), headers, location: constant === null ? t.value : null };
+}
+
+/** Write a compiled `return` or `redirect` response. HEAD gets the headers (with the body's length) and no body. */
+export function sendReturn(res: http.ServerResponse, ret: CompiledReturn, a: Answered, head: boolean): number {
   const headers = ret.headers.slice();
-  headers.push('x-request-id', requestId);
+  if (ret.location !== null) headers.push('location', render(ret.location, a));
+  headers.push('x-request-id', a.requestId);
   res.writeHead(ret.status, headers);
   if (head || ret.body.length === 0) {
     res.end();
@@ -90,10 +107,11 @@ export function rawError(status: number, requestId: string): Buffer {
   return rawResponse(status, errorBody(status), ['content-type', TEXT_PLAIN, 'x-request-id', requestId]);
 }
 
-export function rawReturn(ret: CompiledReturn, requestId: string): Buffer {
+export function rawReturn(ret: CompiledReturn, a: Answered): Buffer {
   // content-length is written by rawResponse itself.
   const headers: string[] = [];
   for (let i = 0; i < ret.headers.length; i += 2) if (ret.headers[i] !== 'content-length') headers.push(ret.headers[i]!, ret.headers[i + 1]!);
-  headers.push('x-request-id', requestId);
+  if (ret.location !== null) headers.push('location', render(ret.location, a));
+  headers.push('x-request-id', a.requestId);
   return rawResponse(ret.status, ret.body, headers);
 }

@@ -7,9 +7,11 @@
  * and within that host the longest path. So a host group without a matching path falls back to the next less
  * specific host group and finally to the host-less routes: a host-less route literally says "any host", and a
  * global `/healthz` or catch-all `/` keeps working for every host. An operator who wants a host to 404 outside
- * its paths adds `{host: that.host, path: /, return: {status: 404}}`.
+ * its paths adds `{host: that.host, path: /, return: {status: 404}}`. A route with a `scheme` matches only requests
+ * that came over it (the HTTP→HTTPS redirect), and for the same path beats a route for both.
  */
 import type { RouteConfig } from '../config/types.js';
+import { routeLabel } from '../metrics/recorder.js';
 
 export interface RouteEntry {
   /** Position in `config.routes`: callers keep per-route state in arrays indexed by it. */
@@ -20,26 +22,35 @@ export interface RouteEntry {
 }
 
 export interface Router {
-  /** `hostname` as returned by `normalizeHost`, `path` a routing path (see `routingPath`). */
-  match(hostname: string, path: string): RouteEntry | null;
+  /** `hostname` as returned by `normalizeHost`, `path` a routing path (see `routingPath`), `scheme` the listener's. */
+  match(hostname: string, path: string, scheme?: 'http' | 'https'): RouteEntry | null;
 }
 
-/** Routes of one host, longest path first (ties keep config order: the first one written wins). */
+/**
+ * Routes of one host, longest path first; for one path a route for the request's scheme before one for both
+ * (ties keep config order: the first one written wins).
+ */
 class PathTable {
   readonly #paths: string[] = [];
+  readonly #schemes: ('http' | 'https' | null)[] = [];
   readonly #entries: RouteEntry[] = [];
 
   constructor(entries: RouteEntry[]) {
-    const sorted = entries.slice().sort((a, b) => b.route.path.length - a.route.path.length || a.index - b.index);
+    const specific = (e: RouteEntry) => (e.route.scheme === null ? 1 : 0);
+    const sorted = entries.slice().sort((a, b) => b.route.path.length - a.route.path.length || specific(a) - specific(b) || a.index - b.index);
     for (const e of sorted) {
       this.#paths.push(e.route.path);
+      this.#schemes.push(e.route.scheme);
       this.#entries.push(e);
     }
   }
 
-  match(path: string): RouteEntry | null {
+  match(path: string, scheme: 'http' | 'https'): RouteEntry | null {
     const paths = this.#paths;
-    for (let i = 0; i < paths.length; i++) if (path.startsWith(paths[i]!)) return this.#entries[i]!;
+    const schemes = this.#schemes;
+    for (let i = 0; i < paths.length; i++) {
+      if (path.startsWith(paths[i]!) && (schemes[i] === null || schemes[i] === scheme)) return this.#entries[i]!;
+    }
     return null;
   }
 }
@@ -50,7 +61,7 @@ export function compileRouter(routes: readonly RouteConfig[]): Router {
   const any: RouteEntry[] = [];
   routes.forEach((route, index) => {
     const host = route.host === null ? null : normalizeConfiguredHost(route.host);
-    const entry: RouteEntry = { index, route, label: `${route.host ?? '*'}${route.path}` };
+    const entry: RouteEntry = { index, route, label: routeLabel(route) };
     if (host === null) any.push(entry);
     else if (host.startsWith('*.')) push(wild, host.slice(1), entry); // keep the dot: '.example.com'
     else push(exact, host, entry);
@@ -62,11 +73,11 @@ export function compileRouter(routes: readonly RouteConfig[]): Router {
   const anyTable = any.length > 0 ? new PathTable(any) : null;
 
   return {
-    match(hostname: string, path: string): RouteEntry | null {
+    match(hostname: string, path: string, scheme: 'http' | 'https' = 'http'): RouteEntry | null {
       if (exactTables.size > 0) {
         const t = exactTables.get(hostname);
         if (t !== undefined) {
-          const hit = t.match(path);
+          const hit = t.match(path, scheme);
           if (hit !== null) return hit;
         }
       }
@@ -74,11 +85,11 @@ export function compileRouter(routes: readonly RouteConfig[]): Router {
         const suffix = wildSuffixes[i]!;
         // '*.example.com' matches 'a.example.com' and 'a.b.example.com', never 'example.com' itself.
         if (hostname.length > suffix.length && hostname.endsWith(suffix)) {
-          const hit = wildTables[i]!.match(path);
+          const hit = wildTables[i]!.match(path, scheme);
           if (hit !== null) return hit;
         }
       }
-      return anyTable === null ? null : anyTable.match(path);
+      return anyTable === null ? null : anyTable.match(path, scheme);
     },
   };
 }

@@ -14,7 +14,8 @@ import { Admission, admit, Arrival } from './admission.js';
 import { logNoLiveTarget } from './attempt.js';
 import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
 import { serve, type HandlerContext } from './exchange.js';
-import { cleanTunnelResponseHeaders, displayAddress, nextRequestId, toHeaderObject } from './headers.js';
+import { cleanTunnelResponseHeaders, nextRequestId, toHeaderObject } from './headers.js';
+import { peerAddress } from './client-address.js';
 import { ms } from './access-log.js';
 import { rawError, rawReturn } from './respond.js';
 import { answerAndClose, lingerClose, servePlain } from './upgrade-socket.js';
@@ -101,8 +102,8 @@ export class Tunnels {
       return;
     }
     const start = performance.now();
-    const client = displayAddress(req.socket?.remoteAddress);
-    const a = admit(this.#ctx, req, Arrival.Tunnel, client, new Admission());
+    const a = admit(this.#ctx, req, Arrival.Tunnel, peerAddress(req.socket), new Admission());
+    const client = a.client;
     const url = req.url ?? '';
     if (a.refusal !== 0) {
       if (a.requestId === '') a.requestId = nextRequestId();
@@ -111,7 +112,7 @@ export class Tunnels {
     }
     if (a.entry === null) return this.#answer(socket, a, req, client, start, 404, rawError(404, a.requestId));
     const action = a.action!;
-    if (action.ret !== null) return this.#answer(socket, a, req, client, start, action.ret.status, rawReturn(action.ret, a.requestId));
+    if (action.ret !== null) return this.#answer(socket, a, req, client, start, action.ret.status, rawReturn(action.ret, a));
     const upstream = action.upstream;
     if (upstream === null) return this.#answer(socket, a, req, client, start, 502, rawError(502, a.requestId));
     const picked = upstream.balancer.pick(Date.now());
@@ -132,6 +133,7 @@ export class Tunnels {
     socket.once('finish', () => { if (!tunnel.upgraded) lingerClose(socket); });
     // http-proxy copies req.headers into its upstream request: hand it the cleaned, validated set.
     req.headers = toHeaderObject(a.headers) as http.IncomingHttpHeaders;
+    req.url = a.target; // the route's path rules (and an absolute-form target's path)
     this.#proxy.ws(req, socket, head, { target: this.#wsTarget(target) as unknown as string }, (err) => this.#failed(tunnel, err));
   }
 

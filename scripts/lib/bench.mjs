@@ -1,5 +1,5 @@
-// scripts/bench — baton vs nginx vs a bare undici proxy, same upstream, same run, ratios printed; then HTTP/2
-// (h2load, cleartext h2c and TLS) baton vs nginx.
+// scripts/bench — baton vs nginx vs a bare undici proxy, same upstream, same run, ratios printed; a gzip row
+// (baton's compression against nginx's gzip on); then HTTP/2 (h2load, cleartext h2c and TLS) baton vs nginx.
 // Run `scripts/bench --help` for flags.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,6 +40,8 @@ Starts one upstream (nginx, 2 workers, return 200 "hello\\n") and three proxies 
 127.0.0.1 port: baton (2 workers, access log on), nginx (2 workers, upstream keepalive, buffered access log) and a
 bare undici proxy (2 cluster workers, pool.stream(), no header processing). Then runs wrk against each, keep-alive
 and with "Connection: close", targets alternating (A B C A B C), two rounds; reports the better round per cell.
+The gzip row: GET /text (an 8 KiB HTML page from the upstream) with "Accept-Encoding: gzip", keep-alive, compressed
+by baton (compression: gzip, level 5) and by nginx (gzip on, gzip_comp_level 5); the bare proxy has no such row.
 HTTP/2 (default on): baton and nginx also listen for h2c (HTTP/2 with prior knowledge, cleartext) and for TLS
 (h2 by ALPN, self-signed certificate made with openssl in the temp dir); h2load runs against each, alternating,
 same number of rounds. The bare proxy has no HTTP/2 row.
@@ -136,10 +138,14 @@ ${NGINX_TEMP_PATHS(dir + '/upstream-tmp')}
     server {
         listen ${HOST}:${port} backlog=4096;
         location / { default_type text/plain; return 200 "hello\\n"; }
+        location = /text { default_type text/html; alias ${dir}/text.html; }
     }
 }
 `;
 }
+
+/** The compressed row's page: 8 KiB of HTML, served as a static file by the upstream nginx (text.html). */
+const TEXT_PAGE = Array.from({ length: 160 }, (_, i) => `<li><a href="/items/${i}">item ${i}</a> some text</li>\n`).join('').slice(0, 8192);
 
 function proxyNginxConf(dir, port, upPort, h2) {
   // h2: {h2cPort, tlsPort, cert, key} or null. nginx 1.22: "listen ... http2" without ssl is HTTP/2 with prior
@@ -177,6 +183,15 @@ ${NGINX_TEMP_PATHS(dir + '/proxy-tmp')}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
+        location = /text {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            gzip on;
+            gzip_comp_level 5;
+            gzip_min_length 1024;
+            gzip_vary on;
+        }
     }
 }
 `;
@@ -199,13 +214,17 @@ log: { level: info, error: baton-error.log, access: baton-access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
   - listen: ${HOST}:${port}${h2Listeners}
+compression: { algorithms: [gzip], min_size: 1k }
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
     keepalive_timeout: 4s
 routes:
+  - path: /text
+    upstream: app
   - path: /
     upstream: app
+    compress: false    # the other rows measure the plain proxy path
 `;
 }
 
@@ -240,6 +259,7 @@ async function main() {
   const failures = [];
   const targets = [];
   fs.writeFileSync(path.join(dir, 'upstream-nginx.conf'), upstreamNginxConf(dir, upPort));
+  fs.writeFileSync(path.join(dir, 'text.html'), TEXT_PAGE);
   fs.writeFileSync(path.join(dir, 'proxy-nginx.conf'), proxyNginxConf(dir, nginxPort, upPort, nginxH2));
   for (const name of ['upstream-nginx', 'proxy-nginx']) {
     const err = await nginxTest(nginx, path.join(dir, `${name}.conf`), dir);
@@ -323,10 +343,22 @@ async function main() {
   const modes = [
     { name: 'keepalive', args: [] },
     { name: 'close', args: ['-H', 'Connection: close'] },
+    // Compressed responses: baton and nginx only (the bare proxy does not compress).
+    { name: 'gzip', args: ['-H', 'Accept-Encoding: gzip'], path: '/text', only: ['baton', 'nginx'] },
   ];
+  const inMode = (mode, name) => !mode.only || mode.only.includes(name);
+  // The gzip row measures compression only if both proxies compress: check once before any load.
+  for (const t of targets) {
+    if (!inMode(modes[2], t.name)) continue;
+    const r = await httpGet(t.port, '/text', { headers: { 'accept-encoding': 'gzip' } });
+    if (!r || r.status !== 200 || r.headers['content-encoding'] !== 'gzip') {
+      failures.push(`${t.name} did not answer GET /text with a gzip response (${r ? `${r.status}, content-encoding ${r.headers['content-encoding']}` : 'no answer'})`);
+      log(`ERROR ${failures.at(-1)}`);
+    }
+  }
   const runWrk = async (t, mode, ms, label) => {
     if (cleanup.stopping) die('interrupted', 130);
-    const args = ['-t', String(opt.threads), '-c', String(opt.connections), '-d', `${Math.round(ms / 1000)}s`, '--timeout', '5s', '--latency', ...mode.args, `http://${HOST}:${t.port}/`];
+    const args = ['-t', String(opt.threads), '-c', String(opt.connections), '-d', `${Math.round(ms / 1000)}s`, '--timeout', '5s', '--latency', ...mode.args, `http://${HOST}:${t.port}${mode.path ?? '/'}`];
     const r = await runCapture(wrk, args, { timeoutMs: ms + 30_000 });
     fs.writeFileSync(path.join(dir, `wrk-${label}-${t.name}-${mode.name}.txt`), `$ wrk ${args.join(' ')}\n${r.stdout}${r.stderr}`);
     const p = parseWrk(r.stdout);
@@ -390,7 +422,7 @@ async function main() {
     return p;
   };
 
-  const h1Runs = h1Targets.length * modes.length * opt.rounds;
+  const h1Runs = modes.reduce((n, m) => n + h1Targets.filter((x) => inMode(m, x.name)).length, 0) * opt.rounds;
   const h2Runs = h2Targets.length * opt.rounds;
   const estimate = h1Runs * opt.duration + h1Targets.length * Math.max(1000, opt.warmup) + h2Runs * opt.h2Duration + h2Targets.length * 1000;
   log(
@@ -404,7 +436,7 @@ async function main() {
   const results = new Map(); // `${target}/${mode}` -> [runs]
   for (let round = 1; round <= opt.rounds && h1Targets.length; round++) {
     for (const mode of modes) {
-      for (const t of h1Targets) {
+      for (const t of h1Targets.filter((x) => inMode(mode, x.name))) {
         const p = await runWrk(t, mode, opt.duration, `r${round}`);
         const key = `${t.name}/${mode.name}`;
         if (!results.has(key)) results.set(key, []);
@@ -448,7 +480,7 @@ async function main() {
   if (h1Targets.length) {
     const rows = [];
     for (const mode of modes) {
-      for (const t of ['baton', 'nginx', 'bare']) {
+      for (const t of ['baton', 'nginx', 'bare'].filter((x) => inMode(mode, x))) {
         const runs = results.get(`${t}/${mode.name}`);
         const b = bestOf(results, `${t}/${mode.name}`);
         if (!b) {
@@ -459,7 +491,7 @@ async function main() {
         rows.push([t, mode.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
       }
       const a = bestOf(results, `baton/${mode.name}`);
-      for (const other of ['nginx', 'bare']) {
+      for (const other of ['nginx', 'bare'].filter((x) => inMode(mode, x))) {
         const o = bestOf(results, `${other}/${mode.name}`);
         rows.push([`baton/${other}`, mode.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
       }
@@ -473,6 +505,7 @@ async function main() {
       table(['target', 'mode', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
       '',
       'errors = wrk socket errors (connect/read/write/timeout) + non-2xx responses, summed over all rounds.',
+      'gzip = GET /text (8 KiB of HTML) with Accept-Encoding: gzip, keep-alive: baton compression (gzip level 5) vs nginx gzip on (level 5).',
       'ratio rows: req/s ratio > 1 means baton is faster; p50/p99 ratio > 1 means baton is slower.',
     );
   }

@@ -10,8 +10,10 @@ import { readLimits } from './limits.js';
 import { readLog } from './log.js';
 import { readRoutes } from './routes.js';
 import { readUpstreams } from './upstreams.js';
+import { readTrustedProxies } from './cidrs.js';
+import { readCompression } from './compression.js';
 
-const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'upstreams', 'routes'];
+const KEYS = ['pid_file', 'workers', 'shutdown_timeout', 'upgrade_timeout', 'user', 'log', 'admin', 'listeners', 'limits', 'upstreams', 'routes', 'trusted_proxies', 'compression'];
 
 /** Returns undefined only when the document is not a map at all; otherwise check `r.errors`. */
 export function readConfig(r: Reader): Config | undefined {
@@ -41,6 +43,8 @@ export function readConfig(r: Reader): Config | undefined {
     limits,
     upstreams,
     routes: routesCur === undefined ? [] : readRoutes(r, routesCur, names, limits.maxBodySize),
+    trustedProxies: readTrustedProxies(r, f.get('trusted_proxies')),
+    compression: readCompression(r, f.get('compression')),
   };
 }
 

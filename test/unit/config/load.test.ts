@@ -48,7 +48,12 @@ t.test('a config with only listeners and routes gets every default', async (t) =
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
     },
     upstreams: {},
-    routes: [{ host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024, rateLimit: null }],
+    routes: [{
+      host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024, rateLimit: null,
+      scheme: null, redirect: null, access: null, requestHeaders: null, responseHeaders: null, upstreamHost: { kind: 'preserve' }, stripPrefix: false, addPrefix: '', compress: true,
+    }],
+    trustedProxies: [],
+    compression: null,
   });
 });
 

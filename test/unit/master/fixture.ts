@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import type { Config } from '../../../lib/config/types.js';
 import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
+import { ROUTE_RULE_DEFAULTS } from '../../../lib/config/defaults.js';
 import type { RawHandle } from '../../../lib/master/listeners.js';
 import type { SpawnProcess } from '../../../lib/master/worker-handle.js';
 
@@ -15,7 +16,8 @@ export function masterConfig(over: Partial<Config> = {}): Config {
     log: { level: 'info', error: { kind: 'stderr' }, access: null, queryStrings: true }, admin: null,
     listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     limits: DEFAULT_LIMITS,
-    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, rateLimit: null }],
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, rateLimit: null, ...ROUTE_RULE_DEFAULTS }],
+    trustedProxies: [], compression: null,
     ...over,
   };
 }

@@ -9,6 +9,7 @@ import pino from 'pino';
 import type { Test } from 'tap';
 import type { Balance, ClientLimits, Config, HealthCheckConfig, ReturnAction, RouteConfig, UpstreamConfig } from '../../../lib/config/types.js';
 import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
+import { ROUTE_RULE_DEFAULTS } from '../../../lib/config/defaults.js';
 import type { Logs } from '../../../lib/log/logger.js';
 import { createRequestHandler, type RequestHandler } from '../../../lib/worker/handler.js';
 
@@ -39,18 +40,21 @@ export function upstream(name: string, origins: string[], o: UpstreamOptions = {
   };
 }
 
-export function route(path: string, to: { host?: string; upstream?: string; return?: Partial<ReturnAction> & { status: number }; maxBodySize?: number }): RouteConfig {
+/** `rules`: any of the route's rules (redirect, access, header and path rules, compress) over their defaults. */
+export function route(path: string, to: { host?: string; upstream?: string; return?: Partial<ReturnAction> & { status: number }; maxBodySize?: number; rules?: Partial<RouteConfig> }): RouteConfig {
   return {
+    ...ROUTE_RULE_DEFAULTS,
     host: to.host ?? null,
     path,
     upstream: to.upstream ?? null,
     return: to.return ? { status: to.return.status, body: to.return.body ?? '', headers: to.return.headers ?? {} } : null,
     maxBodySize: to.maxBodySize ?? 0,
     rateLimit: null,
+    ...to.rules,
   };
 }
 
-export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], limits: Partial<ClientLimits> = {}): Config {
+export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], limits: Partial<ClientLimits> = {}, top: Partial<Pick<Config, 'trustedProxies' | 'compression'>> = {}): Config {
   return {
     file: '/test/baton.yaml',
     pidFile: '/test/baton.pid',
@@ -64,6 +68,8 @@ export function makeConfig(upstreams: UpstreamConfig[], routes: RouteConfig[], l
     limits: { ...DEFAULT_LIMITS, ...limits },
     upstreams: Object.fromEntries(upstreams.map((u) => [u.name, u])),
     routes,
+    trustedProxies: top.trustedProxies ?? [],
+    compression: top.compression ?? null,
   };
 }
 

@@ -1,9 +1,10 @@
 /** @module Header rewriting: strip lists both ways, validation, forwarding headers, request ids. */
 import t from 'tap';
 import {
-  BadRequest, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, displayAddress, isSaneRequestId,
+  BadRequest, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, isSaneRequestId,
   nextRequestId, toHeaderObject,
 } from '../../../lib/worker/headers.js';
+import { displayAddress } from '../../../lib/worker/client-address.js';
 
 const ctx = { clientAddress: '10.0.0.9', proto: 'http' as const };
 const names = (flat: readonly string[]) => flat.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());

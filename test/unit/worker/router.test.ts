@@ -101,3 +101,16 @@ t.test('routing paths: path parameters are cut from every segment, a decoded NUL
   t.equal(routingPath('/x/%00/y'), null);
   t.equal(routingPath('/plain/path'), '/plain/path', 'the fast path is untouched');
 });
+
+t.test('a route for one scheme matches only requests over it, and beats a route for both on the same path', async (t) => {
+  const r = compileRouter([
+    route('/', { upstream: 'app' }),
+    route('/', { return: { status: 301 }, rules: { scheme: 'http' } }),
+    route('/tls-only/', { upstream: 'secure', rules: { scheme: 'https' } }),
+  ]);
+  t.equal(r.match('x', '/a', 'http')?.index, 1, 'cleartext: the http route');
+  t.equal(r.match('x', '/a', 'https')?.index, 0, 'TLS: the route for both');
+  t.equal(r.match('x', '/tls-only/a', 'https')?.index, 2);
+  t.equal(r.match('x', '/tls-only/a', 'http')?.index, 1, 'an https route is not a match for cleartext: the next one is');
+  t.equal(r.match('x', '/tls-only/a', 'https')?.label, 'https://*/tls-only/', 'the label names the scheme');
+});
