@@ -17,13 +17,13 @@ export function readCertificate(r: Reader, f: Fields): TlsCertificate | undefine
   return { certFile: cert.file, keyFile: key.file, cert: cert.text, key: key.text };
 }
 
-interface Pem {
+export interface Pem {
   readonly cur: Cursor;
   readonly file: string;
   readonly text: string;
 }
 
-function readPem(r: Reader, cur: Cursor): Pem | undefined {
+export function readPem(r: Reader, cur: Cursor): Pem | undefined {
   const file = r.file(cur);
   if (file === undefined) return undefined;
   let text: string;

@@ -17,6 +17,9 @@ export const DEFAULT_LIMITS: ClientLimits = Object.freeze({
   // nginx's http2_max_concurrent_streams.
   http2MaxConcurrentStreams: 128,
   underscoresInHeaders: false,
+  // nginx buffers request bodies by default: a slow upload then costs a client connection, never an upstream one.
+  requestBuffering: true,
+  requestBufferSize: 64 * 1024,
 });
 
 /** A route's rules when it states none: what hand-built configs (tests, scripts) spread into a RouteConfig. */

@@ -66,20 +66,79 @@ export interface ListenerConfig {
   readonly owner: string | null;
 }
 
-export type Balance = 'round_robin' | 'least_conn' | 'random';
+export type Balance = 'round_robin' | 'least_conn' | 'random' | 'hash';
+
+/** What `balance: hash` hashes: the client's address, a request header, a cookie, or the path (query included). */
+export type HashKey =
+  | { readonly kind: 'client_ip' }
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'path' };
+
+/** How baton talks to an upstream's targets: HTTP/1.1, or HTTP/2 (ALPN on https, prior knowledge otherwise). */
+export type UpstreamProtocol = 'http1' | 'http2';
 
 export interface TargetConfig {
-  /** As written, e.g. `http://127.0.0.1:9001`. */
+  /** As written, e.g. `http://127.0.0.1:9001`, `https://api.internal:8443`, `unix:/run/app.sock`. */
   readonly url: string;
-  /** `http://127.0.0.1:9001`: what undici's Pool is keyed by. */
+  /** `http://127.0.0.1:9001`: what the connection pool is keyed by (`http://localhost` for a unix socket). */
   readonly origin: string;
+  /** The unix socket's absolute path, or null for TCP targets. */
+  readonly socketPath: string | null;
   readonly weight: number;
+  /** In-flight requests per worker (one connection each over HTTP/1.1); 0 = no cap. */
+  readonly maxConnections: number;
+}
+
+/** `upstreams.NAME.tls`: how https targets are verified and what this side presents. PEM text read at load time. */
+export interface UpstreamTlsConfig {
+  /** Extra CA certificates (PEM) trusted besides the system's; null = the system CAs only. */
+  readonly caFile: string | null;
+  readonly ca: string | null;
+  /** Client certificate and key for mTLS, or null. */
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+  readonly cert: string | null;
+  readonly key: string | null;
+  /** SNI and verification name; null = each target URL's host. */
+  readonly serverName: string | null;
+  /** false: no certificate verification at all (an explicit opt-out, logged at start). */
+  readonly verify: boolean;
+}
+
+/** Requests over every target's `max_connections` wait here, at most `size` of them, each at most `timeout`; then 503. */
+export interface QueueConfig {
+  readonly size: number;
+  readonly timeout: number;
+}
+
+export type RetryCondition = 'connect_failure' | 'reset' | 'timeout' | '502' | '503' | '504';
+
+/** When a failed attempt is tried again (on the next target), nginx's `proxy_next_upstream` family. */
+export interface RetryConfig {
+  /** Attempts in all, the first included; 0 = the default rule (every target once after connect failures, one more try otherwise). */
+  readonly tries: number;
+  readonly on: readonly RetryCondition[];
+  /** Methods whose requests may be retried after they may have reached the upstream (connect failures: any method). */
+  readonly methods: readonly string[];
+  /** No new attempt starts this long after the first one; 0 = no budget. */
+  readonly timeout: number;
+  /**
+   * A request with a (buffered) body may be sent again after a failure that may have reached the upstream. False
+   * without a `retry` key (the old rule: only requests without a body), true with one.
+   */
+  readonly replayBodies: boolean;
 }
 
 export interface UpstreamConfig {
   readonly name: string;
   readonly balance: Balance;
+  /** `balance: hash` only; null otherwise. */
+  readonly hashKey: HashKey | null;
+  readonly protocol: UpstreamProtocol;
   readonly targets: readonly TargetConfig[];
+  /** TLS settings for https targets; null = verify against the system CAs with the URL's host. */
+  readonly tls: UpstreamTlsConfig | null;
   readonly connectTimeout: number;
   /** Until the response headers arrive. */
   readonly responseTimeout: number;
@@ -92,6 +151,9 @@ export interface UpstreamConfig {
   readonly failTimeout: number;
   /** Active health checks, or null. */
   readonly healthCheck: HealthCheckConfig | null;
+  /** Waiting room for requests over the targets' `max_connections`; null = 503 at once. */
+  readonly queue: QueueConfig | null;
+  readonly retry: RetryConfig;
 }
 
 /** Active health check of every target of an upstream, run by each worker. */
@@ -130,6 +192,13 @@ export interface ClientLimits {
   readonly http2MaxConcurrentStreams: number;
   /** Forward request header names containing `_`; false (the default) drops them, as nginx does. */
   readonly underscoresInHeaders: boolean;
+  /**
+   * Read a request body whole before connecting upstream (nginx's `proxy_request_buffering on`), so that a slow
+   * upload holds no upstream connection; gRPC requests always stream.
+   */
+  readonly requestBuffering: boolean;
+  /** Bytes of a buffered body kept in memory; the rest goes to an unlinked temp file. */
+  readonly requestBufferSize: number;
 }
 
 export interface ReturnAction {

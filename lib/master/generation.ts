@@ -164,6 +164,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   #goneIfEmpty(): void {
     if (this.#live.size > 0 || this.#goneReported) return;
+    // With no live worker but a replacement pending (a retired worker that left before its backoff ran out), a
+    // serving generation is between workers, not gone; drain() and stop() come back here once it is told to leave.
+    const status = this.#opts.status();
+    if (!this.#ending && (status === 'active' || status === 'starting')) return;
     this.#goneReported = true;
     this.#clearTimers();
     this.emit('gone');

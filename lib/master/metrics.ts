@@ -12,6 +12,7 @@
 import {
   BUILD_INFO, CONNECTIONS, CONNECTION_STATES, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RATE_LIMITED, RELOADS, REQUESTS,
   REQUEST_DURATION, START_TIME, TARGET_UP, UPGRADES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
+  QUEUE_DEPTH, QUEUED, QUEUE_WAIT,
 } from '../metrics/families.js';
 import { Aggregator } from '../metrics/aggregate.js';
 import { isProcessSample, ProcessSampler, type ProcessSample } from '../metrics/process.js';
@@ -91,6 +92,9 @@ export class MasterMetrics {
       }
     }
     out.scalar(CONNECTIONS, open);
+    out.scalar(QUEUE_DEPTH, totals.gauge(QUEUE_DEPTH.name));
+    out.scalar(QUEUED, totals.counter(QUEUED.name));
+    out.histogram(QUEUE_WAIT, totals.histogram(QUEUE_WAIT.name));
     out.scalar(WORKER_RESTARTS, [['', restarts]]);
     out.scalar(RELOADS, Object.entries(this.reloads).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));
     out.scalar(UPGRADES, Object.entries(this.upgrades).map(([k, v]) => [labelKey([['outcome', k]]), v] as const));

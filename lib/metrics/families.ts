@@ -73,6 +73,28 @@ export const CONNECTIONS: FamilyDef = {
   help: 'Open client connections of the live workers, by protocol and worker state (active or draining).',
 };
 
+export const QUEUE_DEPTH: FamilyDef = {
+  name: 'baton_upstream_queue_depth',
+  type: 'gauge',
+  help: 'Requests waiting in an upstream\'s queue for a target under its max_connections, by upstream.',
+};
+
+export const QUEUE_OUTCOMES = Object.freeze(['dispatched', 'timeout', 'full', 'left'] as const);
+export type QueueOutcome = (typeof QUEUE_OUTCOMES)[number];
+
+export const QUEUED: FamilyDef = {
+  name: 'baton_upstream_queue_total',
+  type: 'counter',
+  help: 'Requests that found every target of an upstream at max_connections, by upstream and outcome (dispatched after a wait, timeout = 503, full = 503 at once, left = the client went away).',
+};
+
+export const QUEUE_WAIT: FamilyDef = {
+  name: 'baton_upstream_queue_wait_seconds',
+  type: 'histogram',
+  help: 'Time requests spent in an upstream\'s queue, by upstream (every wait that ended: dispatched, timed out or left).',
+  buckets: LATENCY_BUCKETS,
+};
+
 // ---- known to the master only -------------------------------------------------------------------------------------
 
 export const BUILD_INFO: FamilyDef = { name: 'baton_build_info', type: 'gauge', help: 'Always 1; the labels name the version of the master and of Node.js.' };

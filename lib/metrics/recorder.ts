@@ -5,8 +5,8 @@
  * into the JSON the master aggregates.
  */
 import {
-  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, RATE_LIMITED, REQUESTS, REQUEST_DURATION, STATUS_CLASSES,
-  UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol,
+  CONNECTIONS, CONNECTION_STATES, LATENCY_BUCKETS, NONE, PROTOCOLS, QUEUED, QUEUE_DEPTH, QUEUE_OUTCOMES, QUEUE_WAIT, RATE_LIMITED,
+  REQUESTS, REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, type Protocol, type QueueOutcome,
 } from './families.js';
 import type { HistogramData, MetricsSnapshot } from './snapshot.js';
 import { labelKey, withLabel } from './text.js';
@@ -73,6 +73,13 @@ export class Recorder {
   /** Per route (not per slot: no "none"), with its `route=` key. */
   #limited = new Float64Array(0);
   #limitedKeys: string[] = [];
+  /** Upstream name → its index in #upstreamKeys (queue counts are by upstream, not route). */
+  #upstreamIndex = new Map<string, number>();
+  #queueDepth = new Float64Array(0);
+  #queued = new Float64Array(0);
+  #queueWait = new Float64Array(0);
+  #queueWaitSum = new Float64Array(0);
+  #queueWaitCount = new Float64Array(0);
 
   constructor(routes: readonly RouteInfo[] = []) {
     this.configure(routes);
@@ -108,11 +115,35 @@ export class Recorder {
     this.#failures = upstreams.map(() => new Map());
     this.#limited = new Float64Array(routes.length);
     this.#limitedKeys = routes.map((r) => labelKey([['route', routeLabel(r)]]));
+    this.#upstreamIndex = new Map(upstreams.map((u, i) => [u, i]));
+    this.#queueDepth = new Float64Array(upstreams.length);
+    this.#queued = new Float64Array(upstreams.length * QUEUE_OUTCOMES.length);
+    this.#queueWait = new Float64Array(upstreams.length * BUCKETS);
+    this.#queueWaitSum = new Float64Array(upstreams.length);
+    this.#queueWaitCount = new Float64Array(upstreams.length);
   }
 
   /** One request refused by its route's rate_limit (it is also counted as a 429 by `request`). */
   rateLimited(route: number): void {
     if (route >= 0 && route < this.#limited.length) this.#limited[route]!++;
+  }
+
+  /** An upstream's queue grew or shrank by `delta`. */
+  queueDepth(upstream: string, delta: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u !== undefined) this.#queueDepth[u]! += delta;
+  }
+
+  /** A request that found every target full: how its wait ended, and how long it was (ms; -1: it never waited). */
+  queued(upstream: string, outcome: QueueOutcome, waitedMs: number): void {
+    const u = this.#upstreamIndex.get(upstream);
+    if (u === undefined) return;
+    this.#queued[u * QUEUE_OUTCOMES.length + QUEUE_OUTCOMES.indexOf(outcome)]!++;
+    if (waitedMs < 0) return;
+    const s = waitedMs / 1000;
+    this.#queueWait[u * BUCKETS + bucketIndex(LATENCY_BUCKETS, s)]!++;
+    this.#queueWaitSum[u]! += s;
+    this.#queueWaitCount[u]!++;
   }
 
   #slot(route: number): number {
@@ -168,6 +199,15 @@ export class Recorder {
     });
     const limited: Record<string, number> = {};
     for (let i = 0; i < this.#limited.length; i++) if (this.#limited[i] !== 0) limited[this.#limitedKeys[i]!] = this.#limited[i]!;
+    const queued: Record<string, number> = {};
+    const depth: Record<string, number> = {};
+    this.#upstreamKeys.forEach((key, u) => {
+      depth[key] = this.#queueDepth[u]!;
+      QUEUE_OUTCOMES.forEach((outcome, o) => {
+        const n = this.#queued[u * QUEUE_OUTCOMES.length + o]!;
+        if (n !== 0) queued[withLabel(key, 'outcome', outcome)] = n;
+      });
+    });
     const state = draining ? CONNECTION_STATES[1] : CONNECTION_STATES[0];
     const open: Record<string, number> = {};
     for (const p of PROTOCOLS) open[labelKey([['protocol', p], ['state', state]])] = connections[p];
@@ -176,10 +216,15 @@ export class Recorder {
     if (duration !== null) histograms[REQUEST_DURATION.name] = duration;
     const latency = histogramRows(this.#latency, this.#latencySum, this.#latencyCount, this.#upstreamKeys);
     if (latency !== null) histograms[UPSTREAM_LATENCY.name] = latency;
+    const waits = histogramRows(this.#queueWait, this.#queueWaitSum, this.#queueWaitCount, this.#upstreamKeys);
+    if (waits !== null) histograms[QUEUE_WAIT.name] = waits;
     return {
-      counters: { [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [RATE_LIMITED.name]: limited },
+      counters: {
+        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [RATE_LIMITED.name]: limited,
+        [QUEUED.name]: queued,
+      },
       histograms,
-      gauges: { [CONNECTIONS.name]: open },
+      gauges: { [CONNECTIONS.name]: open, [QUEUE_DEPTH.name]: depth },
     };
   }
 }

@@ -8,7 +8,7 @@
  */
 import type http from 'node:http';
 import { Admission, admit, Arrival, type Gate } from './admission.js';
-import { noLiveTarget, UpstreamAttempt } from './attempt.js';
+import { proxy, type UpstreamAttempt } from './attempt.js';
 import { CLIENT_BAD_BODY, CLIENT_GONE, INTERNAL, classify, coded } from './errors.js';
 import { nextRequestId } from './headers.js';
 import { peerAddress } from './client-address.js';
@@ -16,6 +16,7 @@ import type { IdleSweeper } from './idle.js';
 import type { Relayed } from './relay.js';
 import type { RequestFacts, RequestLog } from './request-log.js';
 import { sendError, sendReturn } from './respond.js';
+import { isGrpc, sendGrpcError } from './grpc.js';
 import { protocolName, ms } from './access-log.js';
 import type { Limited, RateLimiter } from './rate-limit.js';
 
@@ -99,10 +100,7 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
       this.ctx.log.error.error({ route: this.route, request_id: this.requestId }, 'route names an unknown upstream');
       return this.answer(502, false);
     }
-    const first = upstream.balancer.pick(Date.now());
-    if (first === -1) return noLiveTarget(this, upstream);
-    this.attempt = new UpstreamAttempt(this, upstream, first);
-    this.attempt.start();
+    proxy(this, upstream);
   }
 
   /** Over the route's rate limit (rate-limit.ts): 429, the connection kept. */
@@ -115,6 +113,8 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
   answer(status: number, close: boolean): void {
     if (this.requestId === '') this.requestId = nextRequestId();
     this.status = status;
+    // A gRPC client reads its status from trailers: a trailers-only answer (the log keeps the HTTP status).
+    if (this.req.httpVersionMajor === 2 && isGrpc(this.req.rawHeaders)) return sendGrpcError(this.res, status, this.requestId);
     this.bytes = sendError(this.res, status, this.requestId, this.method === 'HEAD', close || (this.hasBody && !this.req.complete));
   }
 

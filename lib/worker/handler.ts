@@ -39,7 +39,7 @@ export interface RequestHandler {
 }
 
 export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
-  const upstreams = createUpstreams(config);
+  const upstreams = createUpstreams(config, logs.error);
   const actions = compileActions(config, upstreams);
   let shortestIdle = config.limits.bodyTimeout > 0 ? config.limits.bodyTimeout : Infinity;
   for (const up of upstreams.values()) if (up.config.idleTimeout > 0) shortestIdle = Math.min(shortestIdle, up.config.idleTimeout);

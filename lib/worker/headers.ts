@@ -121,6 +121,8 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
         case 'x-request-id': if (requestId === null) requestId = value; break;
         case 'upgrade': if (tunnel) push(out, name, value); break;
         case 'expect': expect = expect === null ? value : expect + ',' + value; break;
+        // `te: trailers` says the client accepts trailers: gRPC needs it end to end (RFC 9113 §8.2.2 allows it).
+        case 'te': if (value.trim().toLowerCase() === 'trailers') out.push('te', 'trailers'); break;
       }
       continue;
     }

@@ -20,6 +20,9 @@ import { ms } from './access-log.js';
 import { rawError, rawReturn } from './respond.js';
 import { answerAndClose, lingerClose, servePlain } from './upgrade-socket.js';
 import { markDown, markUp, type Target, type Upstream } from './upstream/pools.js';
+import { tunnelTarget, type TunnelTarget } from './upstream/connect.js';
+import { hashKeyOf } from './upstream/hash-key.js';
+import { anyUp } from './upstream/balancer.js';
 
 const kTunnel = Symbol('baton.tunnel');
 type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
@@ -43,12 +46,7 @@ interface Tunnel {
   closed: boolean;
 }
 
-interface WsTarget {
-  protocol: string;
-  host: string;
-  hostname: string;
-  port: number;
-}
+type WsTarget = TunnelTarget;
 
 /** Socket errors are expected (resets); the tunnel's 'close' does the cleanup. The listener must exist. */
 function ignoreSocketError(): void {}
@@ -115,8 +113,11 @@ export class Tunnels {
     if (action.ret !== null) return this.#answer(socket, a, req, client, start, action.ret.status, rawReturn(action.ret, a));
     const upstream = action.upstream;
     if (upstream === null) return this.#answer(socket, a, req, client, start, 502, rawError(502, a.requestId));
-    const picked = upstream.balancer.pick(Date.now());
+    const key = upstream.config.hashKey === null ? undefined : hashKeyOf(upstream.config.hashKey, req.rawHeaders, client, a.target);
+    const picked = upstream.balancer.pick(Date.now(), key);
     if (picked === -1) {
+      // Every live target at max_connections: 503 (a tunnel does not wait in the queue); none live: 502.
+      if (anyUp(upstream.targets, Date.now())) return this.#answer(socket, a, req, client, start, 503, rawError(503, a.requestId));
       logNoLiveTarget(this.#ctx.log, upstream, a.entry.label, a.requestId);
       return this.#answer(socket, a, req, client, start, 502, rawError(502, a.requestId));
     }
@@ -134,7 +135,8 @@ export class Tunnels {
     // http-proxy copies req.headers into its upstream request: hand it the cleaned, validated set.
     req.headers = toHeaderObject(a.headers) as http.IncomingHttpHeaders;
     req.url = a.target; // the route's path rules (and an absolute-form target's path)
-    this.#proxy.ws(req, socket, head, { target: this.#wsTarget(target) as unknown as string }, (err) => this.#failed(tunnel, err));
+    const ws = this.#wsTarget(target);
+    this.#proxy.ws(req, socket, head, { target: ws.target as unknown as string, agent: ws.agent }, (err) => this.#failed(tunnel, err));
   }
 
   /** A raw answer of our own (no tunnel): written, logged, counted, and the socket closed. */
@@ -151,10 +153,7 @@ export class Tunnels {
   #wsTarget(target: Target): WsTarget {
     let t = this.#targets.get(target);
     if (t === undefined) {
-      const url = new URL(target.origin);
-      const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-      const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
-      t = { protocol: url.protocol, host: hostname, hostname, port };
+      t = tunnelTarget(target.endpoint);
       this.#targets.set(target, t);
     }
     return t;

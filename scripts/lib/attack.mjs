@@ -55,11 +55,14 @@ peak and --settle after the attack, their open file descriptors before and after
   --settle D        wait after the attack before the "after" figures (default 5s)
   --slow D          how long the upstream holds /slow (default 10s)
   --baton PATH      baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
+  --limits YAML     extra keys of baton's limits section, e.g. 'request_buffering: off' (to compare defenses)
+  --upstream YAML   extra keys of baton's upstream, e.g. 'queue: { size: 100, timeout: 1s }'
+  --target YAML     extra keys of baton's target, e.g. 'max_connections: 256'
   --keep            keep the temp dir (configs, logs)
   -h, --help        this text`;
 
 function parseArgs(argv) {
-  const o = { attacks: ['1', '3', '4', '5'], against: ['baton', 'nginx'], duration: 5000, settle: 5000, slow: 10_000, baton: path.join(REPO_DIR, 'bin/baton'), keep: false };
+  const o = { attacks: ['1', '3', '4', '5'], against: ['baton', 'nginx'], duration: 5000, settle: 5000, slow: 10_000, baton: path.join(REPO_DIR, 'bin/baton'), keep: false, limits: '', upstream: '', target: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => (i + 1 < argv.length ? argv[++i] : die(`${a} needs a value`));
@@ -71,6 +74,9 @@ function parseArgs(argv) {
       case '--slow': o.slow = parseDuration(val()); break;
       case '--baton': o.baton = path.resolve(val()); break;
       case '--keep': o.keep = true; break;
+      case '--limits': o.limits = val(); break;
+      case '--upstream': o.upstream = val(); break;
+      case '--target': o.target = val(); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
     }
@@ -140,21 +146,21 @@ function logBytes(files) {
 
 // ---- the proxies -----------------------------------------------------------------------------------------------
 
-function batonConf(ports) {
+function batonConf(ports, opt) {
   return `# baton for scripts/attack
 pid_file: baton.pid
 workers: 2
 shutdown_timeout: 5s
 log: { level: info, error: baton-error.log, access: baton-access.log }
 admin: { listen: "${HOST}:${ports.admin}" }
-listeners:
+${opt.limits ? `limits: { ${opt.limits} }\n` : ''}listeners:
   - listen: ${HOST}:${ports.h1}
   - listen: ${HOST}:${ports.h2c}
     h2c: true
 upstreams:
   app:
-    targets: [{ url: "http://${HOST}:${ports.up}" }]
-routes:
+    targets: [{ url: "http://${HOST}:${ports.up}"${opt.target ? `, ${opt.target}` : ''} }]
+${opt.upstream ? `    ${opt.upstream}\n` : ''}routes:
   - path: /
     upstream: app
 `;
@@ -197,7 +203,7 @@ async function startProxy(name, opt, dir, ports, nginx) {
   let pidFile;
   let logs;
   if (name === 'baton') {
-    fs.writeFileSync(path.join(sub, 'baton.yaml'), batonConf(ports));
+    fs.writeFileSync(path.join(sub, 'baton.yaml'), batonConf(ports, opt));
     cp = spawnTracked(process.execPath, [opt.baton, '-c', path.join(sub, 'baton.yaml')], { cwd: sub, stdout: path.join(sub, 'baton.out'), stderr: path.join(sub, 'baton.out') });
     pidFile = path.join(sub, 'baton.pid');
     logs = ['baton-error.log', 'baton-access.log', 'baton.out'].map((f) => path.join(sub, f));

@@ -61,7 +61,12 @@ same number of rounds. The bare proxy has no HTTP/2 row.
   --h2-clients N    h2load -c (default 16)
   --h2-streams N    h2load -m, concurrent streams per connection (default 10)
   --h2-threads N    h2load -t (default 1)
-  -h, --help        this text`;
+  --no-upstream-kinds  skip the upstream-kind rows (below)
+  -h, --help        this text
+
+Upstream kinds (default on): the upstream nginx also serves HTTPS (HTTP/1.1) and h2c; baton (tls.ca, protocol:
+http2) and nginx (proxy_pass https:// with proxy_ssl_session_reuse and proxy_ssl_verify; grpc_pass grpc:// for
+HTTP/2) proxy /tls/ and /h2/ to them; wrk keep-alive against each, same rounds.`;
 
 function parseArgs(argv) {
   const o = {
@@ -79,6 +84,7 @@ function parseArgs(argv) {
     h2Streams: 10,
     h2Threads: 1,
     baton: path.join(REPO_DIR, 'bin/baton'),
+    kinds: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -103,6 +109,7 @@ function parseArgs(argv) {
       case '--h2-clients': o.h2Clients = Number(v()); break;
       case '--h2-streams': o.h2Streams = Number(v()); break;
       case '--h2-threads': o.h2Threads = Number(v()); break;
+      case '--no-upstream-kinds': o.kinds = false; break;
       case '--baton': o.baton = path.resolve(v()); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
@@ -122,7 +129,22 @@ function parseArgs(argv) {
 
 // ---------------------------------------------------------------------------------------------------------
 
-function upstreamNginxConf(dir, port) {
+function upstreamNginxConf(dir, port, kinds) {
+  // kinds: {tlsPort, h2cPort, cert, key} or null: the same answer over HTTPS (HTTP/1.1) and h2c.
+  const extra = kinds
+    ? `
+    server {
+        listen ${HOST}:${kinds.tlsPort} ssl backlog=4096;
+        ssl_certificate ${kinds.cert};
+        ssl_certificate_key ${kinds.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { default_type text/plain; return 200 "hello\\n"; }
+    }
+    server {
+        listen ${HOST}:${kinds.h2cPort} http2 backlog=4096;
+        location / { default_type text/plain; return 200 "hello\\n"; }
+    }`
+    : '';
   return `# upstream for scripts/bench
 daemon off;
 master_process on;
@@ -139,7 +161,7 @@ ${NGINX_TEMP_PATHS(dir + '/upstream-tmp')}
         listen ${HOST}:${port} backlog=4096;
         location / { default_type text/plain; return 200 "hello\\n"; }
         location = /text { default_type text/html; alias ${dir}/text.html; }
-    }
+    }${extra}
 }
 `;
 }
@@ -147,7 +169,7 @@ ${NGINX_TEMP_PATHS(dir + '/upstream-tmp')}
 /** The compressed row's page: 8 KiB of HTML, served as a static file by the upstream nginx (text.html). */
 const TEXT_PAGE = Array.from({ length: 160 }, (_, i) => `<li><a href="/items/${i}">item ${i}</a> some text</li>\n`).join('').slice(0, 8192);
 
-function proxyNginxConf(dir, port, upPort, h2) {
+function proxyNginxConf(dir, port, upPort, h2, kinds) {
   // h2: {h2cPort, tlsPort, cert, key} or null. nginx 1.22: "listen ... http2" without ssl is HTTP/2 with prior
   // knowledge only (no HTTP/1.1 on that port), hence its own port; keepalive_requests also bounds HTTP/2 streams
   // per connection since 1.19.7 (a GOAWAY at the limit would stop h2load clients).
@@ -175,14 +197,37 @@ ${NGINX_TEMP_PATHS(dir + '/proxy-tmp')}
         server ${HOST}:${upPort};
         keepalive 64;
         keepalive_requests 1000000;
+    }${kinds ? `
+    upstream app_tls {
+        server ${HOST}:${kinds.tlsPort};
+        keepalive 64;
+        keepalive_requests 1000000;
     }
+    upstream app_h2 {
+        server ${HOST}:${kinds.h2cPort};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }` : ''}
     server {
         listen ${HOST}:${port} backlog=4096;${h2Listen}
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }${kinds ? `
+        location /tls/ {
+            proxy_pass https://app_tls;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_session_reuse on;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate ${kinds.cert};
+            proxy_ssl_name localhost;  # the certificate names localhost and 127.0.0.1; nginx checks the upstream block name by default
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
         }
+        location /h2/ {
+            grpc_pass grpc://app_h2;
+        }` : ''}
         location = /text {
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -197,7 +242,7 @@ ${NGINX_TEMP_PATHS(dir + '/proxy-tmp')}
 `;
 }
 
-function batonConf(dir, port, adminPort, upPort, h2) {
+function batonConf(dir, port, adminPort, upPort, h2, kinds) {
   const h2Listeners = h2
     ? `
   - listen: ${HOST}:${h2.h2cPort}
@@ -218,21 +263,35 @@ compression: { algorithms: [gzip], min_size: 1k }
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
+    keepalive_timeout: 4s${kinds ? `
+  app_tls:
+    targets: [ { url: "https://${HOST}:${kinds.tlsPort}" } ]
+    tls: { ca: "${kinds.cert}" }
     keepalive_timeout: 4s
+  app_h2:
+    protocol: http2
+    targets: [ { url: "http://${HOST}:${kinds.h2cPort}" } ]
+    keepalive_timeout: 4s` : ''}
 routes:
   - path: /text
     upstream: app
   - path: /
     upstream: app
-    compress: false    # the other rows measure the plain proxy path
+    compress: false    # the other rows measure the plain proxy path${kinds ? `
+  - path: /tls/
+    upstream: app_tls
+    compress: false
+  - path: /h2/
+    upstream: app_h2
+    compress: false` : ''}
 `;
 }
 
 /** Wait until GET / through `port` answers 200 "hello\n" (the proxy is up and reaches the upstream). */
-async function waitServing(port, cp, ms) {
+async function waitServing(port, cp, ms, urlPath = '/') {
   return waitFor(async () => {
     if (cp && (cp.exitCode !== null || cp.signalCode !== null)) return 'exited';
-    const r = await httpGet(port, '/', { timeout: 1000 });
+    const r = await httpGet(port, urlPath, { timeout: 1000 });
     return r && r.status === 200 && r.body === 'hello\n' ? 'ok' : null;
   }, ms, 200);
 }
@@ -250,17 +309,18 @@ async function main() {
 
   const dir = mkTempDir('baton-bench-');
   log(`temp dir (configs, logs, raw wrk and h2load output): ${dir}`);
-  const [upPort, batonPort, adminPort, nginxPort, barePort, batonH2cPort, batonTlsPort, nginxH2cPort, nginxTlsPort] = await freePorts(9);
-  const cert = opt.h2 ? await makeCert(dir) : null;
+  const [upPort, batonPort, adminPort, nginxPort, barePort, batonH2cPort, batonTlsPort, nginxH2cPort, nginxTlsPort, upTlsPort, upH2cPort] = await freePorts(11);
+  const cert = opt.h2 || opt.kinds ? await makeCert(dir) : null;
+  const kinds = opt.kinds && opt.h1 ? { tlsPort: upTlsPort, h2cPort: upH2cPort, ...cert } : null;
   const batonH2 = opt.h2 ? { h2cPort: batonH2cPort, tlsPort: batonTlsPort, ...cert } : null;
   const nginxH2 = opt.h2 ? { h2cPort: nginxH2cPort, tlsPort: nginxTlsPort, ...cert } : null;
 
   // ---- upstream
   const failures = [];
   const targets = [];
-  fs.writeFileSync(path.join(dir, 'upstream-nginx.conf'), upstreamNginxConf(dir, upPort));
+  fs.writeFileSync(path.join(dir, 'upstream-nginx.conf'), upstreamNginxConf(dir, upPort, kinds));
   fs.writeFileSync(path.join(dir, 'text.html'), TEXT_PAGE);
-  fs.writeFileSync(path.join(dir, 'proxy-nginx.conf'), proxyNginxConf(dir, nginxPort, upPort, nginxH2));
+  fs.writeFileSync(path.join(dir, 'proxy-nginx.conf'), proxyNginxConf(dir, nginxPort, upPort, nginxH2, kinds));
   for (const name of ['upstream-nginx', 'proxy-nginx']) {
     const err = await nginxTest(nginx, path.join(dir, `${name}.conf`), dir);
     if (err) die(`${name}.conf does not pass nginx -t:\n${err}`);
@@ -283,7 +343,7 @@ async function main() {
       h2: batonH2,
       logs: ['baton.out', 'baton-error.log'],
       start() {
-        fs.writeFileSync(path.join(dir, 'baton.yaml'), batonConf(dir, batonPort, adminPort, upPort, batonH2));
+        fs.writeFileSync(path.join(dir, 'baton.yaml'), batonConf(dir, batonPort, adminPort, upPort, batonH2, kinds));
         return spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], {
           cwd: dir,
           stdout: path.join(dir, 'baton.out'),
@@ -356,11 +416,11 @@ async function main() {
       log(`ERROR ${failures.at(-1)}`);
     }
   }
-  const runWrk = async (t, mode, ms, label) => {
+  const runWrk = async (t, mode, ms, label, urlPath = mode.path ?? '/') => {
     if (cleanup.stopping) die('interrupted', 130);
-    const args = ['-t', String(opt.threads), '-c', String(opt.connections), '-d', `${Math.round(ms / 1000)}s`, '--timeout', '5s', '--latency', ...mode.args, `http://${HOST}:${t.port}${mode.path ?? '/'}`];
+    const args = ['-t', String(opt.threads), '-c', String(opt.connections), '-d', `${Math.round(ms / 1000)}s`, '--timeout', '5s', '--latency', ...mode.args, `http://${HOST}:${t.port}${urlPath}`];
     const r = await runCapture(wrk, args, { timeoutMs: ms + 30_000 });
-    fs.writeFileSync(path.join(dir, `wrk-${label}-${t.name}-${mode.name}.txt`), `$ wrk ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    fs.writeFileSync(path.join(dir, `wrk-${label}-${t.name}-${mode.name}${urlPath.replaceAll('/', '_')}.txt`), `$ wrk ${args.join(' ')}\n${r.stdout}${r.stderr}`);
     const p = parseWrk(r.stdout);
     p.exit = r.code;
     p.alive = t.cp.exitCode === null && t.cp.signalCode === null;
@@ -449,6 +509,35 @@ async function main() {
     }
   }
 
+  // Upstream kinds: the same client load (wrk keep-alive), the upstream leg over HTTPS or HTTP/2.
+  const KINDS = [{ name: 'https-up', path: '/tls/' }, { name: 'h2-up', path: '/h2/' }];
+  const kindTargets = [];
+  if (kinds) {
+    for (const t of targets.filter((x) => x.name !== 'bare')) {
+      for (const k of KINDS) {
+        const r = await waitServing(t.port, t.cp, 10_000, k.path);
+        if (r === 'ok') kindTargets.push({ t, k });
+        else {
+          failures.push(`${t.name} does not answer 200 "hello\\n" on ${k.path} (${k.name})`);
+          log(`ERROR ${failures.at(-1)}`);
+        }
+      }
+    }
+  }
+  const kindResults = new Map(); // `${target}/${kind}` -> [runs]
+  for (const { t, k } of kindTargets) await runWrk(t, modes[0], Math.max(1000, opt.warmup), 'warmup', k.path);
+  for (let round = 1; round <= opt.rounds && kindTargets.length; round++) {
+    for (const k of KINDS) {
+      for (const { t } of kindTargets.filter((x) => x.k === k)) {
+        const p = await runWrk(t, modes[0], opt.duration, `r${round}`, k.path);
+        const key = `${t.name}/${k.name}`;
+        if (!kindResults.has(key)) kindResults.set(key, []);
+        kindResults.get(key).push(p);
+        log(`round ${round} ${k.name.padEnd(9)} ${t.name.padEnd(5)} ${p.rps ?? '-'} req/s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}` + (p.socketErrors || p.non2xx ? `  errors: socket ${JSON.stringify(p.socket)} non-2xx ${p.non2xx}` : ''));
+      }
+    }
+  }
+
   const h2Results = new Map(); // `${target}/${proto}` -> [runs]
   for (const h of h2Targets) await runH2(h, 1000, 'warmup');
   for (let round = 1; round <= opt.rounds && h2Targets.length; round++) {
@@ -507,6 +596,33 @@ async function main() {
       'errors = wrk socket errors (connect/read/write/timeout) + non-2xx responses, summed over all rounds.',
       'gzip = GET /text (8 KiB of HTML) with Accept-Encoding: gzip, keep-alive: baton compression (gzip level 5) vs nginx gzip on (level 5).',
       'ratio rows: req/s ratio > 1 means baton is faster; p50/p99 ratio > 1 means baton is slower.',
+    );
+  }
+  if (kindResults.size) {
+    const rows = [];
+    for (const k of KINDS) {
+      for (const t of ['baton', 'nginx']) {
+        const key = `${t}/${k.name}`;
+        const runs = kindResults.get(key);
+        const b = bestOf(kindResults, key);
+        if (!b) {
+          rows.push([t, k.name, 'failed', '-', '-', '-', '-']);
+          continue;
+        }
+        const errs = runs.reduce((n, p) => n + p.socketErrors + p.non2xx, 0);
+        rows.push([t, k.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
+      }
+      const a = bestOf(kindResults, `baton/${k.name}`);
+      const o = bestOf(kindResults, `nginx/${k.name}`);
+      rows.push(['baton/nginx', k.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
+    }
+    out.push(
+      '',
+      `Upstream kinds — the same wrk keep-alive load, the upstream leg over HTTPS (https-up: nginx upstream "listen ssl", HTTP/1.1)`,
+      `or HTTP/2 (h2-up: nginx upstream "listen http2", h2c). baton: tls.ca (verified), protocol: http2; nginx: proxy_pass https://`,
+      `with proxy_ssl_session_reuse on and proxy_ssl_verify on, and grpc_pass grpc:// (nginx 1.22 has no other HTTP/2 upstream).`,
+      '',
+      table(['target', 'upstream', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
     );
   }
   if (opt.h2) {
@@ -577,7 +693,7 @@ async function main() {
           batonErrors.groups.slice(0, 10).map(([k, n]) => `  ${String(n).padStart(5)} x ${k}\n`).join('')
         : ''),
   );
-  const anyErrors = [...results.values(), ...h2Results.values()].flat().some((p) => !p.ok || !p.alive);
+  const anyErrors = [...results.values(), ...h2Results.values(), ...kindResults.values()].flat().some((p) => !p.ok || !p.alive);
   if (failures.length) {
     process.stdout.write(`\nFAILED: ${failures.join('\n        ')}\n`);
     return 1;

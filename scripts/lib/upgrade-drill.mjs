@@ -68,6 +68,10 @@ between two variants, workers 2 <-> 3). Prints requests, failures and p99 per cl
   --h2-clients N        h2load -c per protocol (default 4)
   --h2-streams N        h2load -m (default 10)
   --h2-run D            aimed length of each h2load run (default 3s; -n is sized from the previous run's rate)
+  --grpc N              gRPC lanes through the h2c port (default 4; 0 = none; needs --h2): a @grpc/grpc-js upstream
+                        (scripts/lib/drill-grpc.mjs) behind "protocol: http2" (nginx: grpc_pass), and clients
+                        running N lanes of 2 s server-streaming calls, N lanes of bidirectional ping-pong calls and
+                        one lane of unary calls for the whole run; every call must end OK with every message
   -h, --help            this text
 
 HTTP/2 accounting. Each h2load run is "-n N" (not -D: at the end of a -D run the streams still in flight are
@@ -94,6 +98,7 @@ function parseArgs(argv) {
     h2Streams: 10,
     h2Run: 3000,
     edge: false,
+    grpc: 4,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -125,6 +130,7 @@ function parseArgs(argv) {
       case '--h2-clients': o.h2Clients = int('--h2-clients', 64) || 1; break;
       case '--h2-streams': o.h2Streams = int('--h2-streams', 100) || 1; break;
       case '--h2-run': o.h2Run = parseDuration(v()); break;
+      case '--grpc': o.grpc = int('--grpc', 64); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
     }
@@ -132,6 +138,7 @@ function parseArgs(argv) {
   if (!['baton', 'nginx'].includes(o.against)) die('--against must be baton or nginx');
   if (o.shutdownTimeout < 1000 || o.shutdownTimeout > 600_000) die('--shutdown-timeout must be between 1s and 10m');
   if (o.h2Run < 1000 || o.h2Run > 60_000) die('--h2-run must be between 1s and 60s');
+  if (!o.h2) o.grpc = 0; // gRPC needs the h2c listener
   return o;
 }
 
@@ -162,7 +169,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, ppPort }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, ppPort, grpcPort }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -189,9 +196,14 @@ ${ppPort ? edgeListeners(ppPort) : ''}
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
-    keepalive_timeout: 4s
+    keepalive_timeout: 4s${grpcPort ? `
+  grpc:
+    protocol: http2
+    targets: [ { url: "http://${HOST}:${grpcPort}" } ]` : ''}
 routes:
-${extra}  - path: /
+${extra}${grpcPort ? `  - path: /baton.test.Echo/
+    upstream: grpc
+` : ''}  - path: /
     upstream: app
 ${ppPort ? EDGE_RATE_LIMIT : ''}`;
 }
@@ -340,7 +352,7 @@ function makeBaton(opt, dir, ports) {
 // ---------------------------------------------------------------------------------------------------------
 // nginx
 
-function nginxConfig({ dir, port, upPort, workers, shutdownTimeout, variant, h2 }) {
+function nginxConfig({ dir, port, upPort, workers, shutdownTimeout, variant, h2, grpcPort }) {
   // h2: {tlsPort, h2cPort, cert, key} or null. A server of its own, so that the HTTP/1.1 server above is exactly
   // what it was without --h2; keepalive_requests bounds HTTP/2 streams per connection too since 1.19.7 (its
   // default 1000 would GOAWAY every h2load client after 1000 streams); TLSv1.3 is not in 1.22's default.
@@ -357,7 +369,10 @@ function nginxConfig({ dir, port, upPort, workers, shutdownTimeout, variant, h2 
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }
+        }${grpcPort ? `
+        location /baton.test.Echo/ {
+            grpc_pass grpc://${HOST}:${grpcPort};
+        }` : ''}
     }`
     : '';
   return `# scripts/upgrade-drill against nginx, variant ${variant}
@@ -559,6 +574,46 @@ function startClients(opt, dir, port) {
   };
 }
 
+/** The gRPC upstream and clients (scripts/lib/drill-grpc.mjs). */
+function startGrpc(opt, dir, port) {
+  const cp = spawnTracked(process.execPath, [path.join(REPO_DIR, 'scripts/lib/drill-grpc.mjs'), JSON.stringify({ port, lanes: opt.grpc })], {
+    cwd: dir,
+    stdout: path.join(dir, 'grpc.out'),
+    stderr: path.join(dir, 'grpc.out'),
+    ipc: true,
+  });
+  const inbox = [];
+  const waiters = [];
+  cp.on('message', (m) => {
+    const i = waiters.findIndex((w) => w.types.includes(m?.type));
+    if (i >= 0) waiters.splice(i, 1)[0].resolve(m);
+    else inbox.push(m);
+  });
+  cp.once('exit', () => { for (const w of waiters.splice(0)) w.resolve(null); });
+  const next = (types, ms) =>
+    new Promise((resolve) => {
+      const i = inbox.findIndex((m) => types.includes(m?.type));
+      if (i >= 0) return resolve(inbox.splice(i, 1)[0]);
+      if (cp.exitCode !== null || cp.signalCode !== null) return resolve(null);
+      const w = { types, resolve: (v) => { clearTimeout(timer); resolve(v); } };
+      const timer = setTimeout(() => {
+        const k = waiters.indexOf(w);
+        if (k >= 0) waiters.splice(k, 1);
+        resolve(null);
+      }, ms);
+      waiters.push(w);
+    });
+  return {
+    cp,
+    next,
+    stop() {
+      const p = next(['result'], 90_000);
+      cp.send({ cmd: 'stop' });
+      return p;
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // HTTP/2 load: h2load runs back to back for the whole procedure (h2load does not reconnect after a GOAWAY, so one
 // long run would lose every client at the first drain). "-n" runs sized to last about --h2-run each.
@@ -698,8 +753,8 @@ async function main() {
   const loadStart = os.loadavg()[0].toFixed(2);
   const dir = mkTempDir(`${opt.against}-drill-`);
   log(`temp dir: ${dir}`);
-  const [upPort, port, adminPort, tlsPort, h2cPort] = await freePorts(5);
-  const ports = { upPort, port, adminPort, h2: null, ppPort: null };
+  const [upPort, port, adminPort, tlsPort, h2cPort, grpcPort] = await freePorts(6);
+  const ports = { upPort, port, adminPort, h2: null, ppPort: null, grpcPort: opt.grpc ? grpcPort : 0 };
   const edgePorts = opt.edge ? await freePorts(3) : null;
   if (edgePorts) ports.ppPort = edgePorts[0];
   if (opt.h2) {
@@ -716,6 +771,14 @@ async function main() {
   });
   if (!(await waitFor(async () => (await httpGet(upPort, '/'))?.status === 200, 10_000, 100))) die(`upstream did not start: ${tail(path.join(dir, 'upstream.out'))}`);
 
+  const grpcChild = opt.grpc ? startGrpc(opt, dir, grpcPort) : null;
+  if (grpcChild) {
+    const m = await grpcChild.next(['listening', 'unavailable', 'start-failed'], 20_000);
+    if (m?.type !== 'listening') {
+      log(`gRPC clients off: ${m?.why ?? 'the gRPC upstream did not start'}`);
+      ports.grpcPort = 0;
+    }
+  }
   const target = opt.against === 'nginx' ? makeNginx(opt, dir, ports, nginx) : makeBaton(opt, dir, ports);
   await target.start();
   const h2Targets = opt.h2
@@ -746,9 +809,16 @@ async function main() {
     edgeWrk.push(['wrk keep-alive -c8 via HAProxy, PROXY v2, unix', startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', `http://${HOST}:${v2Port}/`], dir, 'edge-unix')]);
     edgeWrk.push(['wrk Connection: close -c4 via HAProxy, PROXY v1', startWrk(wrk, ['-t1', '-c4', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', `http://${HOST}:${v1Port}/`], dir, 'edge-v1')]);
   }
+  if (grpcChild && ports.grpcPort) {
+    const p = grpcChild.next(['ready', 'start-failed'], 30_000);
+    grpcChild.cp.send({ cmd: 'start', target: `${HOST}:${ports.h2.h2cPort}` });
+    const m = await p;
+    if (m?.type !== 'ready') die(`the gRPC clients did not start: ${m?.why ?? 'no answer'}; ${tail(path.join(dir, 'grpc.out'))}`);
+  }
   event(
     `load running: wrk -c32 keep-alive, wrk -c8 Connection: close, ${opt.slow} /slow in flight, ${opt.uploaders} upload loops, ${opt.ws} WebSockets` +
-      (h2Loops.length ? `, h2load -c${opt.h2Clients} -m${opt.h2Streams} over ${h2Targets.map((h) => h.url).join(' and ')}` : ''),
+      (h2Loops.length ? `, h2load -c${opt.h2Clients} -m${opt.h2Streams} over ${h2Targets.map((h) => h.url).join(' and ')}` : '') +
+      (ports.grpcPort ? `, gRPC ${opt.grpc} server-streaming + ${opt.grpc} bidirectional lanes + 1 unary lane` : ''),
   );
   await sleep(opt.warm);
 
@@ -787,7 +857,8 @@ async function main() {
 
   // ---- stop load, then the proxy
   event('stopping the load');
-  const [ka, close, cres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), ...h2Loops.map((l) => l.stop())]);
+  const grpcStop = grpcChild && ports.grpcPort ? grpcChild.stop() : Promise.resolve(null);
+  const [ka, close, cres, gres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), grpcStop, ...h2Loops.map((l) => l.stop())]);
   const edgeRes = await Promise.all(edgeWrk.map(([, w]) => w.stop()));
   event('load stopped');
   await target.stop();
@@ -844,6 +915,22 @@ async function main() {
         `${h.unsent ? ` of which ${h.unsent} queued and cancelled unsent` : ''})`,
     ]);
   });
+  let spanned = 0;
+  if (grpcChild && ports.grpcPort) {
+    if (!gres) lateFail('the gRPC clients returned no result');
+    const g = gres?.stats ?? {};
+    const names = { stream: `gRPC server-streaming x${opt.grpc} (2 s calls)`, bidi: `gRPC bidirectional x${opt.grpc} (10 round trips)`, unary: 'gRPC unary x1' };
+    for (const k of ['stream', 'bidi', 'unary']) {
+      const st = g[k];
+      if (!st) continue;
+      total += st.failures;
+      totalReq += st.requests;
+      rows.push([names[k], st.requests, st.failures, fmtMs(st.p99), Object.entries(st.kinds).map(([k2, n]) => `${k2} ${n}`).join(', ') || 'ok']);
+    }
+    // Streams in flight when a generation began to drain: they had to finish on the old one.
+    const drains = events.filter((e) => e.what.includes('stopped accepting')).map((e) => e.t);
+    spanned = (gres?.calls ?? []).filter(([a, b]) => drains.some((d) => a < d && d < b)).length;
+  }
   total += procedureFailures.length;
   rows.push(['procedure (upgrades/reloads)', `${cycles.length}+${reloads.length}`, procedureFailures.length, '', procedureFailures.length ? 'see below' : 'ok']);
   rows.push(['TOTAL', totalReq, total, '', '']);
@@ -875,8 +962,10 @@ async function main() {
       ),
     );
   }
+  if (spanned) out.push('', `gRPC: ${spanned} streaming calls were in flight when a generation began to drain (they finished on the old one).`);
   const fails = [
     ...(cres?.failures ?? []),
+    ...(gres?.failures ?? []),
     ...h2res.flatMap((h) => h.failureList),
   ]
     .map((f) => ({ ...f, what: `${f.client}: ${f.kind}${f.detail ? ` (${f.detail})` : ''}` }))

@@ -3,7 +3,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** In `dir`: ca.crt, site.crt/site.key (site.test, *.site.test) and api.crt/api.key (api.example.test, *.api…). */
+/**
+ * In `dir`: ca.crt, site.crt/site.key (site.test, *.site.test), api.crt/api.key (api.example.test, *.api…), and
+ * client.crt/client.key (CN baton-client, for client authentication: mTLS).
+ */
 export function makeCerts(dir: string): { ca: string } {
   const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=baton test CA');
@@ -12,5 +15,8 @@ export function makeCerts(dir: string): { ca: string } {
     fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=DNS:${cn},DNS:*.${cn}\n`);
     run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
   }
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=baton-client');
+  fs.writeFileSync(path.join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  run('x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2', '-extfile', 'client.ext');
   return { ca: path.join(dir, 'ca.crt') };
 }

@@ -126,13 +126,12 @@ routes:
     t.notOk(seen.started.includes('GET /slow'));
   });
 
-  t.test('a request body that stops arriving gets 408 and a close after body_timeout, and the upstream request is aborted', async (t) => {
+  t.test('a request body that stops arriving gets 408 and a close after body_timeout, and never reaches the upstream (buffered)', async (t) => {
     const r = await rawRequest(port, [`POST /stall HTTP/1.1\r\n${H}content-length: 100\r\n\r\n`, 'only ten b'], { timeoutMs: 30_000 });
     t.same(r.statuses, [408]);
     t.ok(r.closed);
     t.ok(r.ms >= 900, `not before body_timeout (after ${r.ms} ms)`);
-    await waitFor('the upstream to see the abort', 3000, () => (seen.aborted.includes('POST /stall') ? true : undefined));
-    t.notOk(seen.completed.includes('POST /stall'));
+    t.notOk(seen.aborted.includes('POST /stall') || seen.completed.includes('POST /stall'), 'the upstream never saw it: request_buffering reads the body first');
   });
 
   t.test('an idle keep-alive connection is closed with a FIN after keepalive_timeout', async (t) => {

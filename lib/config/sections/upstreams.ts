@@ -1,17 +1,29 @@
-/** @module The `upstreams` section: named groups of targets, their balancing and timeouts. */
+/**
+ * @module The `upstreams` section: named groups of targets, their protocol and TLS, balancing, timeouts, health
+ * checks, connection caps and queue, and retry policy (targets and TLS in upstream-target.ts, policies in
+ * upstream-policy.ts).
+ */
 import { DURATION_FORMAT, parseDuration } from '../../util/duration.js';
 import { isSeq } from 'yaml';
 import { expected, parsed, type Parsed } from '../../util/parsed.js';
 import { join, optional, type Cursor, type Reader } from '../reader.js';
-import type { Balance, HealthCheckConfig, TargetConfig, UpstreamConfig } from '../types.js';
+import type { Balance, HealthCheckConfig, UpstreamConfig, UpstreamProtocol } from '../types.js';
 import { readDuration } from './limits.js';
+import { DEFAULT_RETRY, readHashKey, readQueue, readRetry } from './upstream-policy.js';
+import { readTarget, readUpstreamTls } from './upstream-target.js';
 
-const KEYS = ['balance', 'targets', 'connect_timeout', 'response_timeout', 'idle_timeout', 'keepalive_timeout', 'max_fails', 'fail_timeout', 'health_check'];
+export { parseTargetUrl } from './upstream-target.js';
+
+const KEYS = [
+  'balance', 'hash_key', 'protocol', 'targets', 'tls', 'connect_timeout', 'response_timeout', 'idle_timeout', 'keepalive_timeout',
+  'max_fails', 'fail_timeout', 'health_check', 'queue', 'retry',
+];
 const HEALTH_KEYS = ['path', 'interval', 'timeout', 'expect', 'fails', 'passes'];
 /** nginx's and HAProxy's default: any 2xx or 3xx answer passes. */
 const DEFAULT_EXPECT: readonly (readonly [number, number])[] = [[200, 399]];
 const STATUS_FORMAT = 'a status like 200 or a class like 2xx';
-const BALANCES: readonly Balance[] = ['round_robin', 'least_conn', 'random'];
+const BALANCES: readonly Balance[] = ['round_robin', 'least_conn', 'random', 'hash'];
+const PROTOCOLS: readonly UpstreamProtocol[] = ['http1', 'http2'];
 const NAME = /^[A-Za-z0-9_.-]+$/;
 
 export interface Upstreams {
@@ -38,11 +50,32 @@ function readUpstream(r: Reader, name: string, cur: Cursor): UpstreamConfig | un
   const f = r.fields(cur, KEYS);
   if (f === undefined) return undefined;
   const duration = (c: Cursor) => r.parse(c, DURATION_FORMAT, parseDuration);
-  const targets = optional(f.required('targets'), (c) => r.list(c, 'target'))?.map((c) => readTarget(r, c));
+  const targetsCur = f.required('targets');
+  const targets = optional(targetsCur, (c) => r.list(c, 'target'))?.map((c) => readTarget(r, c));
+  const balanceCur = f.get('balance');
+  const balance = optional(balanceCur, (c) => r.oneOf(c, BALANCES)) ?? 'round_robin';
+  const hashKeyCur = f.get('hash_key');
+  const hashKey = optional(hashKeyCur, (c) => readHashKey(r, c)) ?? null;
+  if (balance === 'hash' && hashKeyCur === undefined) r.fail(balanceCur!.node, balanceCur!.path, 'balance: hash needs a hash_key (client_ip, path, header:NAME or cookie:NAME)');
+  if (balance !== 'hash' && hashKeyCur !== undefined) r.fail(hashKeyCur.node, hashKeyCur.path, 'hash_key is only used with balance: hash');
+  const tlsCur = f.get('tls');
+  const tls = optional(tlsCur, (c) => readUpstreamTls(r, c)) ?? null;
+  const valid = targets?.filter((t) => t !== undefined) ?? [];
+  if (tlsCur !== undefined && valid.length === targets?.length && !valid.some((t) => t.origin.startsWith('https:'))) {
+    r.fail(tlsCur.node, tlsCur.path, 'tls applies to https:// targets, and this upstream has none');
+  }
+  const queueCur = f.get('queue');
+  const queue = optional(queueCur, (c) => readQueue(r, c)) ?? null;
+  if (queueCur !== undefined && valid.length === targets?.length && !valid.some((t) => t.maxConnections > 0)) {
+    r.fail(queueCur.node, queueCur.path, 'a queue holds requests over targets[].max_connections, and no target of this upstream has one');
+  }
   return {
     name,
-    balance: optional(f.get('balance'), (c) => r.oneOf(c, BALANCES)) ?? 'round_robin',
-    targets: targets?.filter((t) => t !== undefined) ?? [],
+    balance,
+    hashKey: balance === 'hash' ? hashKey : null,
+    protocol: optional(f.get('protocol'), (c) => r.oneOf(c, PROTOCOLS)) ?? 'http1',
+    targets: valid,
+    tls,
     connectTimeout: optional(f.get('connect_timeout'), duration) ?? 5_000,
     responseTimeout: optional(f.get('response_timeout'), duration) ?? 60_000,
     idleTimeout: optional(f.get('idle_timeout'), duration) ?? 60_000,
@@ -51,6 +84,8 @@ function readUpstream(r: Reader, name: string, cur: Cursor): UpstreamConfig | un
     maxFails: optional(f.get('max_fails'), (c) => r.integer(c, 0, 1_000_000, 'an integer >= 0 (0 = passive health off)')) ?? 1,
     failTimeout: optional(f.get('fail_timeout'), (c) => readDuration(r, c, false)) ?? 10_000,
     healthCheck: optional(f.get('health_check'), (c) => readHealthCheck(r, c)) ?? null,
+    queue,
+    retry: optional(f.get('retry'), (c) => readRetry(r, c)) ?? DEFAULT_RETRY,
   };
 }
 
@@ -94,28 +129,4 @@ export function parseStatusRange(input: string | number): Parsed<readonly [numbe
   }
   if (/^[1-5]\d\d$/.test(text)) return parsed([Number(text), Number(text)] as const);
   return expected(STATUS_FORMAT, input);
-}
-
-function readTarget(r: Reader, cur: Cursor): TargetConfig | undefined {
-  const f = r.fields(cur, ['url', 'weight']);
-  if (f === undefined) return undefined;
-  const url = optional(f.required('url'), (c) => r.parse(c, 'a URL like http://127.0.0.1:9001', parseTargetUrl));
-  const weight = optional(f.get('weight'), (c) => r.integer(c, 1, Number.MAX_SAFE_INTEGER, 'an integer >= 1')) ?? 1;
-  return url === undefined ? undefined : { ...url, weight };
-}
-
-/** An origin and nothing else: the request's own path is forwarded as is, so a base path here would be ignored. */
-export function parseTargetUrl(input: string | number): Parsed<{ url: string; origin: string }> {
-  const what = 'a URL like http://127.0.0.1:9001';
-  let u: URL;
-  try {
-    u = new URL(String(input));
-  } catch {
-    return expected(what, input);
-  }
-  if (u.protocol === 'https:') return { ok: false, message: 'https upstreams are not supported yet' };
-  if (u.protocol !== 'http:') return expected(what, input);
-  if (u.username !== '' || u.password !== '') return expected('a URL without credentials', input);
-  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') return expected('a URL without a path, query or fragment', input);
-  return parsed({ url: String(input), origin: u.origin });
 }

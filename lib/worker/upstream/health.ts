@@ -15,6 +15,8 @@ import { Client } from 'undici';
 import type { HealthCheckConfig } from '../../config/types.js';
 import type { TargetHealth, UpstreamHealth } from '../../ipc/messages.js';
 import type { Logger } from '../../log/logger.js';
+import { undiciConnect } from './connect.js';
+import { H2Pool, type TargetPool } from './h2-pool.js';
 import { setChecked, type Target, type Upstream } from './pools.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -42,7 +44,7 @@ class TargetCheck {
   readonly #conf: HealthCheckConfig;
   readonly #log: Logger;
   readonly #upstream: string;
-  readonly #client: Client;
+  readonly #client: TargetPool;
   #timer: NodeJS.Timeout | null = null;
   #fails = 0;
   #passes = 0;
@@ -53,12 +55,17 @@ class TargetCheck {
     this.#conf = conf;
     this.#log = log;
     this.#upstream = upstream.config.name;
-    this.#client = new Client(target.origin, {
-      pipelining: 0, // a new connection per check: an idle kept-alive one says little about accepting
-      connectTimeout: conf.timeout,
-      headersTimeout: conf.timeout,
-      bodyTimeout: conf.timeout,
-    });
+    // A new connection per check (an idle kept-alive one says little about accepting), opened as requests
+    // are: same TLS settings, unix socket, protocol.
+    const up = upstream.config;
+    this.#client = up.protocol === 'http2'
+      ? new H2Pool({ ...up, keepaliveTimeout: 0, connectTimeout: conf.timeout, responseTimeout: conf.timeout, idleTimeout: conf.timeout }, target.endpoint)
+      : new Client(target.origin, {
+        pipelining: 0,
+        connect: undiciConnect(target.endpoint, conf.timeout),
+        headersTimeout: conf.timeout,
+        bodyTimeout: conf.timeout,
+      });
   }
 
   start(delay: number): void {
@@ -69,7 +76,7 @@ class TargetCheck {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#client.destroy().catch(() => {});
+    this.#client.close().catch(() => {});
   }
 
   #schedule(delay: number): void {
@@ -83,26 +90,10 @@ class TargetCheck {
 
   async #run(): Promise<{ ok: boolean; why: string }> {
     const conf = this.#conf;
-    const signal = AbortSignal.timeout(conf.timeout);
-    try {
-      const res = await this.#client.request({
-        path: conf.path,
-        method: 'GET',
-        headers: { 'user-agent': USER_AGENT, accept: '*/*' },
-        signal,
-      });
-      let read = 0;
-      for await (const chunk of res.body) {
-        read += (chunk as Buffer).length;
-        if (read > MAX_BODY) break;
-      }
-      if (read > MAX_BODY) res.body.destroy();
-      const ok = conf.expect.some(([lo, hi]) => res.statusCode >= lo && res.statusCode <= hi);
-      return { ok, why: `status ${res.statusCode}` };
-    } catch (err) {
-      const e = err as Error & { code?: string };
-      return { ok: false, why: signal.aborted ? `no answer within ${conf.timeout} ms` : `${e.code ?? e.name}: ${e.message}` };
-    }
+    const status = await checkOnce(this.#client, conf.path, conf.timeout, this.#target.endpoint.kind === 'unix' ? 'localhost' : this.#target.address);
+    if (typeof status !== 'number') return { ok: false, why: status };
+    const ok = conf.expect.some(([lo, hi]) => status >= lo && status <= hi);
+    return { ok, why: `status ${status}` };
   }
 
   #verdict(r: { ok: boolean; why: string }): void {
@@ -128,6 +119,46 @@ class TargetCheck {
     }
     this.#schedule(conf.interval);
   }
+}
+
+/**
+ * One GET through `pool`, bounded as a whole by `timeout`: the status, or why there is none. The body is read
+ * (at most MAX_BODY bytes, then the request is given up: the status is known).
+ */
+function checkOnce(pool: TargetPool, path: string, timeout: number, host: string): Promise<number | string> {
+  return new Promise((resolve) => {
+    let abort: ((err?: Error) => void) | null = null;
+    let status = 0;
+    let read = 0;
+    let settled = false;
+    const settle = (v: number | string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(v);
+    };
+    const timer = setTimeout(() => {
+      settle(`no answer within ${timeout} ms`);
+      abort?.();
+    }, timeout);
+    pool.dispatch({ path, method: 'GET', headers: ['host', host, 'user-agent', USER_AGENT, 'accept', '*/*'] }, {
+      onConnect: (a: (err?: Error) => void) => { abort = a; },
+      onHeaders: (code: number) => {
+        if (code >= 200) status = code;
+        return true;
+      },
+      onData: (chunk: Buffer) => {
+        read += chunk.length;
+        if (read > MAX_BODY) {
+          settle(status);
+          abort?.();
+        }
+        return true;
+      },
+      onComplete: () => settle(status),
+      onError: (err: Error & { code?: string }) => settle(status !== 0 ? status : `${err.code ?? err.name}: ${err.message}`),
+    } as unknown as Parameters<TargetPool['dispatch']>[1]);
+  });
 }
 
 export class HealthChecks {

@@ -1,12 +1,18 @@
 /**
- * @module The upstreams of one worker: one undici `Pool` per target origin (we balance ourselves, so no
- * BalancedPool), the per-target counters the balancers read, and health: passive (nginx's `max_fails`
- * failures within `fail_timeout` take a target out for `fail_timeout`) and active (health.ts sets
- * `checkDown`). Both end up in the one field the balancers read on the hot path, `downUntil`.
+ * @module The upstreams of one worker: one connection pool per target (we balance ourselves, so no
+ * BalancedPool): an undici `Pool` for HTTP/1.1 (TCP, TLS or a unix socket), an H2Pool for HTTP/2; the per-target
+ * counters the balancers read, the upstream's queue, and health: passive (nginx's `max_fails` failures within
+ * `fail_timeout` take a target out for `fail_timeout`) and active (health.ts sets `checkDown`). Both end up in the
+ * one field the balancers read on the hot path, `downUntil`.
  */
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { Config, TargetConfig, UpstreamConfig } from '../../config/types.js';
-import { createBalancer, fallbacks, type BalancedTarget, type Balancer } from './balancer.js';
+import type { Logger } from '../../log/logger.js';
+import { recorder } from '../../metrics/recorder.js';
+import { createBalancer, type BalancedTarget, type Balancer } from './balancer.js';
+import { endpointOf, undiciConnect, type TargetEndpoint } from './connect.js';
+import { H2Pool, type TargetPool } from './h2-pool.js';
+import { WaitQueue } from './queue.js';
 
 /**
  * Connections per (worker, target). Bounded so that a slow or stuck upstream cannot eat the worker's file
@@ -22,8 +28,10 @@ const UNTIL_CHECKED = Number.MAX_SAFE_INTEGER;
 export interface Target extends BalancedTarget {
   readonly index: number;
   readonly origin: string;
-  /** `host:port` as written in logs. */
+  /** `host:port` (or `unix:/path`) as written in logs. */
   readonly address: string;
+  /** How its connections are opened. */
+  readonly endpoint: TargetEndpoint;
   /** The configuration of the upstream this target belongs to (the runtime one is an `Upstream`). */
   readonly upstreamConfig: UpstreamConfig;
   /** Passive health: failures counted since `firstFailAt`. */
@@ -35,40 +43,51 @@ export interface Target extends BalancedTarget {
   healthSince: number;
   healthWhy: string | null;
   /** Replaced if undici ever wedges it (see `replacePool`). */
-  pool: Pool;
+  pool: TargetPool;
 }
 
 export interface Upstream {
   readonly config: UpstreamConfig;
   readonly targets: readonly Target[];
   readonly balancer: Balancer;
-  /** When "no live upstream target" was last logged (rate limit). */
+  /** Requests waiting for a target under its `max_connections` (null: no queue, 503 at once). */
+  readonly queue: WaitQueue | null;
+  /** When "no live upstream target" (or "queue full") was last logged (rate limit). */
   noLiveLoggedAt: number;
 }
 
-export function poolOptions(up: UpstreamConfig): Pool.Options {
+export function poolOptions(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnections'>, endpoint: TargetEndpoint): Pool.Options {
   const keepAlive = up.keepaliveTimeout > 0;
   return {
-    connections: CONNECTIONS_PER_TARGET,
+    // Never more connections than requests may be in flight (`max_connections`, counted in attempt.ts).
+    connections: t.maxConnections > 0 ? Math.min(t.maxConnections, CONNECTIONS_PER_TARGET) : CONNECTIONS_PER_TARGET,
     // 1 = keep-alive without pipelining (no head-of-line blocking between clients); 0 = no keep-alive at all.
     pipelining: keepAlive ? 1 : 0,
     keepAliveTimeout: keepAlive ? up.keepaliveTimeout : 1,
     // The upstream's own `Keep-Alive: timeout=` hint must not stretch our configured value.
     keepAliveMaxTimeout: keepAlive ? up.keepaliveTimeout : 1,
-    connectTimeout: up.connectTimeout,
+    connect: undiciConnect(endpoint, up.connectTimeout),
     headersTimeout: up.responseTimeout,
     bodyTimeout: up.idleTimeout,
     strictContentLength: true,
   };
 }
 
+/** A pool for one target, of the upstream's protocol. */
+export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
+  return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new Pool(t.origin, poolOptions(up, t, endpoint));
+}
+
 function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Target {
-  const url = new URL(t.origin);
+  const endpoint = endpointOf(up, t);
   return {
     index,
     origin: t.origin,
-    address: url.host,
+    url: t.url,
+    address: t.socketPath !== null ? `unix:${t.socketPath}` : new URL(t.origin).host,
+    endpoint,
     weight: t.weight,
+    maxConnections: t.maxConnections,
     inflight: 0,
     downUntil: 0,
     upstreamConfig: up,
@@ -77,16 +96,19 @@ function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Targe
     checkDown: false,
     healthSince: Date.now(),
     healthWhy: null,
-    pool: new Pool(t.origin, poolOptions(up)),
+    pool: createPool(up, t, endpoint),
   };
 }
 
-export function createUpstreams(config: Config): Map<string, Upstream> {
+/** `log`: where the explicit opt-outs (`tls.verify: false`) are said once per worker. */
+export function createUpstreams(config: Config, log?: Logger): Map<string, Upstream> {
   const map = new Map<string, Upstream>();
   for (const name of Object.keys(config.upstreams)) {
     const up = config.upstreams[name]!;
     const targets = up.targets.map((t, i) => createTarget(up, t, i));
-    map.set(name, { config: up, targets, balancer: createBalancer(up.balance, targets), noLiveLoggedAt: 0 });
+    const queue = up.queue === null ? null : new WaitQueue(up.queue, (delta) => recorder.queueDepth(name, delta));
+    map.set(name, { config: up, targets, balancer: createBalancer(up.balance, targets), queue, noLiveLoggedAt: 0 });
+    if (up.tls !== null && !up.tls.verify) log?.warn({ upstream: name }, 'tls.verify is false: the certificates of this upstream\'s https targets are not checked (anyone on the path can impersonate them)');
   }
   return map;
 }
@@ -139,7 +161,12 @@ export function setChecked(target: Target, down: boolean, why?: string): void {
  * be just as stale. The client closes once that request is done (retries are rare: no pool of them is kept).
  */
 export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-  const { connections: _c, ...options } = poolOptions(target.upstreamConfig);
+  // HTTP/2: the broken connection has left the pool already; a new stream goes on a healthy or a new one.
+  if (target.upstreamConfig.protocol === 'http2') {
+    target.pool.dispatch(opts, handler);
+    return;
+  }
+  const { connections: _c, ...options } = poolOptions(target.upstreamConfig, target, target.endpoint);
   const client = new Client(target.origin, { ...options, pipelining: 0 });
   try {
     client.dispatch(opts, handler);
@@ -148,9 +175,9 @@ export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, 
   }
 }
 
-/** The candidates after `first`, healthy first (allocated only on the failure path). */
-export function nextTargets(up: Upstream, first: number, now: number): number[] {
-  return fallbacks(up.targets, first, now);
+/** The candidates after `first`, healthy ones only, in the balancer's order (allocated only on the failure path). */
+export function nextTargets(up: Upstream, first: number, now: number, key?: string): number[] {
+  return up.balancer.fallbacks(first, now, key);
 }
 
 /**
@@ -159,13 +186,17 @@ export function nextTargets(up: Upstream, first: number, now: number): number[] 
  * Requests already running on the old pool finish there.
  */
 export function replacePool(up: Upstream, target: Target): void {
+  if (up.config.protocol === 'http2') return; // our own pool: no such bug to work around
   const old = target.pool;
-  target.pool = new Pool(target.origin, poolOptions(up.config));
+  target.pool = createPool(up.config, target, target.endpoint);
   old.close().catch(() => {});
 }
 
 export async function closeUpstreams(upstreams: Map<string, Upstream>): Promise<void> {
   const closing: Promise<void>[] = [];
-  for (const up of upstreams.values()) for (const t of up.targets) closing.push(t.pool.close().catch(() => {}));
+  for (const up of upstreams.values()) {
+    up.queue?.clear();
+    for (const t of up.targets) closing.push(t.pool.close().catch(() => {}));
+  }
   await Promise.all(closing);
 }

@@ -46,6 +46,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     limits: {
       maxHeaderSize: 16 * 1024, maxHeaders: 100, maxBodySize: 100 * 1024 * 1024, headerTimeout: 10_000, bodyTimeout: 60_000,
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
+      requestBuffering: true, requestBufferSize: 64 * 1024,
     },
     upstreams: {},
     routes: [{

@@ -126,6 +126,35 @@ t.test('a retiring worker gets its replacement at once and keeps draining; its e
   t.equal(gen.restarts, 1);
 });
 
+t.test('a retiring worker that exits before its replacement has started leaves its generation serving, not gone', async (t) => {
+  // A worker with nothing in flight leaves within milliseconds; the replacement may still be in its backoff then.
+  const { gen, children, events, setStatus } = generation(1);
+  gen.start();
+  children[0]!.ready();
+  setStatus('active');
+  children[0]!.emit('message', { type: 'retiring', reason: 'unhandled rejection: boom' });
+  children[0]!.exit(1);
+  t.same(events, ['ready'], 'an active generation with a replacement pending is not gone');
+  await until('the replacement', () => children.length === 2);
+  children[1]!.ready();
+  t.same(gen.live().length, 1);
+  setStatus('draining');
+  gen.drain();
+  children[1]!.exit(0);
+  t.same(events, ['ready', 'gone'], 'it is gone once drained');
+});
+
+t.test('a worker that dies while its slot is being refilled, with no other worker left, leaves the generation active', async (t) => {
+  const { gen, children, events, setStatus } = generation(1);
+  gen.start();
+  children[0]!.ready();
+  setStatus('active');
+  children[0]!.exit(1);
+  t.same(events, ['ready']);
+  await until('the replacement', () => children.length === 2);
+  t.equal(gen.restarts, 1);
+});
+
 t.test('stop signals every live worker, and a generation with none is gone at once', async (t) => {
   const { gen, children, events } = generation(2);
   gen.start();

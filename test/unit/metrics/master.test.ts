@@ -145,6 +145,7 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   t.same([...families.keys()], [
     'baton_build_info', 'baton_start_time_seconds', 'baton_workers', 'baton_requests_total', 'baton_request_duration_seconds',
     'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_rate_limited_total', 'baton_connections',
+    'baton_upstream_queue_depth', 'baton_upstream_queue_total', 'baton_upstream_queue_wait_seconds',
     'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total', 'baton_upstream_target_up',
     'baton_process_resident_memory_bytes', 'baton_process_heap_used_bytes', 'baton_process_event_loop_utilization', 'baton_process_open_fds',
   ]);

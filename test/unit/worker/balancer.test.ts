@@ -2,7 +2,7 @@
 import t from 'tap';
 import { createBalancer, fallbacks, type BalancedTarget } from '../../../lib/worker/upstream/balancer.js';
 
-const targets = (...weights: number[]): BalancedTarget[] => weights.map((weight) => ({ weight, inflight: 0, downUntil: 0 }));
+const targets = (...weights: number[]): BalancedTarget[] => weights.map((weight, i) => ({ weight, inflight: 0, downUntil: 0, maxConnections: 0, url: `http://10.0.0.${i + 1}:80` }));
 const NOW = 1_000_000;
 
 function counts(pick: () => number, n: number, size: number): number[] {

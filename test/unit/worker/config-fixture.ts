@@ -7,7 +7,8 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Test } from 'tap';
-import type { Balance, ClientLimits, Config, HealthCheckConfig, ReturnAction, RouteConfig, UpstreamConfig } from '../../../lib/config/types.js';
+import type { Balance, ClientLimits, Config, HashKey, HealthCheckConfig, QueueConfig, RetryConfig, ReturnAction, RouteConfig, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig } from '../../../lib/config/types.js';
+import { DEFAULT_RETRY } from '../../../lib/config/sections/upstream-policy.js';
 import { DEFAULT_LIMITS } from '../../../lib/config/sections/limits.js';
 import { ROUTE_RULE_DEFAULTS } from '../../../lib/config/defaults.js';
 import type { Logs } from '../../../lib/log/logger.js';
@@ -23,13 +24,28 @@ export interface UpstreamOptions {
   maxFails?: number;
   failTimeout?: number;
   healthCheck?: HealthCheckConfig | null;
+  hashKey?: HashKey;
+  protocol?: UpstreamProtocol;
+  tls?: UpstreamTlsConfig | null;
+  maxConnections?: number[];
+  queue?: QueueConfig | null;
+  retry?: Partial<RetryConfig>;
 }
 
 export function upstream(name: string, origins: string[], o: UpstreamOptions = {}): UpstreamConfig {
   return {
     name,
     balance: o.balance ?? 'round_robin',
-    targets: origins.map((origin, i) => ({ url: origin, origin, weight: o.weights?.[i] ?? 1 })),
+    hashKey: o.hashKey ?? null,
+    protocol: o.protocol ?? 'http1',
+    targets: origins.map((origin, i) => ({
+      url: origin,
+      origin: origin.startsWith('unix:') ? 'http://localhost' : origin,
+      socketPath: origin.startsWith('unix:') ? origin.slice(5) : null,
+      weight: o.weights?.[i] ?? 1,
+      maxConnections: o.maxConnections?.[i] ?? 0,
+    })),
+    tls: o.tls ?? null,
     connectTimeout: o.connectTimeout ?? 2000,
     responseTimeout: o.responseTimeout ?? 5000,
     idleTimeout: o.idleTimeout ?? 5000,
@@ -37,6 +53,8 @@ export function upstream(name: string, origins: string[], o: UpstreamOptions = {
     maxFails: o.maxFails ?? 1,
     failTimeout: o.failTimeout ?? 10_000,
     healthCheck: o.healthCheck ?? null,
+    queue: o.queue ?? null,
+    retry: { ...DEFAULT_RETRY, ...o.retry },
   };
 }
 

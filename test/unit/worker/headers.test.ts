@@ -24,7 +24,7 @@ t.test('hop-by-hop request headers and the headers named by Connection are not f
     'Keep-Alive', 'timeout=5',
     'Proxy-Connection', 'keep-alive',
     'Transfer-Encoding', 'chunked',
-    'TE', 'trailers',
+    'TE', 'gzip',
     'Trailer', 'x',
     'Upgrade', 'websocket',
     'HTTP2-Settings', 'AAA',
@@ -36,6 +36,12 @@ t.test('hop-by-hop request headers and the headers named by Connection are not f
   t.equal(head.authority, 'example.com:8080');
   t.equal(head.chunked, true);
   t.strictSame(get(head.headers, 'host'), ['example.com:8080'], 'Host is set explicitly to the client host');
+});
+
+t.test('te: trailers is forwarded (gRPC needs it end to end); any other te is not', async (t) => {
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'TE', 'trailers'], ctx).headers, 'te'), ['trailers']);
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'te', ' Trailers '], ctx).headers, 'te'), ['trailers']);
+  t.strictSame(get(buildUpstreamHead(['Host', 'a', 'TE', 'gzip, trailers'], ctx).headers, 'te'), []);
 });
 
 t.test('header names keep their spelling and duplicates survive', async (t) => {

@@ -59,13 +59,13 @@ t.test('an HTTP/2 request is routed by :authority and its response carries no co
   t.match(mem.access[0], { status: 200, protocol: 'HTTP/2.0', host: 'h2.test' });
 });
 
-t.test('an HTTP/2 request body is streamed upstream, with or without content-length', async (t) => {
+t.test('an HTTP/2 request body is streamed upstream, with or without content-length (request_buffering off)', async (t) => {
   const up = await startUpstream(t, (req, res) => {
     let n = 0;
     req.on('data', (c: Buffer) => { n += c.length; });
     req.on('end', () => res.end(`${req.method} ${n} ${req.headers['content-length'] ?? 'chunked'}`));
   });
-  const { client } = await h2Front(t, makeConfig([upstream('app', [up.origin])], [route('/', { upstream: 'app' })]));
+  const { client } = await h2Front(t, makeConfig([upstream('app', [up.origin])], [route('/', { upstream: 'app' })], { requestBuffering: false }));
   const body = Buffer.alloc(300_000, 1);
   const a = await h2request(client, { ':method': 'POST', ':path': '/u', ':authority': 'x' }, body);
   t.equal(a.body.toString(), 'POST 300000 chunked');
@@ -73,4 +73,17 @@ t.test('an HTTP/2 request body is streamed upstream, with or without content-len
   t.equal(b.body.toString(), 'PUT 5 5');
   const c = await h2request(client, { ':method': 'GET', ':path': '/after', ':authority': 'x' });
   t.equal(c.headers[':status'], 200, 'the session is still fine');
+});
+
+t.test('a buffered HTTP/2 request body reaches the upstream whole, with a content-length it did not have', async (t) => {
+  const up = await startUpstream(t, (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => { n += c.length; });
+    req.on('end', () => res.end(`${req.method} ${n} ${req.headers['content-length'] ?? 'chunked'}`));
+  });
+  const { client } = await h2Front(t, makeConfig([upstream('app', [up.origin])], [route('/', { upstream: 'app' })], { requestBufferSize: 1024 }));
+  const a = await h2request(client, { ':method': 'POST', ':path': '/u', ':authority': 'x' }, Buffer.alloc(300_000, 1));
+  t.equal(a.body.toString(), 'POST 300000 300000', 'spilled to a temp file past request_buffer_size, replayed with its length');
+  const b = await h2request(client, { ':method': 'POST', ':path': '/u', ':authority': 'x' }, Buffer.from('12345'));
+  t.equal(b.body.toString(), 'POST 5 5', 'kept in memory');
 });

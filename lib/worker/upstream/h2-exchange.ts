@@ -1,0 +1,284 @@
+/**
+ * @module One request on an HTTP/2 upstream connection (h2-pool.ts): its stream, its body going up, its response
+ * coming down, in undici's dispatch handler protocol; and the connection state the pool keeps per session.
+ */
+import http2 from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { UpstreamConfig } from '../../config/types.js';
+import { H2_REFUSED, H2_RESET, coded } from '../errors.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** Streams per connection until the target's SETTINGS say otherwise (nghttp2's and Node's default is 100). */
+export const INITIAL_STREAMS = 100;
+/** Request headers that are connection-specific, hence illegal in HTTP/2 (RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+/** gRPC's trailers, which a trailers-only response carries in its one HEADERS frame. */
+const GRPC_TRAILERS: ReadonlySet<string> = new Set(['grpc-status', 'grpc-message', 'grpc-status-details-bin']);
+
+/** undici calls onRequestSent too (its types leave it out). */
+type Handler = Dispatcher.DispatchHandler & { onRequestSent?(): void };
+type Options = Dispatcher.DispatchOptions;
+
+/** What an exchange needs of its pool. */
+export interface ExchangePool {
+  readonly scheme: 'http' | 'https';
+  readonly authority: string;
+  readonly upstream: UpstreamConfig;
+  /** A stream of `conn` ended (or never opened): its slot is free. */
+  released(conn: Conn): void;
+}
+
+/** One connection (session) and the streams it carries or has promised to carry. */
+export class Conn {
+  session: http2.ClientHttp2Session | null = null;
+  /** Streams open or reserved by requests waiting for the connection. */
+  streams = 0;
+  maxStreams = INITIAL_STREAMS;
+  /** GOAWAY received, closing, or closed: no new streams. */
+  closing = false;
+  /** Requests waiting for the connection to be ready. */
+  waiting: Exchange[] = [];
+  idleTimer: NodeJS.Timeout | null = null;
+  /** The session's or socket's error, for the streams it takes down. */
+  error: Error | null = null;
+}
+
+/** One request on the pool: its stream, its body going up, its response coming down. */
+export class Exchange {
+  readonly #pool: ExchangePool;
+  readonly #opts: Options;
+  readonly #handler: Handler;
+  #conn: Conn | null = null;
+  #stream: http2.ClientHttp2Stream | null = null;
+  #body: Readable | null = null;
+  #trailers: string[] | null = null;
+  #responded = false;
+  #done = false;
+
+  constructor(pool: ExchangePool, opts: Options, handler: Handler) {
+    this.#pool = pool;
+    this.#opts = opts;
+    this.#handler = handler;
+  }
+
+  /** The connection is ready: open the stream (unless the request was given up while it waited). */
+  start(conn: Conn): void {
+    this.#conn = conn;
+    const handler = this.#handler;
+    try {
+      handler.onConnect!((err?: Error) => this.#abort(err));
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    if (this.#done) return;
+    const session = conn.session!;
+    const opts = this.#opts;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      if (session.closed || session.destroyed) throw coded(H2_REFUSED, 'the connection closed before the request was sent');
+      const body = opts.body;
+      stream = session.request(this.#headers(), { endStream: body === null || body === undefined });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      this.fail(e.code === H2_REFUSED || e.code === 'ERR_HTTP2_GOAWAY_SESSION' || e.code === 'ERR_HTTP2_INVALID_SESSION' ? coded(H2_REFUSED, e.message) : coded('UND_ERR_INVALID_ARG', e.message));
+      return;
+    }
+    this.#stream = stream;
+    const up = this.#pool.upstream;
+    const headersTimeout = opts.headersTimeout ?? up.responseTimeout;
+    if (headersTimeout > 0) stream.setTimeout(headersTimeout, () => this.#timedOut());
+    stream.on('response', (headers, flags) => this.#response(headers, flags));
+    stream.on('data', (chunk: Buffer) => this.#data(chunk));
+    stream.on('trailers', (headers) => { this.#trailers = flatten(headers, false); });
+    stream.on('end', () => this.#end());
+    stream.on('error', (e: Error) => { this.#streamError = e; });
+    stream.on('close', () => this.#closed());
+    this.#sendBody(stream);
+  }
+
+  #streamError: Error | null = null;
+
+  #headers(): http2.OutgoingHttpHeaders {
+    const opts = this.#opts;
+    const out: http2.OutgoingHttpHeaders = { ':method': opts.method, ':path': opts.path, ':scheme': this.#pool.scheme };
+    let authority = this.#pool.authority;
+    const raw = (opts.headers ?? []) as string[];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      const value = raw[i + 1]!;
+      if (CONNECTION_SPECIFIC.has(name)) {
+        if (name === 'host') authority = value;
+        continue;
+      }
+      // The only `te` HTTP/2 allows, and the one gRPC needs.
+      if (name === 'te' && value.toLowerCase() !== 'trailers') continue;
+      const prev = out[name];
+      if (prev === undefined) out[name] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else out[name] = [prev as string, value];
+    }
+    out[':authority'] = authority;
+    return out;
+  }
+
+  #sendBody(stream: http2.ClientHttp2Stream): void {
+    const body = this.#opts.body;
+    const handler = this.#handler;
+    if (body === null || body === undefined) {
+      handler.onRequestSent?.();
+      return;
+    }
+    if (Buffer.isBuffer(body) || typeof body === 'string' || body instanceof Uint8Array) {
+      const buf = body as Buffer;
+      stream.end(buf, () => {
+        handler.onBodySent?.(buf.length, buf.length);
+        handler.onRequestSent?.();
+      });
+      return;
+    }
+    const readable = body as Readable;
+    this.#body = readable;
+    let sent = 0;
+    const onData = (chunk: Buffer) => {
+      sent += chunk.length;
+      handler.onBodySent?.(chunk.length, sent);
+      if (!stream.write(chunk)) readable.pause();
+    };
+    const onEnd = () => {
+      this.#detachBody();
+      stream.end();
+      handler.onRequestSent?.();
+    };
+    const onError = (err: Error) => this.#abort(err);
+    readable.on('data', onData);
+    readable.once('end', onEnd);
+    readable.once('error', onError);
+    stream.on('drain', () => readable.resume());
+    this.#detach = () => {
+      readable.off('data', onData);
+      readable.off('end', onEnd);
+      readable.off('error', onError);
+    };
+    if (readable.readableEnded) onEnd();
+  }
+
+  #detach: (() => void) | null = null;
+
+  #detachBody(): void {
+    const detach = this.#detach;
+    this.#detach = null;
+    detach?.();
+  }
+
+  #response(headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number): void {
+    if (this.#done) return;
+    this.#responded = true;
+    const stream = this.#stream!;
+    const status = Number(headers[':status']);
+    const up = this.#pool.upstream;
+    stream.setTimeout(up.idleTimeout, () => this.#timedOut());
+    // A trailers-only response (gRPC errors) carries its trailers in the one HEADERS frame: relay them as
+    // trailers, or an HTTP/2 client would get HEADERS then an empty DATA frame and no status.
+    const trailersOnly = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 && headers['grpc-status'] !== undefined;
+    const raw = flatten(headers, trailersOnly);
+    if (trailersOnly) this.#trailers = grpcTrailers(headers);
+    const resume = () => {
+      if (this.#done) return;
+      stream.setTimeout(up.idleTimeout, () => this.#timedOut());
+      stream.resume();
+    };
+    if (this.#handler.onHeaders!(status, raw as unknown as Buffer[], resume, '') === false) {
+      // The client's buffer is full: its own idle watch (relay.ts) bounds the wait, not ours.
+      stream.setTimeout(0);
+      stream.pause();
+    }
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.#done) return;
+    if (this.#handler.onData!(chunk) === false) {
+      this.#stream!.setTimeout(0);
+      this.#stream!.pause();
+    }
+  }
+
+  #end(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#detachBody();
+    const stream = this.#stream!;
+    stream.setTimeout(0);
+    // The response is complete; a request body still streaming is not wanted any more.
+    if (!stream.writableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    this.#handler.onComplete!(this.#trailers);
+  }
+
+  #closed(): void {
+    const conn = this.#conn;
+    if (conn !== null) {
+      this.#conn = null;
+      this.#pool.released(conn);
+    }
+    if (this.#done) return;
+    const stream = this.#stream!;
+    const rst = stream.rstCode ?? 0;
+    if (rst === NGHTTP2_REFUSED_STREAM && !this.#responded) {
+      this.fail(coded(H2_REFUSED, 'the upstream refused the stream (REFUSED_STREAM): not processed'));
+      return;
+    }
+    const cause = this.#streamError ?? conn?.error ?? null;
+    const causeCode = (cause as { code?: string } | null)?.code;
+    if (causeCode !== undefined && /^E[A-Z]+$/.test(causeCode)) this.fail(cause!);
+    else this.fail(coded(H2_RESET, rst !== 0 ? `the upstream reset the stream (HTTP/2 error code ${rst})` : `the upstream connection closed the stream${cause !== null ? `: ${cause.message}` : ''}`));
+  }
+
+  #timedOut(): void {
+    this.#abort(this.#responded ? coded('UND_ERR_BODY_TIMEOUT', 'upstream body timeout') : coded('UND_ERR_HEADERS_TIMEOUT', 'upstream headers timeout'));
+  }
+
+  /** Given up by the attempt (or a timeout): cancel the stream, then report. */
+  #abort(err?: Error): void {
+    if (this.#done) return;
+    this.#detachBody();
+    const stream = this.#stream;
+    this.fail(err ?? coded('UND_ERR_ABORTED', 'request aborted'));
+    if (stream !== null && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+  }
+
+  /** Report the failure once; a stream that never opened gives its reserved slot back. */
+  fail(err: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#detachBody();
+    if (this.#stream === null && this.#conn !== null) {
+      const conn = this.#conn;
+      this.#conn = null;
+      this.#pool.released(conn);
+    }
+    this.#handler.onError!(err);
+  }
+}
+
+/** Node's header object as a flat list (pseudo-headers dropped; `skipGrpcTrailers` leaves gRPC's trailers out). */
+function flatten(headers: http2.IncomingHttpHeaders, skipGrpcTrailers: boolean): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 58 /* : */ || (skipGrpcTrailers && GRPC_TRAILERS.has(name))) continue;
+    const v = headers[name];
+    if (Array.isArray(v)) for (const x of v) out.push(name, x);
+    else if (v !== undefined) out.push(name, String(v));
+  }
+  return out;
+}
+
+function grpcTrailers(headers: http2.IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const name of GRPC_TRAILERS) {
+    const v = headers[name];
+    if (v !== undefined) out.push(name, String(v));
+  }
+  return out;
+}

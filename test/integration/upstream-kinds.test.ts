@@ -1,0 +1,140 @@
+/**
+ * @module Upstreams on unix sockets and over HTTP/2 with prior knowledge, against the real daemon: HTTP/1.1 and
+ * h2c on a socket file, requests with bodies multiplexed on one HTTP/2 connection, health checks on a socket,
+ * and WebSocket tunnels to a unix-socket target.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import path from 'node:path';
+import t from 'tap';
+import { Daemon, waitFor, type Tap } from '../helpers/daemon.js';
+import { request } from '../helpers/http.js';
+
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+/** A server on `where` (a socket path, or 127.0.0.1:0); counts the connections it accepts. */
+async function serve(t: Tap, server: net.Server, where: string | null): Promise<{ port: number; connections: () => number }> {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    connections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => (where !== null ? server.listen(where, r) : server.listen(0, '127.0.0.1', r)));
+  t.teardown(() => new Promise<void>((r) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => r());
+  }));
+  const addr = server.address();
+  return { port: typeof addr === 'object' && addr !== null ? addr.port : 0, connections: () => connections };
+}
+
+const echo: Handler = (req, res) => {
+  let n = 0;
+  req.on('data', (c: Buffer) => { n += c.length; });
+  req.on('end', () => res.end(`${req.method} ${req.url} ${n} bytes over HTTP/${req.httpVersion}\n`));
+};
+
+function config(url: string, extra = ''): string {
+  return `
+listeners:
+  - listen: 127.0.0.1:0
+upstreams:
+  app:
+    targets: [{ url: "${url}" }]${extra}
+routes:
+  - path: /
+    upstream: app
+`;
+}
+
+async function daemon(t: Tap, url: (dir: string) => string, extra = ''): Promise<{ d: Daemon; port: number }> {
+  const d = new Daemon(t);
+  await d.start({ body: config(url(d.dir), extra) });
+  return { d, port: await d.port() };
+}
+
+t.test('an HTTP/1.1 upstream on a unix socket (unix:PATH, relative to the config file)', async (t) => {
+  const d = new Daemon(t);
+  await serve(t, http.createServer(echo as http.RequestListener), path.join(d.dir, 'app.sock'));
+  await d.start({ body: config('unix:app.sock') });
+  const port = await d.port();
+  const r = await request(port, '/u', { method: 'POST', body: 'hello' });
+  t.equal(r.body, 'POST /u 5 bytes over HTTP/1.1\n');
+  const line = await d.waitForLine('the access line', (l) => l.path === '/u', 15_000, d.accessLog);
+  t.equal(line.target, `unix:${path.join(d.dir, 'app.sock')}`, 'the target is logged as unix:PATH');
+});
+
+t.test('HTTP/2 with prior knowledge on a unix socket', async (t) => {
+  const d = new Daemon(t);
+  await serve(t, http2.createServer(echo as never), path.join(d.dir, 'h2.sock'));
+  await d.start({ body: config(`unix:${path.join(d.dir, 'h2.sock')}`, '\n    protocol: http2') });
+  const r = await request(await d.port(), '/h2', { method: 'PUT', body: 'abc' });
+  t.equal(r.body, 'PUT /h2 3 bytes over HTTP/2.0\n');
+});
+
+t.test('h2c upstream: 30 concurrent uploads are multiplexed on one connection', async (t) => {
+  const up = await serve(t, http2.createServer(echo as never), null);
+  const { port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 30 });
+  t.teardown(() => agent.destroy());
+  const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => request(port, `/p${i}`, { method: 'POST', body: 'x'.repeat(1000 + i), agent })));
+  t.strictSame(replies.map((r) => r.body), replies.map((_, i) => `POST /p${i} ${1000 + i} bytes over HTTP/2.0\n`));
+  t.equal(up.connections(), 1, 'one HTTP/2 connection carried every request');
+});
+
+t.test('health checks reach a unix-socket target (and an h2c one) the way requests do', async (t) => {
+  const d = new Daemon(t);
+  const seen: string[] = [];
+  const handler: Handler = (req, res) => {
+    seen.push(`${req.url} HTTP/${req.httpVersion}`);
+    res.end('ok');
+  };
+  await serve(t, http.createServer(handler as http.RequestListener), path.join(d.dir, 'a.sock'));
+  await serve(t, http2.createServer(handler as never), path.join(d.dir, 'b.sock'));
+  await d.start({
+    body: `
+listeners:
+  - listen: 127.0.0.1:0
+upstreams:
+  one:
+    targets: [{ url: "unix:a.sock" }]
+    health_check: { path: /health-1, interval: 200ms }
+  two:
+    protocol: http2
+    targets: [{ url: "unix:b.sock" }]
+    health_check: { path: /health-2, interval: 200ms }
+routes:
+  - path: /
+    upstream: one
+`,
+  });
+  await waitFor('checks on both sockets', 30_000, () => (seen.includes('/health-1 HTTP/1.1') && seen.includes('/health-2 HTTP/2.0') ? true : undefined));
+  t.notOk(d.lines().some((l) => l.msg === 'health check failed' || l.msg === 'health check: target taken out'), 'every check passed');
+});
+
+t.test('a WebSocket handshake reaches a unix-socket target', async (t) => {
+  const d = new Daemon(t);
+  const server = http.createServer((_req, res) => res.end('plain'));
+  server.on('upgrade', (req, socket) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Path: ${req.url}\r\n\r\n`);
+    socket.on('data', (c: Buffer) => socket.write(c));
+  });
+  await serve(t, server, path.join(d.dir, 'ws.sock'));
+  await d.start({ body: config('unix:ws.sock') });
+  const port = await d.port();
+  const net = await import('node:net');
+  const s = net.connect(port, '127.0.0.1');
+  t.teardown(() => { s.destroy(); });
+  let got = '';
+  s.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+  s.write('GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  await waitFor('the 101', 15_000, () => (got.includes('\r\n\r\n') ? true : undefined));
+  t.match(got, /^HTTP\/1\.1 101 /);
+  t.match(got, /x-path: \/chat/i);
+  s.write('ping');
+  await waitFor('the echo through the tunnel', 15_000, () => (got.endsWith('ping') ? true : undefined));
+  t.pass('bytes went through the tunnel both ways');
+});
