@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { Address } from '../config/types.js';
 import type { ListenerRegistry, RawHandle } from './listeners.js';
+import { removeIfSame } from './socket-file.js';
 import type { ReloadOutcome } from './state.js';
 import type { StatusReply } from './status.js';
 
@@ -102,12 +103,19 @@ export class AdminListener {
     return { url: `http://${entry.bound}/status`, address: entry.bound };
   }
 
-  /** Stop answering: requests in progress finish, idle keep-alive clients reconnect (to whoever serves now). */
-  release(): void {
+  /**
+   * Stop answering: requests in progress finish, idle keep-alive clients reconnect (to whoever serves now).
+   * `removeFile`: this master is the last one to use the socket (a stop, no upgrade under way), so a unix socket's
+   * file goes with it. The server serves a copy of the registry's handle (net.Server.listen takes a Pipe by its
+   * fd), whose close never unlinks the path: the file is removed here, as the registry does for listeners.
+   */
+  release(removeFile = false): void {
     if (!this.#server || !this.#key) return;
+    const file = this.registry.get(this.#key)?.file;
     this.registry.forget(this.#key);
     this.#server.close();
     this.#server.closeIdleConnections();
     this.#server = null;
+    if (removeFile && file) removeIfSame(file.path, file.identity);
   }
 }

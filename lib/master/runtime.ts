@@ -280,7 +280,7 @@ export class MasterRuntime {
     if (this.#exiting) return;
     this.#exiting = true;
     this.#newMaster.disarm();
-    this.#admin.release();
+    this.#admin.release(this.#soleOwner());
     this.opts.registry.closeAll(this.#soleOwner());
     this.#world.removePidFileIfOurs(this.#pidFile);
     this.#world.removePidFileIfOurs(oldbinPath(this.#pidFile));
