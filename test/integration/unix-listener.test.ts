@@ -61,6 +61,9 @@ t.test('the socket file is the same across a reload and a binary upgrade, and re
   await waitFor('the old master gone', 60_000, () => (fs.existsSync(`${d.pidFile}.oldbin`) ? undefined : true));
   t.equal(inode(sock), first, 'the old master leaves the file to the new one');
   t.equal(await curl(['--unix-socket', sock, 'http://localhost/upgraded']), 'unix: /upgraded');
+  // The new master owns the file alone once it has seen its old master leave (the .oldbin file goes a little
+  // earlier: Node 22 is fast enough to stop the new master in between).
+  await d.waitForLine('the new master sees the old one leave', (l) => l.msg === 'old master has left; this master may now be upgraded' && l.pid === d.masterPid, 60_000);
   d.signal('SIGQUIT');
   await waitFor('the new master gone', 60_000, () => (d.ownProcesses().length === 0 ? true : undefined));
   t.notOk(fs.existsSync(sock), 'the last master removed it');
