@@ -126,7 +126,9 @@ t.test('one limit for the whole daemon: with 2 workers under load, allowed reque
   const result = await run.stop();
   const expected = (rate * result.ms) / 1000 + burst + 1;
   t.same(result.other, [], 'every answer is a 200 or a 429');
-  t.ok(result.limited > 2 * result.ok, `the load exceeds the limit all along (${result.ok} allowed, ${result.limited} refused)`);
+  // More refused than allowed: the clients offered over twice the rate (a 2x margin was too strict on a machine
+  // loaded enough that 8 clients sent 180 requests in 5 s: 63 allowed, 117 refused, and still within 2.2 %).
+  t.ok(result.limited > result.ok, `the load exceeds the limit all along (${result.ok} allowed, ${result.limited} refused)`);
   const error = (result.ok - expected) / expected;
   t.ok(Math.abs(error) <= 0.1, `${result.ok} allowed in ${Math.round(result.ms)} ms, expected ${Math.round(expected)} (${(error * 100).toFixed(1)} %)`);
   const status = await d.status();
