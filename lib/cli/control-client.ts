@@ -6,8 +6,10 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { Config } from '../config/types.js';
 
+/** `http://host:port`, or `unix:/path` for an admin listener on a unix socket; null when it cannot be reached. */
 export function adminBase(config: Config): string | null {
   const a = config.admin?.listen;
+  if (a?.family === 'unix') return a.key;
   if (!a || a.port === 0) return null;
   const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
   return a.family === 6 ? `http://[${host}]:${a.port}` : `http://${host}:${a.port}`;
@@ -15,13 +17,15 @@ export function adminBase(config: Config): string | null {
 
 export function adminCall(base: string, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(base + path, { method, timeout: timeoutMs }, (res) => {
+    const unix = base.startsWith('unix:') ? { socketPath: base.slice('unix:'.length), path, host: 'localhost' } : null;
+    const onResponse = (res: http.IncomingMessage) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => { body += c; });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       res.on('error', reject);
-    });
+    };
+    const req = unix ? http.request({ ...unix, method, timeout: timeoutMs }, onResponse) : http.request(base + path, { method, timeout: timeoutMs }, onResponse);
     req.on('timeout', () => req.destroy(new Error(`no answer from ${base}${path} within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();

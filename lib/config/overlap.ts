@@ -15,14 +15,15 @@ function mappedV4(host: string): string | null {
 }
 
 /** What the kernel sees: IPv4-mapped addresses are IPv4 addresses. */
-function effective(a: Address): { family: 4 | 6; host: string } {
+function effective(a: Address): { family: 4 | 6 | 'unix'; host: string } {
   const v4 = a.family === 6 ? mappedV4(a.host) : null;
   return v4 === null ? { family: a.family, host: a.host } : { family: 4, host: v4 };
 }
 
 /** Why `a` and `b` cannot both be bound, or null when they can. Same-key duplicates are reported elsewhere. */
 export function collision(a: Address, b: Address): string | null {
-  if (a.port === 0 || a.port !== b.port || a.key === b.key) return null;
+  // Two unix listeners collide only on the same path, a duplicate key (reported elsewhere).
+  if (a.port <= 0 || a.port !== b.port || a.key === b.key) return null;
   const [x, y] = [effective(a), effective(b)];
   for (const [w, other] of [[x, y], [y, x]] as const) {
     if (w.family === 6 && w.host === '::') return `[::]:${a.port} takes port ${a.port} on every IPv6 and IPv4 address (dual-stack)`;

@@ -28,6 +28,7 @@ export function preflight(r: Reader, config: Config, opts: PreflightOptions): vo
   if (opts.machine && config.user !== null && !userExists(config.user)) fail(['user'], `no user "${config.user}" on this machine`);
   const pid = opts.machine ? cannotWrite(config.pidFile, false) : null;
   if (pid !== null) fail(['pid_file'], `cannot write ${config.pidFile}: ${pid}`);
+  if (opts.machine) unixSockets(config, fail);
   const logs: [string, LogDestination | null][] = [['error', config.log.error], ['access', config.log.access]];
   for (const [key, dest] of logs) {
     if (dest?.kind === 'file') {
@@ -36,6 +37,30 @@ export function preflight(r: Reader, config: Config, opts: PreflightOptions): vo
     } else if (opts.daemon && dest !== null) {
       fail(['log', key], `${dest.kind} is gone once --daemon detaches: log to a file${key === 'access' ? ' (or off)' : ''}`);
     }
+  }
+}
+
+/** A unix listener's directory must let the master create the socket; its `owner` must exist. */
+function unixSockets(config: Config, fail: (keys: (string | number)[], message: string) => void): void {
+  config.listeners.forEach((l, i) => {
+    if (l.address.family !== 'unix') return;
+    // The master creates the socket, not its directory.
+    const dir = path.dirname(l.address.host);
+    const why = fs.existsSync(dir) ? cannotWrite(l.address.host, false) : `no directory ${dir}`;
+    if (why !== null) fail(['listeners', i, 'listen'], `cannot create ${l.address.host}: ${why}`);
+    if (l.owner === null) return;
+    const [user, group] = l.owner.split(':') as [string, string | undefined];
+    if (!/^\d+$/.test(user) && !userExists(user)) fail(['listeners', i, 'owner'], `no user "${user}" on this machine`);
+    if (group !== undefined && !/^\d+$/.test(group) && !groupExists(group)) fail(['listeners', i, 'owner'], `no group "${group}" on this machine`);
+  });
+}
+
+function groupExists(group: string): boolean {
+  try {
+    execFileSync('getent', ['group', group], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
   }
 }
 

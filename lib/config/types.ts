@@ -22,14 +22,18 @@ export interface LogConfig {
   readonly queryStrings: boolean;
 }
 
-/** A TCP address as written in the config, normalized. */
+/** A TCP address or a unix socket path as written in the config, normalized. */
 export interface Address {
-  /** Canonical key: `127.0.0.1:80`, `[::]:443`, `0.0.0.0:8080`. Sockets are kept and handed over by this key. */
+  /**
+   * Canonical key: `127.0.0.1:80`, `[::]:443`, `0.0.0.0:8080`, `unix:/run/baton/http.sock`. Sockets are kept and
+   * handed over by this key.
+   */
   readonly key: string;
-  /** Numeric host without brackets: `127.0.0.1`, `::`. */
+  /** Numeric host without brackets (`127.0.0.1`, `::`), or the socket file's absolute path. */
   readonly host: string;
+  /** -1 for a unix socket. */
   readonly port: number;
-  readonly family: 4 | 6;
+  readonly family: 4 | 6 | 'unix';
 }
 
 export interface TlsCertificate {
@@ -54,6 +58,12 @@ export interface ListenerConfig {
   /** Also accept HTTP/2 with prior knowledge on this cleartext port. */
   readonly h2c: boolean;
   readonly tls: TlsConfig | null;
+  /** Every connection starts with a PROXY protocol header (v1 or v2) naming the client; read before TLS or HTTP. */
+  readonly proxyProtocol: boolean;
+  /** A unix listener's socket file: permission bits (`0660` → 0o660), or null for what the umask gives. */
+  readonly mode: number | null;
+  /** A unix listener's socket file owner, `user` or `user:group`, or null to leave it to the master's user. */
+  readonly owner: string | null;
 }
 
 export type Balance = 'round_robin' | 'least_conn' | 'random' | 'hash';
@@ -198,6 +208,19 @@ export interface ReturnAction {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+/** A route's `rate_limit`, for the whole daemon: a token bucket of `burst + 1` tokens refilled at `perSecond`. */
+export interface RateLimitConfig {
+  /** As written: `100/s`. */
+  readonly rate: string;
+  readonly perSecond: number;
+  /** Requests allowed at once above the rate (nginx's `burst`, with `nodelay`). */
+  readonly burst: number;
+  /** `client_ip`, or `header:name` (lower-case). */
+  readonly key: string;
+  /** rate, burst and key in one string: with the route's label, what names its buckets across reloads. */
+  readonly spec: string;
+}
+
 /** A route's `redirect`: `to` is a template with request variables (lib/util/template.ts). */
 export interface RedirectAction {
   readonly to: string;
@@ -248,6 +271,8 @@ export interface RouteConfig {
   readonly redirect: RedirectAction | null;
   /** Request body limit in bytes (the route's `max_body_size`, else `limits.max_body_size`); 0 = none. */
   readonly maxBodySize: number;
+  /** Requests over this rate get 429; null = unlimited. */
+  readonly rateLimit: RateLimitConfig | null;
   /** `allow` / `deny` in the order written; null = everyone. */
   readonly access: readonly AccessRule[] | null;
   readonly requestHeaders: HeaderRules | null;

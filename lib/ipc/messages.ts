@@ -59,6 +59,18 @@ export interface HandoffOffer {
   readonly part: number;
   readonly parts: number;
   readonly tunnel?: TunnelState;
+  /**
+   * The client as the sender knew it (from a PROXY header, or `unix:` on a unix listener): the receiver adopts it
+   * and never reads a PROXY header on that connection again. Absent: the TCP peer is the client.
+   */
+  readonly peer?: HandoffPeer;
+}
+
+/** A client address carried along a hand-off (the worker's ProxiedPeer, as it crosses the IPC channel). */
+export interface HandoffPeer {
+  readonly address: string;
+  readonly port?: number;
+  readonly family: 'IPv4' | 'IPv6' | 'unix';
 }
 
 /**
@@ -71,8 +83,18 @@ export type HandoffResult =
 
 export type HandoffMessage = HandoffOffer | HandoffResult;
 
+/**
+ * A worker asks for tokens of a daemon-wide rate limit (lib/worker/rate-limit.ts): limiter id, rate per second,
+ * bucket capacity, key, tokens wanted, and tokens given back (negative: spent while the master did not answer).
+ */
+export type RateAsk = readonly [id: string, perSecond: number, capacity: number, key: string, want: number, back: number];
+/** The master's answer to each ask, in order: tokens granted, and ms until the tokens wanted could be had. */
+export type RateGrant = readonly [granted: number, waitMs: number];
+
 export type MasterToWorker =
   | { readonly type: 'start'; readonly generation: number; readonly config: Config; readonly listeners: readonly ListenerFd[] }
+  /** The answer to a `rate-lease` with the same `seq`. */
+  | { readonly type: 'rate-grant'; readonly seq: number; readonly grants: readonly RateGrant[] }
   /**
    * Stop accepting and leave gracefully (README, "Draining"). `handoff`: a serving worker may take this worker's
    * connections now (another generation is active, or the other master of an upgrade serves).
@@ -117,23 +139,31 @@ export type WorkerToMaster =
   | { readonly type: 'fatal'; readonly message: string }
   /** The worker stopped accepting and drains before it exits (an uncaught exception): replace it now. */
   | { readonly type: 'retiring'; readonly reason: string }
-  | HandoffMessage;
+  | HandoffMessage
+  /** Tokens of daemon-wide rate limits, for several keys at once. */
+  | { readonly type: 'rate-lease'; readonly seq: number; readonly asks: readonly RateAsk[] };
 
 /** The new master tells the old one it serves, or why it cannot start (its stderr may be a closed terminal). */
 export type NewMasterToOld =
   | { readonly type: 'upgrade-ready'; readonly pid: number }
   | { readonly type: 'upgrade-failed'; readonly pid: number; readonly reason: string }
   /** Hand-offs go both ways between the two masters of an upgrade (the rollback goes back to the old one). */
+  | HandoffMessage
+  /** The new master asks for the rate-limit buckets, so that its workers go on where the old ones are. */
+  | { readonly type: 'rate-buckets-request' };
+
+export type OldMasterToNew =
+  /** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
+  | { readonly type: 'admin-handover' }
+  /** The answer to `rate-buckets-request` (lib/master/rate-buckets.ts, BucketSnapshot). */
+  | { readonly type: 'rate-buckets'; readonly buckets: unknown }
   | HandoffMessage;
 
-/** The old master stopped answering on the admin listener: the new one takes it (one master answers at a time). */
-export type OldMasterToNew = { readonly type: 'admin-handover' } | HandoffMessage;
-
 const HANDOFF_TYPES = ['handoff', 'handoff-result'];
-const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring', ...HANDOFF_TYPES]);
-const MASTER_TYPES = new Set(['start', 'drain', 'reopen', ...HANDOFF_TYPES]);
-const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed', ...HANDOFF_TYPES]);
-const OLD_MASTER_TYPES = new Set(['admin-handover', ...HANDOFF_TYPES]);
+const WORKER_TYPES = new Set(['ready', 'stats', 'fatal', 'retiring', 'rate-lease', ...HANDOFF_TYPES]);
+const MASTER_TYPES = new Set(['start', 'drain', 'reopen', 'rate-grant', ...HANDOFF_TYPES]);
+const NEW_MASTER_TYPES = new Set(['upgrade-ready', 'upgrade-failed', 'rate-buckets-request', ...HANDOFF_TYPES]);
+const OLD_MASTER_TYPES = new Set(['admin-handover', 'rate-buckets', ...HANDOFF_TYPES]);
 
 export function isHandoffMessage(msg: { readonly type: string }): msg is HandoffMessage {
   return msg.type === 'handoff' || msg.type === 'handoff-result';

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { Address } from '../config/types.js';
 import type { ListenerRegistry, RawHandle } from './listeners.js';
+import { removeIfSame } from './socket-file.js';
 import type { ReloadOutcome } from './state.js';
 import type { StatusReply } from './status.js';
 
@@ -59,13 +60,20 @@ function listenOnHandle(server: http.Server, handle: RawHandle): Promise<void> {
 // net.Server.listen accepts a raw handle; the public typings only know `{ fd }` or servers.
 type net_Handle = { fd: number };
 
+/** Where the admin listener serves, for its log line. */
+export interface AdminBound {
+  readonly url: string;
+  readonly address: string;
+  readonly socket?: string;
+}
+
 /**
  * The admin socket as the master serves it: opened from the registry (so that it is handed to a new master like
  * any listener), released when a new master takes over, opened again after a rollback.
  */
 export class AdminListener {
   #server: http.Server | null = null;
-  #opening: Promise<{ url: string; address: string } | null> | null = null;
+  #opening: Promise<AdminBound | null> | null = null;
   #key: string | null = null;
 
   constructor(private readonly registry: ListenerRegistry, private readonly view: AdminView) {}
@@ -76,29 +84,38 @@ export class AdminListener {
   }
 
   /** Serve on `listen`; resolves with where (null when served already). Rejects with the reason. */
-  open(listen: Address): Promise<{ url: string; address: string } | null> {
+  open(listen: Address): Promise<AdminBound | null> {
     if (this.#server) return Promise.resolve(null);
     this.#opening ??= this.#open(listen).finally(() => { this.#opening = null; });
     return this.#opening;
   }
 
-  async #open(listen: Address): Promise<{ url: string; address: string }> {
-    const problems = this.registry.ensure([listen]);
+  async #open(listen: Address): Promise<AdminBound> {
+    const problems = this.registry.ensure([{ address: listen }]);
     if (problems.length) throw new Error(`admin listener: ${problems.join('; ')}`);
     const entry = this.registry.get(listen.key)!;
     const server = createAdminServer(this.view);
     await listenOnHandle(server, entry.handle);
     this.#server = server;
     this.#key = listen.key;
+    // A unix socket: curl --unix-socket PATH http://localhost/status.
+    if (listen.family === 'unix') return { url: 'http://localhost/status', address: entry.key, socket: entry.bound };
     return { url: `http://${entry.bound}/status`, address: entry.bound };
   }
 
-  /** Stop answering: requests in progress finish, idle keep-alive clients reconnect (to whoever serves now). */
-  release(): void {
+  /**
+   * Stop answering: requests in progress finish, idle keep-alive clients reconnect (to whoever serves now).
+   * `removeFile`: this master is the last one to use the socket (a stop, no upgrade under way), so a unix socket's
+   * file goes with it. The server serves a copy of the registry's handle (net.Server.listen takes a Pipe by its
+   * fd), whose close never unlinks the path: the file is removed here, as the registry does for listeners.
+   */
+  release(removeFile = false): void {
     if (!this.#server || !this.#key) return;
+    const file = this.registry.get(this.#key)?.file;
     this.registry.forget(this.#key);
     this.#server.close();
     this.#server.closeIdleConnections();
     this.#server = null;
+    if (removeFile && file) removeIfSame(file.path, file.identity);
   }
 }

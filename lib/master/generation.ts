@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/types.js';
-import type { HandoffMessage } from '../ipc/messages.js';
+import type { HandoffMessage, WorkerToMaster } from '../ipc/messages.js';
 import type { Logger } from '../log/logger.js';
 import type { ListenerEntry } from './listeners.js';
 import type { GenerationStatus } from './state.js';
@@ -29,6 +29,8 @@ export interface GenerationEvents {
   workerExit: [worker: WorkerHandle];
   /** A worker gives or answers a hand-off (the relay's business, with the descriptor it carries). */
   handoff: [worker: WorkerHandle, msg: HandoffMessage, handle: unknown];
+  /** A worker asks for rate-limit tokens (lib/master/rate-buckets.ts answers). */
+  rateLease: [worker: WorkerHandle, msg: Extract<WorkerToMaster, { type: 'rate-lease' }>];
 }
 
 export interface GenerationOptions {
@@ -94,6 +96,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         else if (msg.type === 'stats') this.emit('workerStats', worker);
         else if (msg.type === 'fatal') this.#log.error({ generation: this.id, worker: worker.pid }, `worker cannot start: ${msg.message}`);
         else if (msg.type === 'retiring') this.#retiring(worker, msg.reason);
+        else if (msg.type === 'rate-lease') this.emit('rateLease', worker, msg);
       },
       (worker) => this.#exited(worker),
     );

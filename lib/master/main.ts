@@ -11,7 +11,8 @@ import { MasterRuntime } from './runtime.js';
 import { installSignalQueue } from './signal-queue.js';
 import { activatedFds } from './systemd.js';
 import { initialState } from './state.js';
-import { OLD_MASTER, onOldMaster, reportStartupFailure, takeInherited } from './upgrade.js';
+import { askForRateBuckets, OLD_MASTER, onOldMaster, reportStartupFailure, takeInherited } from './upgrade.js';
+import { RateBuckets } from './rate-buckets.js';
 import { missingInternals } from '../util/internals.js';
 
 /** The master cannot start at all (the CLI exits 4 with its message). */
@@ -47,8 +48,11 @@ function start(configFile: string, config: Config, logs: OwnedLogs, inherited: R
   const adoptProblems = [...registry.adoptActivated(activatedFds()), ...registry.adopt(inherited.fds)];
   for (const p of adoptProblems) logs.error.warn(p);
 
+  // A new binary goes on from its old master's rate-limit buckets (asked before its workers can ask it).
+  const rates = new RateBuckets();
+  if (inherited.oldMaster !== null) askForRateBuckets((b) => rates.restore(b));
   const runtime = new MasterRuntime(initialState(config, { oldMasterAlive: inherited.oldMaster !== null, firstGeneration: inherited.firstGeneration }), {
-    configFile, logs, registry, oldMaster: inherited.oldMaster, startedAt,
+    configFile, logs, registry, oldMaster: inherited.oldMaster, startedAt, rates,
   });
   logWarnings(() => runtime.log);
   installSignalQueue((e) => runtime.enqueue(e), { onTerminal: Boolean(process.stdin.isTTY) });

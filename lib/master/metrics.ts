@@ -10,7 +10,7 @@
  * label object on every call, where the request path here only increments typed arrays.
  */
 import {
-  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RELOADS, REQUESTS,
+  BUILD_INFO, CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, PROCESS_ELU, PROCESS_FDS, PROCESS_HEAP, PROCESS_RSS, PROTOCOLS, RATE_LIMITED, RELOADS, REQUESTS,
   REQUEST_DURATION, START_TIME, TARGET_UP, UPGRADES, UPSTREAM_FAILURES, UPSTREAM_LATENCY, WEBSOCKET_TUNNELS, WORKERS, WORKER_RESTARTS,
   QUEUE_DEPTH, QUEUED, QUEUE_WAIT,
 } from '../metrics/families.js';
@@ -82,6 +82,7 @@ export class MasterMetrics {
     out.histogram(UPSTREAM_LATENCY, totals.histogram(UPSTREAM_LATENCY.name));
     out.scalar(UPSTREAM_FAILURES, totals.counter(UPSTREAM_FAILURES.name));
     out.scalar(WEBSOCKET_TUNNELS, totals.counter(WEBSOCKET_TUNNELS.name));
+    out.scalar(RATE_LIMITED, totals.counter(RATE_LIMITED.name));
     // Every protocol × state, zeros included, so that the series exist before the first connection.
     const open = new Map(totals.gauge(CONNECTIONS.name));
     for (const p of PROTOCOLS) {

@@ -27,6 +27,8 @@ export class NewMaster {
     private readonly world: Pick<MasterBoundary, 'spawnNewMaster'>,
     private readonly enqueue: (e: MasterEvent) => void,
     private readonly handoffs: PeerHandoffs | null = null,
+    /** The rate-limit buckets as they are now, for a new master that asks. */
+    private readonly buckets: () => unknown = () => [],
   ) {}
 
   /** The new master as the other end of hand-offs. */
@@ -51,7 +53,8 @@ export class NewMaster {
       child = this.world.spawnNewMaster(listeners, firstGeneration, (msg, handle) => {
         if (isHandoffMessage(msg)) this.handoffs?.receive(msg, handle);
         else if (msg.type === 'upgrade-ready') this.enqueue({ type: 'newMasterReady', pid: msg.pid });
-        else this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+        else if (msg.type === 'upgrade-failed') this.enqueue({ type: 'newMasterFailed', pid: msg.pid, reason: msg.reason });
+        else if (this.#child?.connected) this.#child.send({ type: 'rate-buckets', buckets: this.buckets() }, () => {});
       });
     } catch (err) {
       // EBADF, EINVAL...: thrown rather than emitted. The upgrade fails instead of staying in progress forever.

@@ -21,6 +21,7 @@ import { NewMaster } from './new-master.js';
 import { Workforce } from './workforce.js';
 import { candidatesOf, HandoffRelay } from './handoff-relay.js';
 import { OLD_MASTER } from './upgrade.js';
+import { RateBuckets } from './rate-buckets.js';
 
 export type { MasterBoundary };
 
@@ -35,6 +36,8 @@ export interface RuntimeOptions {
   readonly oldMaster: number | null;
   readonly startedAt: number;
   readonly world?: Partial<MasterBoundary>;
+  /** Rate-limit buckets (main.ts gives the ones an old master's snapshot filled). */
+  readonly rates?: RateBuckets;
 }
 
 const errno = (err: unknown) => {
@@ -67,6 +70,8 @@ export class MasterRuntime {
     this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
     this.relay = new HandoffRelay({ candidates: () => candidatesOf(this.#state, this.#workforce.byId), peer: () => this.#peer() });
+    opts.registry.onNotice = (msg) => this.log.warn(msg);
+    const rates = opts.rates ?? new RateBuckets();
     this.#workforce = new Workforce({
       registry: opts.registry,
       world: this.#world,
@@ -75,11 +80,12 @@ export class MasterRuntime {
       enqueue: (e) => this.enqueue(e),
       metrics: this.#metrics,
       onHandoff: (w, msg, handle) => this.relay.receive(this.relay.worker(w), msg, handle),
+      rates,
     });
     this.#newMaster = new NewMaster(this.#world, (e) => this.enqueue(e), {
       receive: (msg, handle) => this.relay.receive(this.#newMaster.endpoint, msg, handle),
       gone: () => this.relay.gone(this.#newMaster.endpoint),
-    });
+    }, () => rates.snapshot());
     this.#admin = new AdminListener(opts.registry, {
       status: () => this.status(),
       metrics: () => this.metrics(),
@@ -276,16 +282,21 @@ export class MasterRuntime {
     // The admin socket stays, served or not yet (a new master takes it only when the old one hands it over).
     if (this.#state.config.admin) keep.add(this.#state.config.admin.listen.key);
     if (this.#admin.key) keep.add(this.#admin.key);
-    const closed = this.#workforce.closeExcept(keep);
+    const closed = this.#workforce.closeExcept(keep, this.#soleOwner());
     if (closed.length) this.log.info({ listeners: closed }, 'closed listening sockets no generation uses');
+  }
+
+  /** No other master (the old or the new one of an upgrade) shares our sockets: unix socket files are ours to remove. */
+  #soleOwner(): boolean {
+    return this.#state.upgrade === null && !this.#state.oldMasterAlive;
   }
 
   async #exit(code: number): Promise<void> {
     if (this.#exiting) return;
     this.#exiting = true;
     this.#newMaster.disarm();
-    this.#admin.release();
-    this.opts.registry.closeAll();
+    this.#admin.release(this.#soleOwner());
+    this.opts.registry.closeAll(this.#soleOwner());
     this.#world.removePidFileIfOurs(this.#pidFile);
     this.#world.removePidFileIfOurs(oldbinPath(this.#pidFile));
     await this.#logs.settle(EXIT_LOG_WAIT_MS);

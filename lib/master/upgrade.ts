@@ -75,12 +75,20 @@ export function tellOldMaster(msg: NewMasterToOld): void {
   if (process.send && process.connected) process.send(msg, () => {});
 }
 
+/** New master: ask the old one for its rate-limit buckets; `take` gets them when they come. */
+export function askForRateBuckets(take: (buckets: unknown) => void): void {
+  process.on('message', (msg: unknown) => {
+    if (isOldMasterToNew(msg) && msg.type === 'rate-buckets') take(msg.buckets);
+  });
+  tellOldMaster({ type: 'rate-buckets-request' });
+}
+
 /** New master: the old one stopped serving the admin listener; or it sends a hand-off message (with a descriptor). */
 export function onOldMaster(handover: () => void, handoff: (msg: HandoffMessage, handle: unknown) => void): void {
   process.on('message', (msg: unknown, handle?: unknown) => {
     if (!isOldMasterToNew(msg)) return;
     if (isHandoffMessage(msg)) handoff(msg, handle);
-    else handover();
+    else if (msg.type === 'admin-handover') handover();
   });
 }
 

@@ -10,6 +10,7 @@ import { Generation } from './generation.js';
 import type { ListenerRegistry } from './listeners.js';
 import { prepareLogFiles } from './log-files.js';
 import type { MasterMetrics } from './metrics.js';
+import type { RateBuckets } from './rate-buckets.js';
 import type { GenerationStatus, MasterEvent } from './state.js';
 import type { WorkerHandle, WorkerIdentity } from './worker-handle.js';
 import type { HandoffMessage } from '../ipc/messages.js';
@@ -24,6 +25,8 @@ export interface WorkforceOptions {
   readonly metrics: MasterMetrics;
   /** Hand-off messages of every worker, for the relay. */
   readonly onHandoff?: (worker: WorkerHandle, msg: HandoffMessage, handle: unknown) => void;
+  /** Daemon-wide rate-limit buckets: every generation's workers lease from the same ones. */
+  readonly rates: RateBuckets;
 }
 
 export class Workforce {
@@ -39,7 +42,7 @@ export class Workforce {
     const { registry, enqueue } = this.opts;
     let gen: Generation | undefined;
     try {
-      const problems = registry.ensure(config.listeners.map((l) => l.address));
+      const problems = registry.ensure(config.listeners);
       let identity: WorkerIdentity = {};
       try {
         identity = this.opts.world.workerIdentity(config.user);
@@ -64,6 +67,7 @@ export class Workforce {
       gen.on('ready', () => enqueue({ type: 'generationReady', id }));
       gen.on('handoff', (w, msg, handle) => this.opts.onHandoff?.(w, msg, handle));
       gen.on('failed', (reason) => enqueue({ type: 'generationFailed', id, reason }));
+      gen.on('rateLease', (w, msg) => w.send({ type: 'rate-grant', seq: msg.seq, grants: this.opts.rates.lease(msg.asks) }));
       gen.on('gone', () => {
         this.byId.delete(id);
         enqueue({ type: 'generationGone', id });
@@ -82,14 +86,15 @@ export class Workforce {
       const entry = this.opts.registry.get(l.address.key);
       if (!entry || this.#announced.has(entry.key)) continue;
       this.#announced.add(entry.key);
-      const url = `${l.tls ? 'https' : 'http'}://${entry.bound}/`;
-      this.opts.log().info({ url, listener: entry.key, address: entry.bound, ...(l.h2c ? { h2c: true } : {}) }, 'listening');
+      const unix = l.address.family === 'unix';
+      const url = `${l.tls ? 'https' : 'http'}://${unix ? 'localhost' : entry.bound}/`;
+      this.opts.log().info({ url, listener: entry.key, address: entry.bound, ...(unix ? { socket: entry.bound } : {}), ...(l.h2c ? { h2c: true } : {}), ...(l.proxyProtocol ? { proxy_protocol: true } : {}) }, 'listening');
     }
   }
 
   /** Close every listening socket but `keep`; returns the keys closed. */
-  closeExcept(keep: ReadonlySet<string>): string[] {
-    const closed = this.opts.registry.closeExcept(keep);
+  closeExcept(keep: ReadonlySet<string>, removeFiles: boolean): string[] {
+    const closed = this.opts.registry.closeExcept(keep, removeFiles);
     for (const key of closed) this.#announced.delete(key);
     return closed;
   }

@@ -61,6 +61,12 @@ export const WEBSOCKET_TUNNELS: FamilyDef = {
   help: 'WebSocket tunnels closed, by route, upstream and handshake status class (101 = 1xx, 499 = client left first).',
 };
 
+export const RATE_LIMITED: FamilyDef = {
+  name: 'baton_rate_limited_total',
+  type: 'counter',
+  help: 'Requests refused with 429 by a route\'s rate_limit, by route.',
+};
+
 export const CONNECTIONS: FamilyDef = {
   name: 'baton_connections',
   type: 'gauge',

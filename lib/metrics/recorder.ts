@@ -6,7 +6,7 @@
  */
 import {
   CONNECTIONS, CONNECTION_STATES, HANDOFFS, HANDOFFS_RECEIVED, HANDOFF_FAILURES, HANDOFF_KINDS, LATENCY_BUCKETS, NONE, PROTOCOLS, QUEUED,
-  QUEUE_DEPTH, QUEUE_OUTCOMES, QUEUE_WAIT, REQUESTS, REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY,
+  QUEUE_DEPTH, QUEUE_OUTCOMES, QUEUE_WAIT, RATE_LIMITED, REQUESTS, REQUEST_DURATION, STATUS_CLASSES, UPSTREAM_FAILURES, UPSTREAM_LATENCY,
   WEBSOCKET_TUNNELS, type Protocol, type QueueOutcome,
 } from './families.js';
 
@@ -77,6 +77,9 @@ export class Recorder {
   readonly #handoffs: Record<string, number> = {};
   readonly #handoffsReceived: Record<string, number> = {};
   readonly #handoffFailures: Record<string, number> = {};
+  /** Per route (not per slot: no "none"), with its `route=` key. */
+  #limited = new Float64Array(0);
+  #limitedKeys: string[] = [];
   /** Upstream name → its index in #upstreamKeys (queue counts are by upstream, not route). */
   #upstreamIndex = new Map<string, number>();
   #queueDepth = new Float64Array(0);
@@ -117,12 +120,19 @@ export class Recorder {
     this.#latencySum = new Float64Array(upstreams.length);
     this.#latencyCount = new Float64Array(upstreams.length);
     this.#failures = upstreams.map(() => new Map());
+    this.#limited = new Float64Array(routes.length);
+    this.#limitedKeys = routes.map((r) => labelKey([['route', routeLabel(r)]]));
     this.#upstreamIndex = new Map(upstreams.map((u, i) => [u, i]));
     this.#queueDepth = new Float64Array(upstreams.length);
     this.#queued = new Float64Array(upstreams.length * QUEUE_OUTCOMES.length);
     this.#queueWait = new Float64Array(upstreams.length * BUCKETS);
     this.#queueWaitSum = new Float64Array(upstreams.length);
     this.#queueWaitCount = new Float64Array(upstreams.length);
+  }
+
+  /** One request refused by its route's rate_limit (it is also counted as a 429 by `request`). */
+  rateLimited(route: number): void {
+    if (route >= 0 && route < this.#limited.length) this.#limited[route]!++;
   }
 
   /** An upstream's queue grew or shrank by `delta`. */
@@ -212,6 +222,8 @@ export class Recorder {
     this.#failures.forEach((byCode, u) => {
       for (const [code, f] of byCode) failures[`${this.#upstreamKeys[u]!},${labelKey([['kind', f.kind], ['code', code]])}`] = f.n;
     });
+    const limited: Record<string, number> = {};
+    for (let i = 0; i < this.#limited.length; i++) if (this.#limited[i] !== 0) limited[this.#limitedKeys[i]!] = this.#limited[i]!;
     const queued: Record<string, number> = {};
     const depth: Record<string, number> = {};
     this.#upstreamKeys.forEach((key, u) => {
@@ -233,7 +245,8 @@ export class Recorder {
     if (waits !== null) histograms[QUEUE_WAIT.name] = waits;
     return {
       counters: {
-        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [QUEUED.name]: queued,
+        [REQUESTS.name]: requests, [UPSTREAM_FAILURES.name]: failures, [WEBSOCKET_TUNNELS.name]: tunnels, [RATE_LIMITED.name]: limited,
+        [QUEUED.name]: queued,
         [HANDOFFS.name]: { ...this.#handoffs }, [HANDOFFS_RECEIVED.name]: { ...this.#handoffsReceived }, [HANDOFF_FAILURES.name]: { ...this.#handoffFailures },
       },
       histograms,

@@ -1,14 +1,23 @@
-/** @module Parse listen addresses (`127.0.0.1:80`, `[::]:443`, `*:80`, `localhost:80`, `8080`) into an Address with one canonical key. */
+/**
+ * @module Parse listen addresses (`127.0.0.1:80`, `[::]:443`, `*:80`, `localhost:80`, `8080`,
+ * `unix:/run/baton/http.sock`) into an Address with one canonical key.
+ */
 import { isIP } from 'node:net';
+import path from 'node:path';
 import type { Address } from '../config/types.js';
 import { expected, parsed, type Parsed } from './parsed.js';
 
-export const ADDRESS_FORMAT = 'an address like 127.0.0.1:80, [::]:443 or 8080';
+export const ADDRESS_FORMAT = 'an address like 127.0.0.1:80, [::]:443, 8080 or unix:/run/baton/http.sock';
 const BRACKETED = /^\[([^\]]*)\]:([^:]*)$/;
 const PLAIN = /^([^:]*):([^:]*)$/;
+const UNIX = 'unix:';
+/** sun_path holds 108 bytes, the terminating NUL included. */
+const MAX_UNIX_PATH = 107;
 
-export function parseAddress(input: string | number): Parsed<Address> {
+/** `dir`: what a relative unix socket path resolves against (the config file's directory). */
+export function parseAddress(input: string | number, dir = process.cwd()): Parsed<Address> {
   const text = String(input);
+  if (text.startsWith(UNIX)) return parseUnix(text.slice(UNIX.length), dir, input);
   if (/^\d+$/.test(text)) return build('0.0.0.0', 4, text, input);
   const bracketed = BRACKETED.exec(text);
   if (bracketed !== null) return parseIPv6(bracketed[1]!, bracketed[2]!, input);
@@ -23,6 +32,15 @@ export function parseAddress(input: string | number): Parsed<Address> {
   if (host.toLowerCase() === 'localhost') return build('127.0.0.1', 4, port, input);
   if (isIP(host) !== 4) return expected('a numeric IP address, localhost or *', input);
   return build(host, 4, port, input);
+}
+
+/** A unix socket path: the key is `unix:` and the absolute path; the path itself is the host, the port -1. */
+function parseUnix(file: string, dir: string, input: string | number): Parsed<Address> {
+  // '@name' is Linux's abstract namespace: no file, no mode, no owner; not supported.
+  if (file === '' || file.startsWith('@') || file.endsWith('/') || file.includes('\0')) return expected('a socket file path after unix:', input);
+  const absolute = path.resolve(dir, file);
+  if (Buffer.byteLength(absolute) > MAX_UNIX_PATH) return expected(`a socket path of at most ${MAX_UNIX_PATH} bytes (the kernel's limit)`, input);
+  return parsed({ key: UNIX + absolute, host: absolute, port: -1, family: 'unix' });
 }
 
 function parseIPv6(host: string, port: string, input: string | number): Parsed<Address> {

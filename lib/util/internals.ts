@@ -10,6 +10,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import pino from 'pino';
 
 // ---- net._createServerHandle ---------------------------------------------------------------------------------
@@ -204,6 +205,17 @@ export function setPeer(socket: object, address: string | undefined, port: numbe
   (socket as { _peername?: object })._peername = { address, port, family };
 }
 
+// ---- node:tls -------------------------------------------------------------------------------------------------
+
+/**
+ * The connection a server-side TLS socket runs over (`_parent`): where a listener's front recorded the client
+ * (a PROXY header's address, or `unix:`); the TLS socket itself would ask the kernel for the TCP peer.
+ */
+export function tlsParent(socket: tls.TLSSocket): net.Socket | undefined {
+  const parent = (socket as { _parent?: unknown })._parent;
+  return parent instanceof net.Socket ? parent : undefined;
+}
+
 // ---- process warnings -------------------------------------------------------------------------------------------
 
 /** Node prints process warnings to stderr through a 'warning' listener of its own, named so. */
@@ -267,6 +279,15 @@ function probeParserIdle(): string[] {
   return missing;
 }
 
+function probeTls(): string[] {
+  const raw = new net.Socket();
+  const socket = new tls.TLSSocket(raw, { isServer: true });
+  const missing = tlsParent(socket) === raw ? [] : ['tls: TLSSocket._parent'];
+  socket.destroy();
+  raw.destroy();
+  return missing;
+}
+
 function probeSink(): string[] {
   const sink = pino.destination({ dest: '/dev/null', sync: true });
   const i = sinkInternals(sink) as unknown as Record<string, unknown>;
@@ -281,7 +302,7 @@ export function missingInternals(): string[] {
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
   if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
-  for (const probe of [probeHttp, probeParserIdle, probeSession, probeSink]) {
+  for (const probe of [probeHttp, probeParserIdle, probeSession, probeTls, probeSink]) {
     try {
       missing.push(...probe());
     } catch (err) {

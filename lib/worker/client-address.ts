@@ -1,6 +1,6 @@
 /**
- * @module The one place that says who the client of a request is. The peer is the address on the socket (the
- * day a listener speaks the PROXY protocol, the address its header carried: `peerAddress` is where that goes).
+ * @module The one place that says who the client of a request is. The peer is the address on the socket: on a
+ * `proxy_protocol` listener the one its header carried, `unix:` on a unix listener (proxy-protocol.ts writes it there).
  * When the peer is one of `trusted_proxies`, X-Forwarded-For is believed, as nginx's realip module does with
  * `real_ip_recursive on`: the client is the rightmost address in it that is not itself trusted (the leftmost
  * one if all are); an entry that is not an address makes the whole header unbelieved, and the peer stays the
@@ -8,7 +8,7 @@
  */
 import { formatIp, inAnyBlock, parseBlock, parseIp, type Block } from '../util/cidr.js';
 
-/** The client's address as the socket (or, later, a PROXY header) gives it. */
+/** The client's address as the socket gives it (a PROXY header's, `unix:`, or the TCP peer). */
 export function peerAddress(socket: { readonly remoteAddress?: string | undefined } | null | undefined): string {
   return displayAddress(socket?.remoteAddress);
 }

@@ -18,11 +18,14 @@ import type { RequestFacts, RequestLog } from './request-log.js';
 import { sendError, sendReturn } from './respond.js';
 import { isGrpc, sendGrpcError } from './grpc.js';
 import { protocolName, ms } from './access-log.js';
+import type { Limited, RateLimiter } from './rate-limit.js';
 
 /** Everything the request path reads, compiled once per config snapshot (handler.ts). */
 export interface HandlerContext extends Gate {
   readonly log: RequestLog;
   readonly sweeper: IdleSweeper;
+  /** Each route's rate limit (indexed like routes), or null when no route has one. */
+  readonly rateLimiters: readonly (RateLimiter | null)[] | null;
 }
 
 const kExchange = Symbol('baton.exchange');
@@ -36,7 +39,7 @@ function responseGone(res: http.ServerResponse): boolean {
   return stream !== undefined ? stream.destroyed : res.destroyed;
 }
 
-export class Exchange extends Admission implements Relayed, RequestFacts {
+export class Exchange extends Admission implements Relayed, RequestFacts, Limited {
   readonly ctx: HandlerContext;
   readonly req: http.IncomingMessage;
   readonly res: http.ServerResponse;
@@ -78,6 +81,13 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
   run(): void {
     if (this.refusal !== 0) return this.#refuse();
     if (this.entry === null) return this.answer(404, false);
+    const limiter = this.ctx.rateLimiters?.[this.entry.index] ?? null;
+    if (limiter !== null) return limiter.admit(this);
+    this.proceed();
+  }
+
+  /** Admitted, and within its route's rate limit: answer locally or go upstream. */
+  proceed(): void {
     const action = this.action!;
     if (action.ret !== null) {
       if (this.hasBody && !this.req.complete) this.res.shouldKeepAlive = false;
@@ -87,10 +97,16 @@ export class Exchange extends Admission implements Relayed, RequestFacts {
     }
     const upstream = action.upstream;
     if (upstream === null) {
-      this.ctx.log.error.error({ route: this.entry.label, request_id: this.requestId }, 'route names an unknown upstream');
+      this.ctx.log.error.error({ route: this.route, request_id: this.requestId }, 'route names an unknown upstream');
       return this.answer(502, false);
     }
     proxy(this, upstream);
+  }
+
+  /** Over the route's rate limit (rate-limit.ts): 429, the connection kept. */
+  limited(retryAfter: number): void {
+    this.res.setHeader('retry-after', String(retryAfter));
+    this.answer(429, false);
   }
 
   /** A 4xx/5xx of our own; `close`: end the HTTP/1.1 connection after it (a body not read to its end always does). */

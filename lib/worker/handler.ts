@@ -21,6 +21,7 @@ import { Tunnels } from './websocket.js';
 import type { TunnelBook } from './tunnel-book.js';
 import { routeLabel } from '../metrics/recorder.js';
 import { answerClientError } from './client-error.js';
+import { compileRateLimits } from './rate-limit.js';
 
 export interface RequestHandler {
   /** Serve one request (HTTP/1.1, or an HTTP/2 compat request: `:authority`, no connection headers). Never throws. */
@@ -54,6 +55,7 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     sweeper: new IdleSweeper(Number.isFinite(shortestIdle) ? shortestIdle / 4 : 1000),
     limits: config.limits,
     trusted: config.trustedProxies.length > 0 ? new TrustedProxies(config.trustedProxies) : null,
+    rateLimiters: compileRateLimits(config.routes, config.workers, logs.error),
   };
   const checks = new HealthChecks(upstreams.values(), logs.error);
   checks.start();

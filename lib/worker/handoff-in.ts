@@ -10,6 +10,7 @@ import type net from 'node:net';
 import type { HandoffFailure, HandoffOffer, HandoffResult, TunnelState } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
 import { closeRawHandle, socketOnHandle } from '../util/internals.js';
+import { adoptPeer } from './proxy-protocol.js';
 
 /** Parts of a tunnel not all arrived by then (its sender died in between): given up, their copies closed. */
 const PARTS_TIMEOUT_MS = 10_000;
@@ -73,6 +74,9 @@ export class HandoffReceiver {
       recorder.handoffReceived(msg.kind);
       if (msg.kind === 'http1') {
         const socket = socketOnHandle(handles[0]);
+        // Its PROXY header (if any) was read by the sender: the listener's edge must not wait for another one.
+        const p = msg.peer;
+        adoptPeer(socket, p === undefined ? null : { address: p.address, port: p.port, family: p.family });
         server.emit('connection', socket);
         this.host.handedIn(socket);
       } else {

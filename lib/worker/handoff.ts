@@ -8,10 +8,11 @@
  * copies are closed and the connection is never served here again, since someone else may be serving it.
  */
 import type net from 'node:net';
-import type { HandoffFailure, HandoffKind, HandoffOffer, HandoffResult, TunnelState } from '../ipc/messages.js';
+import type { HandoffFailure, HandoffKind, HandoffOffer, HandoffPeer, HandoffResult, TunnelState } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
 import { currentResponse, holdReads, parserIdle, releaseReads, streamHandle } from '../util/internals.js';
 import type { MoveResult } from './drain.js';
+import { peerOf } from './proxy-protocol.js';
 
 export type Outcome = HandoffResult['outcome'];
 
@@ -99,7 +100,9 @@ export class HandoffSender {
       // Looked at only now: until its turn the connection was served as usual.
       if (socket.destroyed) return 'failed';
       if (!idleHttp1(socket) || !holdReads(socket)) return 'busy';
-      const result = await this.offer('http1', listener, [socket]);
+      const known = peerOf(socket);
+      const peer: HandoffPeer | undefined = known === null ? undefined : { address: known.address, family: known.family, ...(known.port === undefined ? {} : { port: known.port }) };
+      const result = await this.offer('http1', listener, [socket], undefined, peer);
       if (result.outcome === 'failed') {
         releaseReads(socket);
         return 'failed';
@@ -115,7 +118,7 @@ export class HandoffSender {
    * Send `sockets` (their reads already held) as the parts of one hand-off, and wait for the answer. The
    * sockets are left as they are: closing this process's copies, or resuming, is the caller's.
    */
-  offer(kind: HandoffKind, listener: string, sockets: readonly net.Socket[], tunnel?: TunnelState): Promise<HandoffResult> {
+  offer(kind: HandoffKind, listener: string, sockets: readonly net.Socket[], tunnel?: TunnelState, peer?: HandoffPeer): Promise<HandoffResult> {
     const id = `${process.pid}:${++this.#seq}`;
     return new Promise<HandoffResult>((resolve) => {
       const timer = setTimeout(() => this.settle({ type: 'handoff-result', id, outcome: 'unknown', reason: 'unknown' }), ANSWER_TIMEOUT_MS);
@@ -127,7 +130,7 @@ export class HandoffSender {
         return;
       }
       handles.forEach((handle, part) => {
-        const msg: HandoffOffer = { type: 'handoff', id, kind, listener, part, parts: handles.length, ...(part === handles.length - 1 && tunnel ? { tunnel } : {}) };
+        const msg: HandoffOffer = { type: 'handoff', id, kind, listener, part, parts: handles.length, ...(part === handles.length - 1 && tunnel ? { tunnel } : {}), ...(part === handles.length - 1 && peer ? { peer } : {}) };
         // An error here means the message was not written: nobody can have the descriptor but us.
         this.#channel.send(msg, handle, (err) => {
           if (err) this.settle({ type: 'handoff-result', id, outcome: 'failed', reason: 'ipc' });

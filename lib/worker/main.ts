@@ -17,6 +17,7 @@ import { Drainer } from './drain.js';
 import { HandoffSender, type Channel } from './handoff.js';
 import { HandoffReceiver } from './handoff-in.js';
 import { missingInternals } from '../util/internals.js';
+import { leases } from './rate-limit.js';
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -189,6 +190,9 @@ process.on('message', (msg: unknown, handle: unknown) => {
       return;
     case 'handoff-result':
       sender.settle(msg);
+      return;
+    case 'rate-grant':
+      leases.receive(msg.seq, msg.grants);
       return;
   }
 });

@@ -2,8 +2,9 @@
  * @module One server per listener, on the listening fd inherited from the master: HTTP/1.1; HTTP/1.1 and
  * HTTP/2 with prior knowledge on one cleartext port (h2c: the connection preface decides); or TLS, which
  * terminates in a tls.Server whose ALPN result hands each connection to an HTTP/1.1 or an HTTP/2 server.
- * Every HTTP/2 session runs on an H2Port (the drain's shutdown notice, the connection guard). Servers accept,
- * parse and enforce the connection-level client limits (`limits:` header size and timeout, keep-alive, requests
+ * Every HTTP/2 session runs on an H2Port (the drain's shutdown notice, the connection guard). A listener with
+ * `proxy_protocol` or on a unix socket has a front that first finds out who the client is (proxy-protocol.ts);
+ * plain TCP listeners have none and pay nothing for it. Servers accept, parse and enforce the connection-level client limits (`limits:` header size and timeout, keep-alive, requests
  * per connection, HTTP/2 streams and resets, idle sessions, the fd budget); the request handler decides the rest.
  */
 import http from 'node:http';
@@ -16,6 +17,7 @@ import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
 import { H2Guard, refusedStream } from './h2-guard.js';
 import { H2Port } from './h2-port.js';
 import { createTlsServer } from './tls-server.js';
+import { ConnectionEdge, copyPeerToTls } from './proxy-protocol.js';
 import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs } from './limits.js';
 import { holdContinue } from './request-body.js';
 import type { Logger } from '../log/logger.js';
@@ -165,6 +167,8 @@ function sniff(socket: net.Socket, timeout: number, decide: (h2: boolean) => voi
   socket.on('readable', onReadable);
   socket.on('close', onClose);
   socket.on('error', ignore);
+  // Bytes put back after a PROXY header are buffered already: no 'readable' will announce them.
+  if (socket.readableLength > 0) onReadable();
 }
 
 /** A drop log line at most this often per server: a flood of them would make things worse. */
@@ -210,31 +214,55 @@ export function createServer(listener: ListenerConfig, handlers: Handlers, drain
   return server;
 }
 
+/**
+ * A front that accepts for `inner`: it finds out who the client is (`edge`), then hands the connection on. The
+ * drainer counts connections from this accept, so that a drain waits for one whose PROXY header is on its way.
+ */
+function edgeFront(edge: ConnectionEdge, inner: net.Server, h1: http.Server): net.Server {
+  const front = net.createServer((socket) => edge.accept(socket, () => inner.emit('connection', socket)));
+  // Node starts the HTTP/1 header-timeout sweep on 'listening', and only the front listens.
+  front.once('listening', () => h1.emit('listening'));
+  return front;
+}
+
 function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drainer: Drainer, limits: ClientLimits, log: Logger | undefined): net.Server {
   const h1 = h1Server(handlers, limits);
+  const edge = ConnectionEdge.for(listener, limits.headerTimeout, log);
   if (!listener.tls && !listener.h2c) {
-    drainer.watch(h1);
-    return h1;
+    if (edge === null) {
+      drainer.watch(h1);
+      return h1;
+    }
+    const front = edgeFront(edge, h1, h1);
+    drainer.watch(front, [h1]);
+    return front;
   }
   const h2 = h2Server(handlers, limits, guardOf(drainer, limits, log));
   if (listener.tls) {
     const server = createTlsServer(listener.tls, limits.headerTimeout);
     server.on('secureConnection', (socket: tls.TLSSocket) => {
+      if (edge !== null) copyPeerToTls(socket);
       if (socket.alpnProtocol === 'h2') h2.emit('connection', new H2Port(socket));
       else h1.emit('connection', socket);
     });
-    // h1 never listens itself: Node starts its header-timeout sweep on 'listening'.
-    server.once('listening', () => h1.emit('listening'));
-    drainer.watch(server, [h1, h2], true);
-    return server;
+    if (edge === null) {
+      // h1 never listens itself: Node starts its header-timeout sweep on 'listening'.
+      server.once('listening', () => h1.emit('listening'));
+      drainer.watch(server, [h1, h2], true);
+      return server;
+    }
+    // The front accepts, the TLS server handshakes: the drainer sees both through the front.
+    const front = edgeFront(edge, server, h1);
+    server.on('secureConnection', (socket: tls.TLSSocket) => front.emit('secureConnection', socket));
+    drainer.watch(front, [h1, h2], true);
+    return front;
   }
-  const front = net.createServer((socket) => {
-    sniff(socket, limits.headerTimeout, (isH2) => {
-      drainer.markH2(socket, isH2);
-      if (isH2) h2.emit('connection', new H2Port(socket));
-      else h1.emit('connection', socket);
-    });
+  const protocol = (socket: net.Socket) => sniff(socket, limits.headerTimeout, (isH2) => {
+    drainer.markH2(socket, isH2);
+    if (isH2) h2.emit('connection', new H2Port(socket));
+    else h1.emit('connection', socket);
   });
+  const front = net.createServer(edge === null ? protocol : (socket) => edge.accept(socket, () => protocol(socket)));
   // h1 never listens itself (the front hands it connections), and Node starts its header-timeout sweep on
   // 'listening': without this, slowloris clients on an h2c port would never get their 408.
   front.once('listening', () => h1.emit('listening'));

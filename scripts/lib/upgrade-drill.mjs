@@ -37,6 +37,7 @@ import {
   waitStopAccepting,
   which,
 } from './common.mjs';
+import { EDGE_RATE_LIMIT, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
 const HELP = `usage: scripts/upgrade-drill [options]
 
@@ -66,6 +67,10 @@ removes).
   --no-idle-phase       skip the idle phase
   --idle-ws N --idle-conns N   the idle phase's WebSockets and idle keep-alive connections (defaults 100, 500)
   --idle-shutdown-timeout D    shutdown_timeout during the idle phase (default 60s)
+  --edge                baton behind HAProxy (scripts/lib/drill-edge.mjs): a unix listener and a TCP listener with
+                        proxy_protocol, a rate_limit on the drilled route (above the load), and wrk keep-alive -c8
+                        through HAProxy's PROXY v2 to the unix socket and wrk Connection: close -c4 through its
+                        PROXY v1 to the TCP listener (baton only)
   --keep                keep the temp dir (it is kept anyway when something failed)
   --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
@@ -110,6 +115,7 @@ function parseArgs(argv) {
     h2Streams: 10,
     h2Run: 3000,
     grpc: 4,
+    edge: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -140,6 +146,7 @@ function parseArgs(argv) {
       case '--idle-ws': o.bigWs = int('--idle-ws', 1000); break;
       case '--idle-conns': o.bigIdle = int('--idle-conns', 5000); break;
       case '--idle-shutdown-timeout': o.bigShutdownTimeout = parseDuration(v()); break;
+      case '--edge': o.edge = true; break;
       case '--keep': o.keep = true; break;
       case '--h2': o.h2 = true; break;
       case '--no-h2': o.h2 = false; break;
@@ -186,7 +193,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, grpcPort }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, ppPort, grpcPort }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -210,6 +217,7 @@ log: { level: info, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
 ${main}
+${ppPort ? edgeListeners(ppPort) : ''}
 upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
@@ -222,7 +230,7 @@ ${extra}${grpcPort ? `  - path: /baton.test.Echo/
     upstream: grpc
 ` : ''}  - path: /
     upstream: app
-`;
+${ppPort ? EDGE_RATE_LIMIT : ''}`;
 }
 
 function writeAtomic(file, text) {
@@ -786,7 +794,9 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
   const loadStart = os.loadavg()[0].toFixed(2);
   const T1 = Date.now();
   const [port, adminPort, tlsPort, h2cPort, grpcPort] = await freePorts(5);
-  const ports = { upPort, port, adminPort, h2: null, grpcPort: opt.grpc ? grpcPort : 0 };
+  const ports = { upPort, port, adminPort, h2: null, ppPort: null, grpcPort: opt.grpc ? grpcPort : 0 };
+  const edgePorts = opt.edge ? await freePorts(3) : null;
+  if (edgePorts) ports.ppPort = edgePorts[0];
   if (opt.h2) {
     // baton serves h2c on its main port (h2c: true); nginx 1.22 needs a port of its own for it
     ports.h2 = { tlsPort, h2cPort: opt.against === 'nginx' ? h2cPort : port, ...cert };
@@ -826,6 +836,13 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
   const clients = startClients(opt, dir, port, { slow: opt.slow, uploaders: opt.uploaders, ws: opt.ws, idle: opt.idle }, 'clients');
   if (!(await clients.ready())) die(`the Node clients did not start: ${tail(path.join(dir, 'clients.out'))}`);
   const h2Loops = h2Targets.map((h) => startH2Loop(h2load, opt, dir, h));
+  const edgeWrk = [];
+  if (edgePorts) {
+    const [ppPort, v2Port, v1Port] = edgePorts;
+    if (!(await startHaproxy(dir, { v2Port, v1Port, ppPort }))) die(`haproxy did not start: ${tail(path.join(dir, 'haproxy.out'))}`);
+    edgeWrk.push(['wrk keep-alive -c8 via HAProxy, PROXY v2, unix', startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', `http://${HOST}:${v2Port}/`], dir, 'edge-unix')]);
+    edgeWrk.push(['wrk Connection: close -c4 via HAProxy, PROXY v1', startWrk(wrk, ['-t1', '-c4', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', `http://${HOST}:${v1Port}/`], dir, 'edge-v1')]);
+  }
   if (grpcChild && ports.grpcPort) {
     const p = grpcChild.next(['ready', 'start-failed'], 30_000);
     grpcChild.cp.send({ cmd: 'start', target: `${HOST}:${ports.h2.h2cPort}` });
@@ -877,6 +894,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
   event('stopping the load');
   const grpcStop = grpcChild && ports.grpcPort ? grpcChild.stop() : Promise.resolve(null);
   const [ka, close, cres, gres, ...h2res] = await Promise.all([wrkKa.stop(), wrkClose.stop(), clients.stop(), grpcStop, ...h2Loops.map((l) => l.stop())]);
+  const edgeRes = await Promise.all(edgeWrk.map(([, w]) => w.stop()));
   event('load stopped');
   const idle = opt.big && opt.against === 'baton' && !procedureFailures.length ? await idlePhase(opt, target, dir, port, mode) : null;
   await target.stop();
@@ -900,6 +918,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
   };
   wrkRow('wrk keep-alive -c32', ka);
   wrkRow('wrk Connection: close -c8', close);
+  edgeWrk.forEach(([name], i) => wrkRow(name, edgeRes[i]));
   if (!cres) lateFail('the Node clients returned no result');
   const cs = cres?.stats ?? {};
   const labels = { slow: `slow GET (${opt.slow} in flight)`, upload: `POST upload 256 KiB x${opt.uploaders}`, ws: `WebSocket x${opt.ws} (msgs)`, idle: `idle keep-alive x${opt.idle}` };
@@ -1112,6 +1131,7 @@ async function main() {
   if (opt.h2 && !tools.h2load) die('h2load is not installed (apt-get install -y nghttp2-client), or run with --no-h2');
   if (opt.h2 && !which('openssl')) die('openssl is not installed (needed for the TLS certificate), or run with --no-h2');
   if (opt.against === 'nginx' && !tools.nginx) die('nginx is not installed (apt-get install -y nginx-light)');
+  if (opt.edge && (opt.against !== 'baton' || !which('haproxy'))) die('--edge needs --against baton and haproxy (apt-get install -y haproxy)');
 
   const dir = mkTempDir(`${opt.against}-drill-`);
   log(`temp dir: ${dir}`);

@@ -94,6 +94,8 @@ export interface DaemonOptions {
   bin?: string;
   /** A fixed admin port instead of port 0 (the CLI's reload/status need one). */
   adminPort?: number;
+  /** The admin listener's whole `listen` value instead (`unix:admin.sock`). */
+  adminListen?: string;
   /** Extra environment for the daemon (NOTIFY_SOCKET, ...). */
   env?: NodeJS.ProcessEnv;
   /** Run it through another command first (e.g. systemd-socket-activate ARGS...). */
@@ -159,7 +161,7 @@ export class Daemon {
       opts.log ?? '',
       `admin:`,
       // 127.0.0.2: a port-0 admin listener must not share the key of a port-0 listener on 127.0.0.1.
-      `  listen: 127.0.0.2:${opts.adminPort ?? 0}`,
+      `  listen: ${opts.adminListen ?? `127.0.0.2:${opts.adminPort ?? 0}`}`,
       opts.body,
     ].join('\n');
     fs.writeFileSync(this.configFile, yaml);

@@ -38,9 +38,10 @@ export class KeepAlive {
     });
   }
 
-  static open(t: Tap, port: number): Promise<KeepAlive> {
+  /** A connection to `127.0.0.1:port`, or to the unix socket at a path. */
+  static open(t: Tap, port: number | string): Promise<KeepAlive> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = typeof port === 'string' ? net.connect(port) : net.connect(port, '127.0.0.1');
       t.teardown(() => s.destroy());
       s.once('error', reject);
       s.once('connect', () => {

@@ -10,6 +10,7 @@ import type { RedirectAction, ReturnAction, RouteConfig } from '../types.js';
 import { readAccess } from './cidrs.js';
 import { readHeaderRules, readUpstreamHost } from './header-rules.js';
 import { readBodySize } from './limits.js';
+import { readRateLimit } from './rate-limit.js';
 import { readRedirect } from './redirect.js';
 import { readReturn } from './return.js';
 
@@ -17,7 +18,7 @@ const ACTIONS = ['upstream', 'return', 'redirect'] as const;
 const SCHEMES = ['http', 'https'] as const;
 /** Rules about what goes to and comes from an upstream: meaningless on a route that answers by itself. */
 const UPSTREAM_ONLY = ['request_headers', 'response_headers', 'upstream_host', 'strip_prefix', 'add_prefix', 'compress'];
-const KEYS = ['host', 'path', 'scheme', ...ACTIONS, 'max_body_size', 'allow', 'deny', ...UPSTREAM_ONLY];
+const KEYS = ['host', 'path', 'scheme', ...ACTIONS, 'max_body_size', 'rate_limit', 'allow', 'deny', ...UPSTREAM_ONLY];
 
 /** `defaultMaxBody`: `limits.max_body_size`, for routes without their own. */
 export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string>, defaultMaxBody: number): RouteConfig[] {
@@ -31,6 +32,7 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
     const path = optional(f.get('path'), (c) => readPath(r, c, 'a path')) ?? '/';
     const scheme = optional(f.get('scheme'), (c) => r.oneOf(c, SCHEMES)) ?? null;
     const maxBodySize = optional(f.get('max_body_size'), (c) => readBodySize(r, c)) ?? defaultMaxBody;
+    const rateLimit = optional(f.get('rate_limit'), (c) => readRateLimit(r, c)) ?? null;
     const given = ACTIONS.filter((a) => f.get(a) !== undefined);
     let upstream: string | undefined;
     let ret: ReturnAction | undefined;
@@ -63,7 +65,7 @@ export function readRoutes(r: Reader, cur: Cursor, upstreams: ReadonlySet<string
     }
     if (host !== undefined && (upstream !== undefined || ret !== undefined || redirect !== undefined)) {
       routes.push({
-        host, path, scheme, upstream: upstream ?? null, return: ret ?? null, redirect: redirect ?? null, maxBodySize, access,
+        host, path, scheme, upstream: upstream ?? null, return: ret ?? null, redirect: redirect ?? null, maxBodySize, rateLimit, access,
         requestHeaders, responseHeaders, upstreamHost, stripPrefix, addPrefix, compress,
       });
     }

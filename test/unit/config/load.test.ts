@@ -42,7 +42,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     user: null,
     log: { level: 'info', error: { kind: 'stderr' }, access: { kind: 'stdout' }, queryStrings: true },
     admin: null,
-    listeners: [{ address: { key: '127.0.0.1:0', host: '127.0.0.1', port: 0, family: 4 }, h2c: false, tls: null }],
+    listeners: [{ address: { key: '127.0.0.1:0', host: '127.0.0.1', port: 0, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     limits: {
       maxHeaderSize: 16 * 1024, maxHeaders: 100, maxBodySize: 100 * 1024 * 1024, headerTimeout: 10_000, bodyTimeout: 60_000,
       keepaliveTimeout: 5_000, keepaliveRequests: 1000, http2MaxConcurrentStreams: 128, underscoresInHeaders: false,
@@ -51,7 +51,7 @@ t.test('a config with only listeners and routes gets every default', async (t) =
     drain: { handoff: true },
     upstreams: {},
     routes: [{
-      host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024,
+      host: null, path: '/', upstream: null, return: { status: 204, body: '', headers: {} }, maxBodySize: 100 * 1024 * 1024, rateLimit: null,
       scheme: null, redirect: null, access: null, requestHeaders: null, responseHeaders: null, upstreamHost: { kind: 'preserve' }, stripPrefix: false, addPrefix: '', compress: true,
     }],
     trustedProxies: [],

@@ -14,10 +14,10 @@ export function masterConfig(over: Partial<Config> = {}): Config {
   return {
     file: '/tmp/baton.yaml', pidFile: '/tmp/x.pid', workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
     log: { level: 'info', error: { kind: 'stderr' }, access: null, queryStrings: true }, admin: null,
-    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
+    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     limits: DEFAULT_LIMITS,
     drain: { handoff: true },
-    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, ...ROUTE_RULE_DEFAULTS }],
+    upstreams: {}, routes: [{ host: null, path: '/', upstream: null, return: { status: 200, body: '', headers: {} }, maxBodySize: 0, rateLimit: null, ...ROUTE_RULE_DEFAULTS }],
     trustedProxies: [], compression: null,
     ...over,
   };

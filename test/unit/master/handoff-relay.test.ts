@@ -47,7 +47,7 @@ class FakePeer implements HandoffEndpoint {
 }
 
 const TCP = masterConfig();
-const TLS = masterConfig({ listeners: [{ address: TCP.listeners[0]!.address, h2c: false, tls: { certFile: '', keyFile: '', cert: '', key: '', sni: [] } }] });
+const TLS = masterConfig({ listeners: [{ ...TCP.listeners[0]!, h2c: false, tls: { certFile: '', keyFile: '', cert: '', key: '', sni: [] } }] });
 const KEY = TCP.listeners[0]!.address.key;
 
 function offer(id: string, part = 0, parts = 1): HandoffOffer {

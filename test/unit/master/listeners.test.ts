@@ -3,7 +3,7 @@ import t from 'tap';
 import { ListenerRegistry, type BindHandle } from '../../../lib/master/listeners.js';
 import { FakeHandle } from './fixture.js';
 
-const addr = (port: number, host = '127.0.0.1') => ({ key: `${host}:${port}`, host, port, family: 4 as const });
+const addr = (port: number, host = '127.0.0.1') => ({ address: { key: `${host}:${port}`, host, port, family: 4 as const } });
 const EADDRINUSE = -98;
 const EACCES = -13;
 
@@ -66,4 +66,99 @@ t.test('a real socket on 127.0.0.1:0 gets the port the OS picked', async (t) => 
   t.same(reg.ensure([addr(0)]), []);
   t.match(reg.get('127.0.0.1:0')!.bound, /^127\.0\.0\.1:[1-9]\d*$/);
   reg.closeAll();
+});
+
+// ---- unix sockets, real ones in a temp dir ------------------------------------------------------------------------
+
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-unix-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const unix = (file: string, mode: number | null = null) => ({ address: { key: `unix:${file}`, host: file, port: -1, family: 'unix' as const }, mode });
+
+t.test('a unix socket file is created with its mode, kept while held, and removed when the last master lets it go', async (t) => {
+  const file = path.join(tempDir(t), 'http.sock');
+  const reg = new ListenerRegistry();
+  t.same(reg.ensure([unix(file, 0o660)]), []);
+  t.ok(fs.statSync(file).isSocket());
+  t.equal(fs.statSync(file).mode & 0o777, 0o660);
+  t.equal(reg.get(`unix:${file}`)!.bound, file);
+  t.same(reg.ensure([unix(file, 0o600)]), [], 'a reload may change the mode of the socket it keeps');
+  t.equal(fs.statSync(file).mode & 0o777, 0o600);
+  t.same(reg.closeExcept(new Set(), false), [`unix:${file}`]);
+  t.ok(fs.existsSync(file), 'shared with another master (an upgrade): the file stays');
+  const again = new ListenerRegistry();
+  t.not(again.ensure([unix(file)]).length, 0, 'and the socket is still bound (its handle kept open)');
+});
+
+t.test('a unix socket inherited by fd is removed by its last master, unless the file is not that socket any more', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'http.sock');
+  const first = new ListenerRegistry();
+  first.ensure([unix(file)]);
+  const heir = new ListenerRegistry();
+  t.same(heir.adopt({ [`unix:${file}`]: first.get(`unix:${file}`)!.handle.fd }), []);
+  t.equal(heir.get(`unix:${file}`)!.bound, file);
+  heir.closeAll(true);
+  t.notOk(fs.existsSync(file), 'the heir, last user, removes the file');
+  const other = path.join(dir, 'other.sock');
+  const second = new ListenerRegistry();
+  second.ensure([unix(other)]);
+  const heir2 = new ListenerRegistry();
+  heir2.adopt({ [`unix:${other}`]: second.get(`unix:${other}`)!.handle.fd });
+  fs.unlinkSync(other);
+  fs.writeFileSync(other, 'someone else\'s file');
+  heir2.closeAll(true);
+  t.equal(fs.readFileSync(other, 'utf8'), 'someone else\'s file', 'a file created since at that path is left alone');
+});
+
+t.test('a stale socket file (its process gone) is replaced; a file that is not a socket, or a bound socket, is not', async (t) => {
+  const dir = tempDir(t);
+  const stale = path.join(dir, 'stale.sock');
+  // A socket bound by a process that exits without removing it: what a crash leaves.
+  const child = await import('node:child_process');
+  child.execFileSync(process.execPath, ['-e', `require('net')._createServerHandle(${JSON.stringify(stale)}, -1, -1); process.exit(0)`]);
+  t.ok(fs.statSync(stale).isSocket(), 'a stale socket file is there');
+  const reg = new ListenerRegistry();
+  const notices: string[] = [];
+  reg.onNotice = (m) => notices.push(m);
+  t.same(reg.ensure([unix(stale)]), []);
+  t.match(notices, [/removed a stale socket file .*stale\.sock/]);
+
+  const plain = path.join(dir, 'plain.sock');
+  fs.writeFileSync(plain, 'data');
+  t.same(reg.ensure([unix(plain)]), [`cannot listen on unix:${plain}: ${plain} exists and is not a socket`]);
+  t.equal(fs.readFileSync(plain, 'utf8'), 'data');
+
+  const live = path.join(dir, 'live.sock');
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(live, r));
+  t.teardown(() => server.close());
+  t.same(reg.ensure([unix(live)]), [`cannot listen on unix:${live}: ${live} is in use by another process`]);
+  reg.closeAll();
+  t.notOk(fs.existsSync(stale), 'closed by its only master: removed');
+});
+
+t.test('a unix socket in a directory that does not exist fails with the errno', async (t) => {
+  const reg = new ListenerRegistry();
+  const file = path.join(tempDir(t), 'missing', 'http.sock');
+  t.same(reg.ensure([unix(file)]), [`cannot listen on unix:${file}: EACCES (the directory must exist and be writable by the master)`]);
+});
+
+t.test('a unix socket activated by systemd is keyed by its path, and its file is systemd\'s: never removed', async (t) => {
+  const file = path.join(tempDir(t), 'activated.sock');
+  const creator = new ListenerRegistry();
+  creator.ensure([unix(file)]);
+  const reg = new ListenerRegistry();
+  t.same(reg.adoptActivated([creator.get(`unix:${file}`)!.handle.fd]), []);
+  t.equal(reg.get(`unix:${file}`)?.bound, file);
+  reg.closeAll(true);
+  t.ok(fs.existsSync(file), 'the socket unit keeps its file');
 });

@@ -91,7 +91,7 @@ t.test('a pid file that cannot be written at start: exit 4 naming the path and e
 
 t.test('a throw while a reload starts its generation fails that reload with a reply; the next reload still runs', async (t) => {
   const config = masterConfig({ workers: 1 });
-  const moved = { ...config, listeners: [{ address: { key: '127.0.0.1:9999', host: '127.0.0.1', port: 9999, family: 4 as const }, h2c: false, tls: null }] };
+  const moved = { ...config, listeners: [{ address: { key: '127.0.0.1:9999', host: '127.0.0.1', port: 9999, family: 4 as const }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }] };
   let fd = 200;
   const h = start(t, {
     reloadTo: moved,

@@ -13,7 +13,7 @@ function config(): Config {
   return {
     file: '/tmp/baton.yaml', pidFile: '/tmp/x.pid', workers: 2, shutdownTimeout: 30_000, upgradeTimeout: 60_000, user: null,
     log: { level: 'info', error: { kind: 'stderr' }, access: null }, admin: null,
-    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null }],
+    listeners: [{ address: { key: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, family: 4 }, h2c: false, tls: null, proxyProtocol: false, mode: null, owner: null }],
     upstreams: {}, routes: [{ host: null, path: '/', upstream: 'app', return: null }],
   } as unknown as Config;
 }
@@ -144,7 +144,7 @@ t.test('/metrics renders every family once, with build info, start time, reloads
   const { families, samples } = parseExposition(m.render({ version: '1.2.3', startedAt: 1_700_000_000_500 }));
   t.same([...families.keys()], [
     'baton_build_info', 'baton_start_time_seconds', 'baton_workers', 'baton_requests_total', 'baton_request_duration_seconds',
-    'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_connections',
+    'baton_upstream_latency_seconds', 'baton_upstream_failures_total', 'baton_websocket_tunnels_total', 'baton_rate_limited_total', 'baton_connections',
     'baton_handoffs_total', 'baton_handoffs_received_total', 'baton_handoff_failures_total',
     'baton_upstream_queue_depth', 'baton_upstream_queue_total', 'baton_upstream_queue_wait_seconds',
     'baton_worker_restarts_total', 'baton_reloads_total', 'baton_upgrades_total', 'baton_upstream_target_up',

@@ -55,3 +55,16 @@ t.test('malformed addresses are errors', async (t) => {
     t.match(parseAddress(input), { ok: false, message: /^expected / }, JSON.stringify(input));
   }
 });
+
+t.test('a unix socket path is keyed by its absolute path, resolved against the directory given', async (t) => {
+  t.strictSame(parseAddress('unix:/run/baton/http.sock'), { ok: true, value: { key: 'unix:/run/baton/http.sock', host: '/run/baton/http.sock', port: -1, family: 'unix' } });
+  t.strictSame(parseAddress('unix:run/http.sock', '/etc/baton'), { ok: true, value: { key: 'unix:/etc/baton/run/http.sock', host: '/etc/baton/run/http.sock', port: -1, family: 'unix' } });
+  t.match(parseAddress('unix:/a/../b.sock'), { ok: true, value: { key: 'unix:/b.sock' } }, 'one file, one key');
+});
+
+t.test('unix socket paths the kernel cannot bind are errors', async (t) => {
+  for (const input of ['unix:', 'unix:@abstract', 'unix:/run/dir/', `unix:/${'x'.repeat(110)}.sock`]) {
+    t.match(parseAddress(input), { ok: false, message: /^expected a socket / }, input);
+  }
+  t.match(parseAddress(`unix:/${'x'.repeat(101)}.sock`), { ok: true }, '107 bytes fit');
+});

@@ -67,6 +67,7 @@ export function route(path: string, to: { host?: string; upstream?: string; retu
     upstream: to.upstream ?? null,
     return: to.return ? { status: to.return.status, body: to.return.body ?? '', headers: to.return.headers ?? {} } : null,
     maxBodySize: to.maxBodySize ?? 0,
+    rateLimit: null,
     ...to.rules,
   };
 }
