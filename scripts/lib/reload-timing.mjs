@@ -134,6 +134,8 @@ routes:
     await waitFor(() => childrenOf(oldPid).filter((p) => p !== newPid).length === 0, 30_000, 50);
     signal(oldPid, 'SIGQUIT');
     if (!(await waitExit(oldPid, 30_000))) failures.push(`upgrade ${n}: old master ${oldPid} did not leave after QUIT`);
+    // the new master learns that its old master left a moment after it is gone; a USR2 before that is refused
+    if (!(await waitFor(async () => (await status())?.upgrade === null, 30_000, 10))) failures.push(`upgrade ${n}: /status still shows an upgrade after the old master left`);
   }
 
   const reloads = [];
