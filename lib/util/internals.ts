@@ -9,9 +9,11 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import pino from 'pino';
+import type { Client, Pool } from 'undici';
 
 // ---- net._createServerHandle ---------------------------------------------------------------------------------
 
@@ -32,6 +34,44 @@ interface NetInternals {
  */
 export function createServerHandle(address: string | null, port: number | null, addressType: number | null, fd?: number, flags?: number): RawHandle | number {
   return (net as unknown as NetInternals)._createServerHandle!(address, port, addressType, fd, flags);
+}
+
+// ---- undici: the two dispatchers alone ------------------------------------------------------------------------
+
+/**
+ * undici's Pool and Client classes, loaded from their own files: the package index loads every API (fetch,
+ * WebSocket, cache, mock agents, EventSource: 110 modules) where a worker needs these two (22 modules): about
+ * 8 MiB less RSS per worker and 140 ms less start-up (measured on Node 20). Loaded on first use, so that the
+ * master, which proxies nothing, never loads them. undici 7 has no "exports" map: these paths are public files.
+ */
+export interface UndiciDispatchers {
+  readonly Pool: typeof Pool;
+  readonly Client: typeof Client;
+}
+
+const requireHere = createRequire(import.meta.url);
+const UNDICI_POOL = 'undici/lib/dispatcher/pool.js';
+const UNDICI_CLIENT = 'undici/lib/dispatcher/client.js';
+let dispatchers: UndiciDispatchers | null = null;
+
+export function undiciDispatchers(): UndiciDispatchers {
+  dispatchers ??= { Pool: requireHere(UNDICI_POOL) as typeof Pool, Client: requireHere(UNDICI_CLIENT) as typeof Client };
+  return dispatchers;
+}
+
+/** Without loading them (the master probes too): both files resolve, in an undici 7. */
+function probeUndici(): string[] {
+  const missing: string[] = [];
+  for (const f of [UNDICI_POOL, UNDICI_CLIENT]) {
+    try {
+      requireHere.resolve(f);
+    } catch {
+      missing.push(`undici: ${f}`);
+    }
+  }
+  const version = (requireHere('undici/package.json') as { version?: string }).version ?? '';
+  if (!version.startsWith('7.')) missing.push(`undici: ${version ? `version ${version}` : "no version"} is not undici 7 (lib/dispatcher/{pool,client}.js)`);
+  return missing;
 }
 
 // ---- pino and sonic-boom --------------------------------------------------------------------------------------
@@ -302,7 +342,7 @@ export function missingInternals(): string[] {
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
   if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
-  for (const probe of [probeHttp, probeParserIdle, probeSession, probeTls, probeSink]) {
+  for (const probe of [probeHttp, probeParserIdle, probeSession, probeTls, probeSink, probeUndici]) {
     try {
       missing.push(...probe());
     } catch (err) {

@@ -1,6 +1,7 @@
 // scripts/bench — baton vs nginx vs a bare undici proxy, same upstream, same run, ratios printed; a gzip row
 // (baton's compression against nginx's gzip on); then HTTP/2 (h2load, cleartext h2c and TLS) baton vs nginx.
 // Run `scripts/bench --help` for flags.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,6 +34,7 @@ import {
   waitPort,
   which,
 } from './common.mjs';
+import { fmtCpu, median, rssMiB, treeCpu, treeOf } from './bench-cpu.mjs';
 
 const HELP = `usage: scripts/bench [options]
 
@@ -53,6 +55,8 @@ same number of rounds. The bare proxy has no HTTP/2 row.
   --rounds N        rounds of A B C per mode (default 2)
   --quick           3s runs, 1 round-trip of warm-up: a smoke test (~1 min)
   --baton PATH      baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
+  --node PATH       node binary for baton and the bare proxy (default: the one running this script); e.g.
+                    /work/nodes/node_modules/node24/bin/node
   --keep            keep access logs and h2load per-request logs in the temp dir (deleted otherwise)
   --h2              HTTP/2 rows too (the default)
   --no-h2           HTTP/1.1 (wrk) rows only
@@ -67,6 +71,16 @@ same number of rounds. The bare proxy has no HTTP/2 row.
 Upstream kinds (default on): the upstream nginx also serves HTTPS (HTTP/1.1) and h2c; baton (tls.ca, protocol:
 http2) and nginx (proxy_pass https:// with proxy_ssl_session_reuse and proxy_ssl_verify; grpc_pass grpc:// for
 HTTP/2) proxy /tls/ and /h2/ to them; wrk keep-alive against each, same rounds.`;
+
+/** The version of the node binary the proxies run under. */
+function nodeVersion(bin) {
+  if (bin === process.execPath) return process.version;
+  try {
+    return execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    return `? (${bin})`;
+  }
+}
 
 function parseArgs(argv) {
   const o = {
@@ -84,6 +98,7 @@ function parseArgs(argv) {
     h2Streams: 10,
     h2Threads: 1,
     baton: path.join(REPO_DIR, 'bin/baton'),
+    node: process.execPath,
     kinds: true,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -111,6 +126,7 @@ function parseArgs(argv) {
       case '--h2-threads': o.h2Threads = Number(v()); break;
       case '--no-upstream-kinds': o.kinds = false; break;
       case '--baton': o.baton = path.resolve(v()); break;
+      case '--node': o.node = path.resolve(v()); break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0);
       default: die(`unknown option ${a}\n${HELP}`);
     }
@@ -344,7 +360,7 @@ async function main() {
       logs: ['baton.out', 'baton-error.log'],
       start() {
         fs.writeFileSync(path.join(dir, 'baton.yaml'), batonConf(dir, batonPort, adminPort, upPort, batonH2, kinds));
-        return spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], {
+        return spawnTracked(opt.node, [opt.baton, '-c', path.join(dir, 'baton.yaml')], {
           cwd: dir,
           stdout: path.join(dir, 'baton.out'),
           stderr: path.join(dir, 'baton.out'),
@@ -369,7 +385,7 @@ async function main() {
       port: barePort,
       logs: ['bare.out'],
       start() {
-        return spawnTracked(process.execPath, [path.join(REPO_DIR, 'scripts/lib/bare-proxy.mjs'), String(barePort), `http://${HOST}:${upPort}`, '2'], {
+        return spawnTracked(opt.node, [path.join(REPO_DIR, 'scripts/lib/bare-proxy.mjs'), String(barePort), `http://${HOST}:${upPort}`, '2'], {
           cwd: dir,
           stdout: path.join(dir, 'bare.out'),
           stderr: path.join(dir, 'bare.out'),
@@ -419,9 +435,13 @@ async function main() {
   const runWrk = async (t, mode, ms, label, urlPath = mode.path ?? '/') => {
     if (cleanup.stopping) die('interrupted', 130);
     const args = ['-t', String(opt.threads), '-c', String(opt.connections), '-d', `${Math.round(ms / 1000)}s`, '--timeout', '5s', '--latency', ...mode.args, `http://${HOST}:${t.port}${urlPath}`];
+    const cpu0 = treeCpu(t.cp.pid);
     const r = await runCapture(wrk, args, { timeoutMs: ms + 30_000 });
+    const cpu = treeCpu(t.cp.pid) - cpu0;
     fs.writeFileSync(path.join(dir, `wrk-${label}-${t.name}-${mode.name}${urlPath.replaceAll('/', '_')}.txt`), `$ wrk ${args.join(' ')}\n${r.stdout}${r.stderr}`);
     const p = parseWrk(r.stdout);
+    p.cpu = cpu;
+    p.cpuPer1k = p.requests ? cpu / (p.requests / 1000) : null;
     p.exit = r.code;
     p.alive = t.cp.exitCode === null && t.cp.signalCode === null;
     if (!p.ok) log(`wrk against ${t.name} (${mode.name}) produced no result: ${r.stderr.trim() || r.stdout.trim()}`);
@@ -460,9 +480,13 @@ async function main() {
     // the same TLS 1.3 suite for both (nginx would follow the client's order, baton its own)
     const tlsArgs = h.proto === 'tls' ? ['--tls13-ciphers', 'TLS_AES_128_GCM_SHA256'] : [];
     const args = [...h2Args(ms), ...tlsArgs, ...(label === 'warmup' ? [] : ['--log-file', logFile]), h.url];
+    const cpu0 = treeCpu(h.cp.pid);
     const r = await runCapture(h2load, args, { timeoutMs: ms + 30_000 });
+    const cpu = treeCpu(h.cp.pid) - cpu0;
     fs.writeFileSync(path.join(dir, `h2load-${label}-${h.name}-${h.proto}.txt`), `$ h2load ${args.join(' ')}\n${r.stdout}${r.stderr}`);
     const p = parseH2load(r.stdout);
+    p.cpu = cpu;
+    p.cpuPer1k = p.done ? cpu / (p.done / 1000) : null;
     p.exit = r.code;
     p.alive = h.cp.exitCode === null && h.cp.signalCode === null;
     if (label !== 'warmup') {
@@ -492,6 +516,16 @@ async function main() {
       `about ${Math.round(estimate / 1000)} s of load`,
   );
   for (const t of h1Targets) await runWrk(t, modes[0], Math.max(1000, opt.warmup), 'warmup');
+  // Idle RSS after the warm-up: the proxies' processes once the load has stopped (one second to settle)
+  const idleRss = [];
+  if (h1Targets.length) {
+    await sleep(1000);
+    for (const t of targets) {
+      const pids = treeOf(t.cp.pid);
+      idleRss.push([t.name, pids.map((pid) => `${pid}: ${rssMiB(pid)?.toFixed(1) ?? '-'} MiB`).join(', ')]);
+    }
+    log(`idle RSS after the warm-up: ${idleRss.map(([n, r]) => `${n} [${r}]`).join('; ')}`);
+  }
 
   const results = new Map(); // `${target}/${mode}` -> [runs]
   for (let round = 1; round <= opt.rounds && h1Targets.length; round++) {
@@ -502,7 +536,7 @@ async function main() {
         if (!results.has(key)) results.set(key, []);
         results.get(key).push(p);
         log(
-          `round ${round} ${mode.name.padEnd(9)} ${t.name.padEnd(5)} ${p.rps ?? '-'} req/s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}` +
+          `round ${round} ${mode.name.padEnd(9)} ${t.name.padEnd(5)} ${p.rps ?? '-'} req/s  cpu/1k ${p.cpuPer1k?.toFixed(3) ?? '-'}s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}` +
             (p.socketErrors || p.non2xx ? `  errors: socket ${JSON.stringify(p.socket)} non-2xx ${p.non2xx}` : ''),
         );
       }
@@ -533,7 +567,7 @@ async function main() {
         const key = `${t.name}/${k.name}`;
         if (!kindResults.has(key)) kindResults.set(key, []);
         kindResults.get(key).push(p);
-        log(`round ${round} ${k.name.padEnd(9)} ${t.name.padEnd(5)} ${p.rps ?? '-'} req/s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}` + (p.socketErrors || p.non2xx ? `  errors: socket ${JSON.stringify(p.socket)} non-2xx ${p.non2xx}` : ''));
+        log(`round ${round} ${k.name.padEnd(9)} ${t.name.padEnd(5)} ${p.rps ?? '-'} req/s  cpu/1k ${p.cpuPer1k?.toFixed(3) ?? '-'}s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}` + (p.socketErrors || p.non2xx ? `  errors: socket ${JSON.stringify(p.socket)} non-2xx ${p.non2xx}` : ''));
       }
     }
   }
@@ -547,7 +581,7 @@ async function main() {
         if (!h2Results.has(h.key)) h2Results.set(h.key, []);
         h2Results.get(h.key).push(p);
         log(
-          `round ${round} ${proto.padEnd(9)} ${h.name.padEnd(5)} ${p.rps ?? '-'} req/s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}  mean ${fmtMs(p.reqTime?.mean)}` +
+          `round ${round} ${proto.padEnd(9)} ${h.name.padEnd(5)} ${p.rps ?? '-'} req/s  cpu/1k ${p.cpuPer1k?.toFixed(3) ?? '-'}s  p50 ${fmtMs(p.p50)}  p99 ${fmtMs(p.p99)}  mean ${fmtMs(p.reqTime?.mean)}` +
             (p.errors ? `  errors: failed ${p.failed} (errored ${p.errored}, timeout ${p.timeout}), lost ${p.lostExcess}${p.idleClient ? ', a client completed nothing' : ''}` : ''),
         );
       }
@@ -561,9 +595,11 @@ async function main() {
     return runs.reduce((a, b) => (b.rps > a.rps ? b : a));
   };
   const ratio = (x, y) => (x && y ? (x / y).toFixed(2) : '-');
+  const cpuMedian = (map, key) => median((map.get(key) || []).filter((p) => p.ok).map((p) => p.cpuPer1k));
+  const cpuRatio = (map, a, b) => ratio(cpuMedian(map, a), cpuMedian(map, b));
   const out = [''];
   const loadLine =
-    `Node ${process.version}; ${os.cpus().length} CPUs shared by the load generator, proxy and upstream: compare ratios, not absolute numbers. ` +
+    `Node ${nodeVersion(opt.node)} (baton and bare); ${os.cpus().length} CPUs shared by the load generator, proxy and upstream: compare ratios, not absolute numbers. ` +
     `Load average before/after: ${loadBefore} / ${os.loadavg()[0].toFixed(2)}` +
     (Number(loadBefore) > os.cpus().length / 2 ? ' (other work was running: figures are noisy)' : '');
   if (h1Targets.length) {
@@ -573,16 +609,16 @@ async function main() {
         const runs = results.get(`${t}/${mode.name}`);
         const b = bestOf(results, `${t}/${mode.name}`);
         if (!b) {
-          rows.push([t, mode.name, 'failed', '-', '-', '-', '-']);
+          rows.push([t, mode.name, '-', 'failed', '-', '-', '-', '-']);
           continue;
         }
         const errs = runs.reduce((n, p) => n + p.socketErrors + p.non2xx, 0);
-        rows.push([t, mode.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
+        rows.push([t, mode.name, fmtCpu(runs.map((p) => p.cpuPer1k)), b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
       }
       const a = bestOf(results, `baton/${mode.name}`);
       for (const other of ['nginx', 'bare'].filter((x) => inMode(mode, x))) {
         const o = bestOf(results, `${other}/${mode.name}`);
-        rows.push([`baton/${other}`, mode.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
+        rows.push([`baton/${other}`, mode.name, cpuRatio(results, `baton/${mode.name}`, `${other}/${mode.name}`), ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
       }
     }
     out.push(
@@ -591,8 +627,10 @@ async function main() {
       `proxies: baton (2 workers, access log on), nginx 2 workers (upstream keepalive 64, buffered access log), bare undici (2 cluster workers)`,
       loadLine,
       '',
-      table(['target', 'mode', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
+      table(['target', 'mode', 'CPU s/1000 req', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
       '',
+      'CPU s/1000 req = user+system CPU seconds of all the proxy\'s processes (master and workers, from /proc) per 1000',
+      '  requests: the median of the rounds (min-max); ratio rows: > 1 means baton spends more CPU per request.',
       'errors = wrk socket errors (connect/read/write/timeout) + non-2xx responses, summed over all rounds.',
       'gzip = GET /text (8 KiB of HTML) with Accept-Encoding: gzip, keep-alive: baton compression (gzip level 5) vs nginx gzip on (level 5).',
       'ratio rows: req/s ratio > 1 means baton is faster; p50/p99 ratio > 1 means baton is slower.',
@@ -606,15 +644,15 @@ async function main() {
         const runs = kindResults.get(key);
         const b = bestOf(kindResults, key);
         if (!b) {
-          rows.push([t, k.name, 'failed', '-', '-', '-', '-']);
+          rows.push([t, k.name, '-', 'failed', '-', '-', '-', '-']);
           continue;
         }
         const errs = runs.reduce((n, p) => n + p.socketErrors + p.non2xx, 0);
-        rows.push([t, k.name, b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
+        rows.push([t, k.name, fmtCpu(runs.map((p) => p.cpuPer1k)), b.rps.toFixed(0), fmtMs(b.p50), fmtMs(b.p99), String(errs), runs.map((p) => (p.rps ?? 0).toFixed(0)).join(' / ')]);
       }
       const a = bestOf(kindResults, `baton/${k.name}`);
       const o = bestOf(kindResults, `nginx/${k.name}`);
-      rows.push(['baton/nginx', k.name, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
+      rows.push(['baton/nginx', k.name, cpuRatio(kindResults, `baton/${k.name}`, `nginx/${k.name}`), ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), '', '']);
     }
     out.push(
       '',
@@ -622,7 +660,7 @@ async function main() {
       `or HTTP/2 (h2-up: nginx upstream "listen http2", h2c). baton: tls.ca (verified), protocol: http2; nginx: proxy_pass https://`,
       `with proxy_ssl_session_reuse on and proxy_ssl_verify on, and grpc_pass grpc:// (nginx 1.22 has no other HTTP/2 upstream).`,
       '',
-      table(['target', 'upstream', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
+      table(['target', 'upstream', 'CPU s/1000 req', 'req/s', 'p50', 'p99', 'errors', 'runs (req/s)'], rows),
     );
   }
   if (opt.h2) {
@@ -633,7 +671,7 @@ async function main() {
         const runs = h2Results.get(key);
         const b = bestOf(h2Results, key);
         if (!b) {
-          rows.push([t, proto, 'failed', '-', '-', '-', '-', '-']);
+          rows.push([t, proto, '-', 'failed', '-', '-', '-', '-', '-']);
           continue;
         }
         const failed = runs.reduce((n, p) => n + (p.failed ?? 0), 0);
@@ -642,6 +680,7 @@ async function main() {
         rows.push([
           t,
           proto,
+          fmtCpu(runs.map((p) => p.cpuPer1k)),
           b.rps.toFixed(0),
           fmtMs(b.p50),
           fmtMs(b.p99),
@@ -652,7 +691,7 @@ async function main() {
       }
       const a = bestOf(h2Results, `baton/${proto}`);
       const o = bestOf(h2Results, `nginx/${proto}`);
-      rows.push(['baton/nginx', proto, ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), ratio(a?.reqTime?.mean, o?.reqTime?.mean), '', '']);
+      rows.push(['baton/nginx', proto, cpuRatio(h2Results, `baton/${proto}`, `nginx/${proto}`), ratio(a?.rps, o?.rps), ratio(a?.p50, o?.p50), ratio(a?.p99, o?.p99), ratio(a?.reqTime?.mean, o?.reqTime?.mean), '', '']);
     }
     const tlsInfo = [...h2Results.entries()]
       .filter(([k]) => k.endsWith('/tls'))
@@ -665,13 +704,14 @@ async function main() {
       `baton: h2c and TLS listeners of the same 2 workers; nginx: "listen ... http2" and "listen ... ssl http2" in the same server`,
       ...(h1Targets.length ? [] : [loadLine]),
       '',
-      table(['target', 'proto', 'req/s', 'p50', 'p99', 'mean', 'failed/errored', 'runs (req/s)'], rows),
+      table(['target', 'proto', 'CPU s/1000 req', 'req/s', 'p50', 'p99', 'mean', 'failed/errored', 'runs (req/s)'], rows),
       '',
       'p50/p99: from h2load --log-file (per stream, 2xx/3xx only); mean: h2load "time for request" (same streams).',
       'failed/errored: h2load counts summed over all rounds; "+N" = streams lost with their connection (started - done',
       '  beyond the -c x -m still in flight at the end) plus runs where a client completed nothing (h2load counts neither).',
     );
   }
+  if (idleRss.length) out.push('', 'Idle RSS after the warm-up (VmRSS per process of each proxy, the root process first):', ...idleRss.map(([n, r]) => `  ${n.padEnd(5)} ${r}`));
   process.stdout.write(out.join('\n') + '\n');
 
   // ---- stop everything, then report where the logs are. The proxies first, while the upstream still answers: the

@@ -11,7 +11,7 @@
  * cost is that workers may disagree for up to one interval. Each worker pushes its view (`upstreamHealth`) to the
  * master with its stats; /status and /metrics merge them.
  */
-import { Client } from 'undici';
+import { undiciDispatchers } from '../../util/internals.js';
 import type { HealthCheckConfig } from '../../config/types.js';
 import type { TargetHealth, UpstreamHealth } from '../../ipc/messages.js';
 import type { Logger } from '../../log/logger.js';
@@ -60,7 +60,7 @@ class TargetCheck {
     const up = upstream.config;
     this.#client = up.protocol === 'http2'
       ? new H2Pool({ ...up, keepaliveTimeout: 0, connectTimeout: conf.timeout, responseTimeout: conf.timeout, idleTimeout: conf.timeout }, target.endpoint)
-      : new Client(target.origin, {
+      : new (undiciDispatchers().Client)(target.origin, {
         pipelining: 0,
         connect: undiciConnect(target.endpoint, conf.timeout),
         headersTimeout: conf.timeout,

@@ -5,7 +5,8 @@
  * `fail_timeout` take a target out for `fail_timeout`) and active (health.ts sets `checkDown`). Both end up in the
  * one field the balancers read on the hot path, `downUntil`.
  */
-import { Client, Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import { undiciDispatchers } from '../../util/internals.js';
 import type { Config, TargetConfig, UpstreamConfig } from '../../config/types.js';
 import type { Logger } from '../../log/logger.js';
 import { recorder } from '../../metrics/recorder.js';
@@ -75,7 +76,7 @@ export function poolOptions(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnec
 
 /** A pool for one target, of the upstream's protocol. */
 export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
-  return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new Pool(t.origin, poolOptions(up, t, endpoint));
+  return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new (undiciDispatchers().Pool)(t.origin, poolOptions(up, t, endpoint));
 }
 
 function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Target {
@@ -167,7 +168,7 @@ export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, 
     return;
   }
   const { connections: _c, ...options } = poolOptions(target.upstreamConfig, target, target.endpoint);
-  const client = new Client(target.origin, { ...options, pipelining: 0 });
+  const client = new (undiciDispatchers().Client)(target.origin, { ...options, pipelining: 0 });
   try {
     client.dispatch(opts, handler);
   } finally {

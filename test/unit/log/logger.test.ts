@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogs } from '../../../lib/log/logger.js';
+import { createLogs, writeLine } from '../../../lib/log/logger.js';
+import { loggerStream } from '../../../lib/util/internals.js';
 import { moveMasterSettings } from '../../../lib/master/settings.js';
 import { masterConfig } from '../master/fixture.js';
 
@@ -75,4 +76,52 @@ t.test('a reload that changes only the log level keeps the same logs; a new dest
   await new Promise((r) => setTimeout(r, 50));
   t.ok(fds() <= before, `one file opened, the replaced one closed (${before} descriptors before, ${fds()} after)`);
   moved.logs.close();
+});
+
+t.test('access lines written in one event-loop turn reach the sink as one write once the turn ends', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'access.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  t.teardown(() => logs.close());
+  await logs.settle(2000);
+  const stream = loggerStream(logs.access!);
+  const writes: string[] = [];
+  const write = stream.write.bind(stream);
+  stream.write = (s: string) => {
+    writes.push(s);
+    write(s);
+  };
+  for (let i = 0; i < 50; i++) writeLine(logs.access!, `{"n":${i}}\n`);
+  t.equal(writes.length, 0, 'nothing handed to the sink during the turn');
+  await new Promise((r) => setImmediate(r));
+  t.equal(writes.length, 1, 'one write for the 50 lines');
+  t.equal(writes[0]!.split('\n').length - 1, 50);
+  t.match(writes[0]!, /^\{"n":0\}\n\{"n":1\}\n/, 'in the order written');
+});
+
+t.test('access lines still waiting for the end of the turn are in the file after flush(), as before an exit', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'access.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  t.teardown(() => logs.close());
+  await logs.settle(2000);
+  writeLine(logs.access!, '{"last":"line"}\n');
+  logs.flush();
+  t.equal(fs.readFileSync(file, 'utf8'), '{"last":"line"}\n');
+});
+
+t.test('an access line written through a closed logger is dropped at the end of the turn, without an exception', async (t) => {
+  const dir = tmp(t);
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: path.join(dir, 'access.log') }, queryStrings: true }, { role: 'worker', generation: 1 });
+  await logs.settle(2000);
+  logs.close();
+  await new Promise((r) => setTimeout(r, 50));
+  const uncaught: Error[] = [];
+  const onErr = (e: Error) => uncaught.push(e);
+  process.on('uncaughtException', onErr);
+  t.teardown(() => process.off('uncaughtException', onErr));
+  t.doesNotThrow(() => writeLine(logs.access!, '{"late":true}\n'));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(uncaught, [], 'no exception from the deferred write');
 });

@@ -2,6 +2,7 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import t from 'tap';
+import { flushLines } from '../../../lib/log/logger.js';
 import { logAccess, type AccessRecord } from '../../../lib/worker/access-log.js';
 
 function capture(): { log: pino.Logger; lines: string[] } {
@@ -12,7 +13,14 @@ function capture(): { log: pino.Logger; lines: string[] } {
       cb();
     },
   });
-  return { log: pino({ base: null }, sink), lines };
+  // Access lines reach the sink at the end of the event-loop turn: reading them flushes first.
+  return {
+    log: pino({ base: null }, sink),
+    get lines() {
+      flushLines();
+      return lines;
+    },
+  };
 }
 
 const base: AccessRecord = {
@@ -21,22 +29,24 @@ const base: AccessRecord = {
 };
 
 t.test('an access line is one JSON object with the fields in the documented order', async (t) => {
-  const { log, lines } = capture();
+  const cap = capture();
+  const { log } = cap;
   logAccess(log, base);
-  t.equal(lines.length, 1);
-  const parsed = JSON.parse(lines[0]!) as Record<string, unknown>;
+  t.equal(cap.lines.length, 1);
+  const parsed = JSON.parse(cap.lines[0]!) as Record<string, unknown>;
   t.same(Object.keys(parsed), ['time', 'client', 'method', 'host', 'path', 'status', 'bytes', 'duration', 'upstream', 'target', 'upstream_time', 'request_id', 'protocol']);
   t.match(parsed, { ...base, time: /^\d{4}-\d\d-\d\dT/ });
   logAccess(log, { ...base, upstream: null, target: null, upstream_time: null });
-  t.match(JSON.parse(lines[1]!), { upstream: null, target: null, upstream_time: null });
+  t.match(JSON.parse(cap.lines[1]!), { upstream: null, target: null, upstream_time: null });
 });
 
 t.test('strings that need escaping stay intact: quotes, backslashes, control characters, non-ASCII, lone surrogates', async (t) => {
-  const { log, lines } = capture();
+  const cap = capture();
+  const { log } = cap;
   const nasty = ['/a"b', '/a\\b', '/a\nb\r\t\x00\x1f', '/é✓', '/\ud800x', '"}{"injected":1'];
   for (const path of nasty) logAccess(log, { ...base, path, method: path, host: path, request_id: path, upstream: path });
-  t.equal(lines.length, nasty.length, 'one line each: nothing a client sends can add a line');
-  lines.forEach((line, i) => {
+  t.equal(cap.lines.length, nasty.length, 'one line each: nothing a client sends can add a line');
+  cap.lines.forEach((line, i) => {
     const parsed = JSON.parse(line) as Record<string, unknown>;
     const want = nasty[i]!.replace('\ud800', '\ufffd');
     for (const field of ['path', 'method', 'host', 'request_id', 'upstream']) {
@@ -47,7 +57,8 @@ t.test('strings that need escaping stay intact: quotes, backslashes, control cha
 });
 
 t.test('the path logged can differ from the record (query strings left out)', async (t) => {
-  const { log, lines } = capture();
+  const cap = capture();
+  const { log } = cap;
   logAccess(log, base, '/x');
-  t.equal((JSON.parse(lines[0]!) as { path: string }).path, '/x');
+  t.equal((JSON.parse(cap.lines[0]!) as { path: string }).path, '/x');
 });

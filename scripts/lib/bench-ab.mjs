@@ -1,0 +1,73 @@
+// scripts/lib/bench-ab.mjs A_DIR B_DIR [rounds] [seconds] [conns] — two builds of baton (each dir holds bin/,
+// dist/, package.json, node_modules) behind the same nginx upstream, wrk keep-alive against each in turn
+// (A B A B ...), printing req/s and CPU seconds (master + workers, /proc) per 1000 requests per round and the
+// medians: to keep or drop one change on a shared machine. BENCH_NODE=path runs baton under another node;
+// BENCH_H2=1 uses h2load -c16 -m10 over h2c instead of wrk.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { HOST, NGINX_TEMP_PATHS, cleanup, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor } from './common.mjs';
+import { median, treeCpu } from './bench-cpu.mjs';
+
+const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
+const node = process.env.BENCH_NODE || process.execPath;
+const h2 = process.env.BENCH_H2 === '1';
+cleanup.install();
+const dir = mkTempDir('baton-ab-');
+const [upPort, pa, pb, aa, ab] = await freePorts(5);
+fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
+  server { listen ${HOST}:${upPort}; location / { default_type text/plain; return 200 "hello\\n"; } } }\n`);
+spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
+const start = (name, root, port, admin) => {
+  fs.writeFileSync(`${dir}/${name}.yaml`, `pid_file: ${name}.pid
+workers: 2
+log: { level: info, error: ${name}-error.log, access: ${name}-access.log }
+admin: { listen: ${HOST}:${admin} }
+listeners:
+  - listen: ${HOST}:${port}
+    h2c: true
+upstreams:
+  app:
+    targets: [ { url: "http://${HOST}:${upPort}" } ]
+routes:
+  - path: /
+    upstream: app
+    compress: false
+`);
+  return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
+};
+const targets = [
+  { name: 'A', port: pa, cp: start('A', path.resolve(a), pa, aa), runs: [] },
+  { name: 'B', port: pb, cp: start('B', path.resolve(b), pb, ab), runs: [] },
+];
+for (const t of targets) {
+  if (!(await waitFor(async () => (await httpGet(t.port, '/'))?.status === 200, 30_000, 200))) throw new Error(`${t.name} did not start (${dir})`);
+}
+const run = async (t, s) => {
+  const cpu0 = treeCpu(t.cp.pid);
+  const r = h2
+    ? await runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 })
+    : await runCapture('wrk', ['-t2', `-c${conns}`, `-d${s}s`, `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 });
+  const cpu = treeCpu(t.cp.pid) - cpu0;
+  const p = h2 ? parseH2load(r.stdout) : parseWrk(r.stdout);
+  const n = h2 ? p.done : p.requests;
+  return { rps: p.rps, cpu1k: n ? cpu / (n / 1000) : NaN };
+};
+for (const t of targets) await run(t, 2);
+log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}`} ${secs}s x ${rounds} rounds, node ${node}`);
+for (let r = 1; r <= Number(rounds); r++) {
+  for (const t of r % 2 ? targets : [...targets].reverse()) {
+    const x = await run(t, Number(secs));
+    t.runs.push(x);
+    log(`round ${r} ${t.name}: ${x.rps} req/s, ${x.cpu1k.toFixed(4)} CPU s/1000`);
+  }
+}
+for (const t of targets) {
+  console.log(`${t.name} ${t.name === 'A' ? a : b}: median ${median(t.runs.map((x) => x.rps)).toFixed(0)} req/s, median ${median(t.runs.map((x) => x.cpu1k)).toFixed(4)} CPU s/1000 (${t.runs.map((x) => x.cpu1k.toFixed(4)).join(' ')})`);
+}
+console.log(`B/A CPU per request: ${(median(targets[1].runs.map((x) => x.cpu1k)) / median(targets[0].runs.map((x) => x.cpu1k))).toFixed(3)}; load avg now ${os.loadavg()[0].toFixed(2)}`);
+await cleanup.run();
+fs.rmSync(dir, { recursive: true, force: true });
+process.exit(0);
