@@ -8,7 +8,7 @@
  * use (about 450 bytes a request more, measured with scripts/alloc-per-request); and they have no onBodySent /
  * onRequestSent, which the upload's idle watch and early responses need.
  *
- * Retries follow `upstreams.NAME.retry` (upstream/retry.ts); by default a connect failure moves to the next
+ * Retries follow `upstreams.NAME.retry` (upstream/retry.ts, decided in failover.ts); by default a connect failure moves to the next
  * target for any method and a reset before any response byte is retried once, on a new connection, for an
  * idempotent request without a body. A streamed body is never sent twice; a buffered one is replayed.
  */
@@ -19,13 +19,9 @@ import { CLIENT_GONE, DEADLINE, RETRY_STATUS, classify, coded, errorCode, type F
 import { endGrpcCall, grpcStatusOf, grpcTimeout, isGrpc } from './grpc.js';
 import { RequestBody, uploadIdleLimit, type Cancellable } from './request-body.js';
 import { BodyBuffer } from './request-buffer.js';
-import { ResponseRelay } from './relay.js';
-import type { RequestLog } from './request-log.js';
-import { anyUp, usable } from './upstream/balancer.js';
-import { hashKeyOf } from './upstream/hash-key.js';
-import { dispatchFresh, markDown, markUp, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
+import { UpstreamFailover } from './failover.js';
+import { dispatchFresh, markUp, type Upstream } from './upstream/pools.js';
 import type { Waiter } from './upstream/queue.js';
-import { conditionOf, mayRetry, statusCondition } from './upstream/retry.js';
 
 /** Shared (never thrown, only handed to undici's abort): stack traces of client disconnects are worthless. */
 const CLIENT_GONE_ERROR = coded(CLIENT_GONE, 'client closed the connection');
@@ -53,40 +49,21 @@ export function proxy(ex: Exchange, upstream: Upstream): void {
   attempt.begin();
 }
 
-export class UpstreamAttempt extends ResponseRelay implements Dispatcher.DispatchHandler, Cancellable, Waiter {
-  protected declare readonly ex: Exchange;
-  readonly upstream: Upstream;
-  /** The target of the current (or last) dispatch. */
-  target: Target;
+export class UpstreamAttempt extends UpstreamFailover implements Dispatcher.DispatchHandler, Cancellable, Waiter {
   /** A body streamed upstream as it arrives; null when there is none or it is buffered. */
   readonly body: RequestBody | null;
   readonly #grpc: boolean;
   #buffer: BodyBuffer | null = null;
   #state = State.Before;
-  /** `balance: hash`: the request's key (undefined for other balancers). */
-  #key: string | undefined = undefined;
-  /** The targets to try after the first one, computed at the first failure. */
-  #fallback: number[] | null = null;
-  #fallbackPos = 0;
-  #attempts = 0;
-  /** Retries after anything but a connect failure. */
-  #retries = 0;
-  /** The next dispatch goes on a new connection of its own (the retry after a reset). */
-  #fresh = false;
-  /** A retry after a 502/503/504 answer: the target to try next. */
-  #statusRetryTo = -1;
   /** `target.inflight` counts this request. */
   #counted = false;
   #abort: ((err?: Error) => void) | null = null;
   #deadline: NodeJS.Timeout | null = null;
-  /** `performance.now()` of the first dispatch, and of the response headers (0: not yet). */
-  dispatchedAt = 0;
+  /** `performance.now()` of the response headers (0: not yet). */
   headersAt = 0;
 
   constructor(ex: Exchange, upstream: Upstream, grpc: boolean) {
-    super(ex, upstream.config.idleTimeout);
-    this.upstream = upstream;
-    this.target = upstream.targets[0]!;
+    super(ex, upstream);
     this.#grpc = grpc;
     // gRPC calls stream both ways: never buffered.
     const buffered = ex.hasBody && ex.ctx.limits.requestBuffering && !grpc;
@@ -107,7 +84,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     }
     const buffer = this.#buffer;
     if (buffer !== null) buffer.start(ex.res, ex.ctx.sweeper, ex.ctx.limits.bodyTimeout);
-    else this.#choose();
+    else this.choose();
   }
 
   /** The buffered body is complete (or failed: 413, 408, a client gone). */
@@ -118,7 +95,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
       let code = errorCode(err);
       if (ex.noticeGone()) code = CLIENT_GONE;
       const failure = classify(code);
-      this.#finish();
+      this.finish();
       if (ex.clientGone) return;
       ex.ctx.log.failure('warn', failure, err, { upstream: this.upstream.config.name, target: null }, ex, 'request body not received');
       ex.answer(failure.status, true);
@@ -126,81 +103,36 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     }
     // A body that came chunked (or HTTP/2 without a length) has a length now.
     if (!hasHeader(ex.headers, 'content-length')) ex.headers.push('content-length', String(this.#buffer!.length));
-    this.#choose();
+    this.choose();
   }
 
-  /** First target: the balancer's pick, the queue when every live target is full, 502 when none is live. */
-  #choose(): void {
-    const ex = this.ex;
-    const up = this.upstream;
-    const now = Date.now();
-    if (up.config.hashKey !== null) this.#key = hashKeyOf(up.config.hashKey, ex.req.rawHeaders, ex.client, ex.target);
-    const first = up.balancer.pick(now, this.#key);
-    if (first !== -1) return this.#dispatchTo(first);
-    if (!anyUp(up.targets, now)) return this.#noLiveTarget();
-    if (up.queue !== null && up.queue.add(this)) return;
-    recorder.queued(up.config.name, 'full', -1);
-    this.#overloaded(up.queue === null ? 'every target is at max_connections' : 'every target is at max_connections and the queue is full', -1);
-  }
-
-  // ---- the queue (upstream/queue.ts) -----------------------------------------------------------------------
-
-  proceed(now: number): boolean {
-    if (this.#state !== State.Before) return true;
-    const up = this.upstream;
-    const next = up.balancer.pick(now, this.#key);
-    if (next === -1) {
-      if (anyUp(up.targets, now)) return false;
-      this.#noLiveTarget();
-      return true;
-    }
-    recorder.queued(up.config.name, 'dispatched', up.queue!.waited(this));
-    this.#dispatchTo(next);
-    return true;
-  }
-
-  expired(waited: number): void {
-    if (this.#state !== State.Before) return;
-    recorder.queued(this.upstream.config.name, 'timeout', waited);
-    this.#overloaded(`no target under max_connections within queue.timeout (${this.upstream.queue!.timeout} ms)`, waited);
-  }
-
-  /** 503: no connection free in time (or at all). */
-  #overloaded(why: string, waited: number): void {
-    const ex = this.ex;
-    this.#finish();
-    const c = this.upstream.config;
-    ex.ctx.log.error.error({ upstream: c.name, route: ex.route, request_id: ex.requestId, waited: waited < 0 ? null : Math.round(waited) }, `upstream overloaded, 503: ${why}`);
-    ex.answer(503, ex.hasBody && !ex.req.complete);
-  }
-
-  #noLiveTarget(): void {
-    this.#finish();
-    noLiveTarget(this.ex, this.upstream);
+  /** Nothing dispatched yet (reading a buffered body, or queued). */
+  protected get before(): boolean {
+    return this.#state === State.Before;
   }
 
   // ---- dispatch -----------------------------------------------------------------------------------------
 
-  #dispatchTo(index: number): void {
+  protected dispatchTo(index: number): void {
     const ex = this.ex;
     // A client that already left (an HTTP/2 stream reset in the same read as its HEADERS, the rapid-reset
     // attack) costs nothing upstream: no connection is opened for it.
     if (ex.clientLeft()) {
-      this.#finish();
+      this.finish();
       return;
     }
     const target = this.upstream.targets[index]!;
     this.target = target;
     target.inflight++;
     this.#counted = true;
-    this.#attempts++;
+    this.attempts++;
     this.#state = State.Waiting;
     this.#abort = null;
     if (this.dispatchedAt === 0) this.dispatchedAt = performance.now();
     const body = this.#buffer !== null ? this.#buffer.source() : this.body === null ? null : this.body.stream;
     const opts = { path: ex.target, method: ex.method, headers: ex.headers, body };
-    if (this.#fresh) {
-      this.#fresh = false;
+    if (this.fresh) {
+      this.fresh = false;
       dispatchFresh(target, opts, this);
     } else {
       target.pool.dispatch(opts, this);
@@ -213,22 +145,11 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     queueMicrotask(() => {
       if (this.#state !== State.Waiting) return;
       try {
-        this.#dispatchTo(index);
+        this.dispatchTo(index);
       } catch (err) {
         this.ex.internalError(err);
       }
     });
-  }
-
-  /** Next target after a failure, in the balancer's order; targets now down or full are skipped. */
-  #nextCandidate(now: number): number {
-    this.#fallback ??= nextTargets(this.upstream, this.target.index, now, this.#key);
-    const targets = this.upstream.targets;
-    while (this.#fallbackPos < this.#fallback.length) {
-      const i = this.#fallback[this.#fallbackPos++]!;
-      if (usable(targets[i]!, now)) return i;
-    }
-    return -1;
   }
 
   #release(): void {
@@ -243,7 +164,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
   }
 
   /** Done with the upstream: the deadline and the buffered body go. */
-  #finish(): void {
+  protected finish(): void {
     this.#state = State.Done;
     if (this.#deadline !== null) clearTimeout(this.#deadline);
     this.#deadline = null;
@@ -268,7 +189,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
       const waited = this.upstream.queue?.remove(this) ?? -1;
       if (waited >= 0) recorder.queued(this.upstream.config.name, 'left', waited);
       this.#buffer?.abort();
-      this.#finish();
+      this.finish();
       return;
     }
     const abort = this.#abort;
@@ -280,7 +201,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     const abort = this.#abort;
     this.#abort = null;
     if (this.#state === State.Before) this.cancel(err);
-    this.#finish();
+    this.finish();
     this.#release();
     if (abort !== null) {
       try { abort(err); } catch { /* already gone */ }
@@ -326,7 +247,10 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 100 / 103: not relayed
-    if (statusCode >= 502 && statusCode <= 504 && this.#retryOnStatus(statusCode)) return true;
+    if (statusCode >= 502 && statusCode <= 504 && this.retryOnStatus(statusCode)) {
+      this.#abort?.(coded(RETRY_STATUS, `the upstream answered ${statusCode}`));
+      return true;
+    }
     this.headersAt = performance.now();
     const target = this.target;
     if (target.fails !== 0 || target.downUntil !== 0) markUp(target);
@@ -343,7 +267,7 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
   }
 
   onComplete(trailers: string[] | null): void {
-    this.#finish();
+    this.finish();
     this.#abort = null;
     this.#release();
     const ex = this.ex;
@@ -365,24 +289,8 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
 
   // ---- failures ------------------------------------------------------------------------------------------
 
-  /** The upstream answered 502/503/504: try the next target instead, when the policy says so. */
-  #retryOnStatus(status: number): boolean {
-    const condition = statusCondition(status);
-    if (!this.upstream.config.retry.on.includes(condition!) || !this.#mayRetry(condition)) return false;
-    const now = Date.now();
-    const next = this.#nextCandidate(now);
-    if (next === -1) return false;
-    // Passive health counts the answers the policy treats as failures (nginx's `http_502` and co).
-    this.#markFailed(this.target, now);
-    this.#statusRetryTo = next;
-    this.#abort?.(coded(RETRY_STATUS, `the upstream answered ${status}`));
-    return true;
-  }
-
-  #mayRetry(condition: ReturnType<typeof conditionOf>): boolean {
-    const replayable = this.#buffer !== null || this.body === null || this.body.untouched;
-    const elapsed = this.dispatchedAt === 0 ? 0 : performance.now() - this.dispatchedAt;
-    return mayRetry(this.upstream.config.retry, condition, { method: this.ex.method, replayable, hasBody: this.ex.hasBody, attempts: this.#attempts, retries: this.#retries, elapsed });
+  protected get replayable(): boolean {
+    return this.#buffer !== null || this.body === null || this.body.untouched;
   }
 
   #fail(err: Error): void {
@@ -394,78 +302,37 @@ export class UpstreamAttempt extends ResponseRelay implements Dispatcher.Dispatc
     let code = errorCode(err);
     if (ex.noticeGone()) code = CLIENT_GONE;
     const failure = classify(code);
-    const target = this.target;
-    if (code === RETRY_STATUS && this.#statusRetryTo !== -1) {
-      const next = this.#statusRetryTo;
-      this.#statusRetryTo = -1;
-      this.#retries++;
-      this.#log('warn', failure, err, 'trying the next target');
+    if (code === RETRY_STATUS && this.statusRetryTo !== -1) {
+      const next = this.statusRetryTo;
+      this.statusRetryTo = -1;
+      this.retries++;
+      this.logFailure('warn', failure, err, 'trying the next target');
       return this.#redispatch(next);
     }
     if (failure.kind !== 'client') ex.ctx.log.upstreamFailure(ex.routeIndex, failure);
     if (wasWaiting && failure.kind !== 'client') {
-      const now = Date.now();
-      // Passive health: connect failures and timeouts count; a reset only when it came on a retry (the first
-      // is typically the keep-alive race); undici refusing our arguments replaces the pool instead.
-      if ((failure.kind === 'connect' && failure.markDown) || failure.kind === 'timeout' || (failure.kind === 'reset' && this.#retries > 0)) this.#markFailed(target, now);
-      else if (failure.kind === 'internal') replacePool(this.upstream, target);
-      const condition = conditionOf(failure.kind);
-      if (this.#mayRetry(condition)) {
-        let next = this.#nextCandidate(now);
-        // The keep-alive race: with no other target, the same one again, on a new connection.
-        if (next === -1 && condition === 'reset' && this.#retries === 0) next = target.index;
-        if (next !== -1) {
-          if (condition !== 'connect_failure') this.#retries++;
-          if (condition === 'reset') this.#fresh = true;
-          this.#log('warn', failure, err, condition === 'connect_failure' ? 'upstream connect failed, trying the next target' : 'upstream connection reset before the response, retrying');
-          return this.#redispatch(next);
-        }
-      }
+      const next = this.retryAfter(failure, err);
+      if (next !== -1) return this.#redispatch(next);
     }
-    this.#finish();
+    this.finish();
     if (ex.clientGone) return; // counted and summed up when the response closes
     if (!ex.res.headersSent) {
-      this.#log(failure.level, failure, err, 'upstream request failed');
+      this.logFailure(failure.level, failure, err, 'upstream request failed');
       ex.answer(failure.status, ex.hasBody && !ex.req.complete);
     } else if (this.#grpc && ex.res.req.httpVersionMajor === 2) {
-      this.#log(failure.level, failure, err, 'upstream failed after the response started, call ended with a gRPC status');
+      this.logFailure(failure.level, failure, err, 'upstream failed after the response started, call ended with a gRPC status');
       this.stopWatchingDownload();
       const [status, message] = grpcStatusOf(failure.status);
       endGrpcCall(ex.res, status, code === DEADLINE ? 'deadline exceeded' : message);
     } else {
-      this.#log(failure.level, failure, err, 'upstream failed after the response started, response cut');
+      this.logFailure(failure.level, failure, err, 'upstream failed after the response started, response cut');
       this.cutResponse();
     }
   }
 
-  /** Passive health: one failure of `target`; say so when it takes the target out. */
-  #markFailed(target: Target, now: number): void {
-    if (!markDown(target, now)) return;
-    const c = this.upstream.config;
-    this.ex.ctx.log.error.error({ upstream: c.name, target: target.address, max_fails: c.maxFails, fail_timeout: c.failTimeout }, 'upstream target taken out for fail_timeout after max_fails failures');
-  }
-
-  #log(level: 'info' | 'warn' | 'error', failure: Failure, err: Error, msg: string): void {
-    const ex = this.ex;
-    ex.ctx.log.failure(level, failure, err, { upstream: this.upstream.config.name, target: this.target.address }, ex, msg);
-  }
 }
 
 function hasHeader(flat: readonly string[], lower: string): boolean {
   for (let i = 0; i < flat.length; i += 2) if (flat[i]!.length === lower.length && flat[i]!.toLowerCase() === lower) return true;
   return false;
-}
-
-/** Every target is down (health checks, or passive marks): 502 now rather than a wait on a dead target. */
-export function noLiveTarget(ex: Exchange, upstream: Upstream): void {
-  logNoLiveTarget(ex.ctx.log, upstream, ex.route, ex.requestId);
-  ex.answer(502, false);
-}
-
-/** Say so at most once a second per upstream, not once per request. */
-export function logNoLiveTarget(log: RequestLog, upstream: Upstream, route: string | null, requestId: string): void {
-  const now = Date.now();
-  if (now - upstream.noLiveLoggedAt < 1000) return;
-  upstream.noLiveLoggedAt = now;
-  log.error.error({ upstream: upstream.config.name, route, request_id: requestId }, 'no live upstream target: every target is down');
 }

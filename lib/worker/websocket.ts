@@ -12,7 +12,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { Admission, admit, Arrival } from './admission.js';
-import { logNoLiveTarget } from './attempt.js';
+import { logNoLiveTarget } from './failover.js';
 import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
 import { serve, type HandlerContext } from './exchange.js';
 import { cleanTunnelResponseHeaders, nextRequestId, toHeaderObject } from './headers.js';
