@@ -79,7 +79,11 @@ t.test('a full queue answers 503 at once, a wait past queue.timeout answers 503;
   t.equal(full.status, 503, 'the queue is full: 503 at once');
   const timedOut = await queued;
   t.equal(timedOut.status, 503, 'the queued request waited queue.timeout in vain');
-  const lines = d.lines().filter((l) => String(l.msg).startsWith('upstream overloaded, 503'));
+  // The error log is written asynchronously: the line may reach the file after the response reached us.
+  const lines = await waitFor('a log line for each 503', 30_000, () => {
+    const found = d.lines().filter((l) => String(l.msg).startsWith('upstream overloaded, 503'));
+    return found.length >= 2 ? found : undefined;
+  });
   t.equal(lines.length, 2, 'each 503 has its log line');
   t.match(lines.map((l) => l.msg), [/queue is full/, /queue.timeout/]);
   up.release();
