@@ -16,8 +16,17 @@ export function edgeListeners(ppPort) {
     proxy_protocol: true`;
 }
 
-/** A rate limit the drill's clients stay under (one bucket: every client is 127.0.0.1). */
-export const EDGE_RATE_LIMIT = '    rate_limit: { rate: 200000/s, burst: 200000 }\n';
+/**
+ * The drilled route's rules in an edge run: a rate limit the drill's clients stay under (one bucket: every client
+ * is 127.0.0.1), and header rules both ways.
+ */
+export const EDGE_RATE_LIMIT = `    rate_limit: { rate: 200000/s, burst: 200000 }
+    request_headers: { set: { x-drill-client: "$client_ip" }, remove: [x-drill-remove] }
+    response_headers: { add: { x-drill-request: "$request_id" } }
+`;
+
+/** Top-level keys of an edge run: responses compressed for the clients that ask (the HAProxy keep-alive lane). */
+export const EDGE_TOP = 'compression: { algorithms: [gzip], min_size: 1 }\n';
 
 /** Start HAProxy: `v2Port` → unix socket (send-proxy-v2, TLVs), `v1Port` → `ppPort` (send-proxy). */
 export async function startHaproxy(dir, { v2Port, v1Port, ppPort }) {

@@ -37,7 +37,7 @@ import {
   waitStopAccepting,
   which,
 } from './common.mjs';
-import { EDGE_RATE_LIMIT, edgeListeners, startHaproxy } from './drill-edge.mjs';
+import { EDGE_RATE_LIMIT, EDGE_TOP, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
 const HELP = `usage: scripts/upgrade-drill [options]
 
@@ -68,9 +68,10 @@ removes).
   --idle-ws N --idle-conns N   the idle phase's WebSockets and idle keep-alive connections (defaults 100, 500)
   --idle-shutdown-timeout D    shutdown_timeout during the idle phase (default 60s)
   --edge                baton behind HAProxy (scripts/lib/drill-edge.mjs): a unix listener and a TCP listener with
-                        proxy_protocol, a rate_limit on the drilled route (above the load), and wrk keep-alive -c8
-                        through HAProxy's PROXY v2 to the unix socket and wrk Connection: close -c4 through its
-                        PROXY v1 to the TCP listener (baton only)
+                        proxy_protocol, a rate_limit (above the load) and header rules on the drilled route,
+                        gzip compression; wrk keep-alive -c8 (Accept-Encoding: gzip) through HAProxy's PROXY v2 to
+                        the unix socket and wrk Connection: close -c4 through its PROXY v1 to the TCP listener
+                        (baton only)
   --keep                keep the temp dir (it is kept anyway when something failed)
   --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
@@ -213,7 +214,7 @@ workers: ${workers}
 shutdown_timeout: ${Math.round(shutdownTimeout / 1000)}s
 upgrade_timeout: 60s
 drain: { handoff: ${handoff ? 'on' : 'off'} }
-log: { level: info, error: error.log, access: access.log }
+${ppPort ? EDGE_TOP : ''}log: { level: info, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
 ${main}
@@ -840,7 +841,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
   if (edgePorts) {
     const [ppPort, v2Port, v1Port] = edgePorts;
     if (!(await startHaproxy(dir, { v2Port, v1Port, ppPort }))) die(`haproxy did not start: ${tail(path.join(dir, 'haproxy.out'))}`);
-    edgeWrk.push(['wrk keep-alive -c8 via HAProxy, PROXY v2, unix', startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', `http://${HOST}:${v2Port}/`], dir, 'edge-unix')]);
+    edgeWrk.push(['wrk keep-alive -c8 gzip via HAProxy, PROXY v2, unix', startWrk(wrk, ['-t1', '-c8', '-d600s', '--timeout', '10s', '--latency', '-H', 'Accept-Encoding: gzip', `http://${HOST}:${v2Port}/`], dir, 'edge-unix')]);
     edgeWrk.push(['wrk Connection: close -c4 via HAProxy, PROXY v1', startWrk(wrk, ['-t1', '-c4', '-d600s', '--timeout', '10s', '--latency', '-H', 'Connection: close', `http://${HOST}:${v1Port}/`], dir, 'edge-v1')]);
   }
   if (grpcChild && ports.grpcPort) {
