@@ -12,7 +12,7 @@ import type { HandoffFailure, HandoffKind, HandoffOffer, HandoffPeer, HandoffRes
 import { recorder } from '../metrics/recorder.js';
 import { currentResponse, holdReads, parserIdle, releaseReads, streamHandle } from '../util/internals.js';
 import type { MoveResult } from './drain.js';
-import { peerOf } from './proxy-protocol.js';
+import { edgeReading, peerOf } from './proxy-protocol.js';
 
 export type Outcome = HandoffResult['outcome'];
 
@@ -99,6 +99,8 @@ export class HandoffSender {
     try {
       // Looked at only now: until its turn the connection was served as usual.
       if (socket.destroyed) return 'failed';
+      // Not idle yet: its PROXY header has not arrived whole (it then sends a request, answered here).
+      if (edgeReading(socket)) return 'busy';
       if (!idleHttp1(socket) || !holdReads(socket)) return 'busy';
       const known = peerOf(socket);
       const peer: HandoffPeer | undefined = known === null ? undefined : { address: known.address, family: known.family, ...(known.port === undefined ? {} : { port: known.port }) };

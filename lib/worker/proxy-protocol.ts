@@ -118,6 +118,14 @@ export function adoptPeer(socket: net.Socket, peer: ProxiedPeer | null): void {
   else (socket as EdgeSocket)[kKnown] = true;
 }
 
+/**
+ * Its PROXY header is still being read: bytes of it may sit in this process's buffer, so the connection cannot
+ * leave it (a hand-off would lose them, and the receiver would take the rest for a request).
+ */
+export function edgeReading(socket: net.Socket): boolean {
+  return (socket as EdgeSocket)[kEdge] !== undefined;
+}
+
 /** The client a connection's socket names now, to carry it along a hand-off (null: the TCP peer is the client). */
 export function peerOf(socket: net.Socket): ProxiedPeer | null {
   if (!(socket as EdgeSocket)[kKnown]) return null;
