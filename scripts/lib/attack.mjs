@@ -27,6 +27,7 @@ import {
   tail,
   waitFor,
   which,
+  runMain,
 } from './common.mjs';
 
 const ATTACKS = {
@@ -375,14 +376,4 @@ async function main() {
   return 0;
 }
 
-main().then(
-  async (code) => {
-    await cleanup.run();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`attack: ${err.exitCode ? err.message : err.stack}\n`);
-    await cleanup.run();
-    process.exit(err.exitCode || 1);
-  },
-);
+runMain('attack', main);

@@ -33,6 +33,7 @@ import {
   waitFor,
   waitPort,
   which,
+  runMain,
 } from './common.mjs';
 import { fmtCpu, median, rssMiB, treeCpu, treeOf } from './bench-cpu.mjs';
 
@@ -745,14 +746,4 @@ async function main() {
   return 0;
 }
 
-main().then(
-  async (code) => {
-    await cleanup.run();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`bench: ${err.exitCode ? err.message : err.stack}\n`);
-    await cleanup.run();
-    process.exit(err.exitCode || 1);
-  },
-);
+runMain('bench', main);

@@ -311,6 +311,21 @@ class Cleanup {
 
 export const cleanup = new Cleanup();
 
+/** Run a script's `main` (resolving to an exit code), clean up what it started, and exit with its code. */
+export function runMain(name, main) {
+  main().then(
+    async (code) => {
+      await cleanup.run();
+      process.exit(code);
+    },
+    async (err) => {
+      process.stderr.write(`${name}: ${err.exitCode ? err.message : err.stack}\n`);
+      await cleanup.run();
+      process.exit(err.exitCode || 1);
+    },
+  );
+}
+
 /**
  * Spawn a tracked child in its own process group (so a terminal Ctrl-C reaches only us and we decide the order).
  * stdout/stderr go to files if given (paths), else are ignored.

@@ -21,6 +21,7 @@ import {
   table,
   tail,
   waitFor,
+  runMain,
 } from './common.mjs';
 
 const HELP = `usage: scripts/conn-memory [options]
@@ -227,14 +228,4 @@ async function main() {
   return 0;
 }
 
-main().then(
-  async (code) => {
-    await cleanup.run();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`conn-memory: ${err.exitCode ? err.message : err.stack}\n`);
-    await cleanup.run();
-    process.exit(err.exitCode || 1);
-  },
-);
+runMain('conn-memory', main);

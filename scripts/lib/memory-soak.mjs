@@ -24,6 +24,7 @@ import {
   tail,
   waitFor,
   waitPort,
+  runMain,
 } from './common.mjs';
 
 const HELP = `usage: scripts/memory-soak [options]
@@ -288,14 +289,4 @@ routes:
   return plateau && !restarted ? 0 : 1;
 }
 
-main().then(
-  async (code) => {
-    await cleanup.run();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`memory-soak: ${err.exitCode ? err.message : err.stack}\n`);
-    await cleanup.run();
-    process.exit(err.exitCode || 1);
-  },
-);
+runMain('memory-soak', main);

@@ -36,6 +36,7 @@ import {
   waitFor,
   waitStopAccepting,
   which,
+  runMain,
 } from './common.mjs';
 import { EDGE_RATE_LIMIT, EDGE_TOP, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
@@ -1193,14 +1194,4 @@ function compare(summaries) {
 }
 
 
-main().then(
-  async (code) => {
-    await cleanup.run();
-    process.exit(code);
-  },
-  async (err) => {
-    process.stderr.write(`upgrade-drill: ${err.exitCode ? err.message : err.stack}\n`);
-    await cleanup.run();
-    process.exit(err.exitCode || 1);
-  },
-);
+runMain('upgrade-drill', main);
