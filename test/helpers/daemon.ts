@@ -186,6 +186,19 @@ export class Daemon {
     return Number(fs.readFileSync(this.pidFile, 'utf8').trim());
   }
 
+  /**
+   * The pid the pid file names now, or null while there is none: during an upgrade the file is renamed to .oldbin
+   * and written again, so a check-then-read (existsSync, then masterPid) can lose the race.
+   */
+  pidFromFile(file = this.pidFile): number | null {
+    try {
+      const pid = Number(fs.readFileSync(file, 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
+    } catch {
+      return null;
+    }
+  }
+
   readLog(file = this.errorLog): string {
     try {
       return fs.readFileSync(file, 'utf8');

@@ -67,7 +67,7 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
   const gen2 = d.workerPids(oldMaster);
   d.signal('SIGUSR2', oldMaster);
   const newMaster = await waitFor('the new master', 60_000, () => {
-    const p = fs.existsSync(d.pidFile) ? d.masterPid : oldMaster;
+    const p = d.pidFromFile() ?? oldMaster;
     return p !== oldMaster ? p : undefined;
   });
   await waitFor('the new master serving', 60_000, async () => ((await d.status(newMaster).catch(() => null))?.pid === newMaster ? true : undefined));

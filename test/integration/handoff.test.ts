@@ -59,7 +59,7 @@ t.test('one keep-alive connection is served by generation 1, then 2 after a relo
   d.writeConfig({ body: body('three'), top: LONG_KEEPALIVE });
   d.signal('SIGUSR2', oldMaster);
   const newMaster = await waitFor('the new master', 60_000, () => {
-    const p = fs.existsSync(d.pidFile) ? d.masterPid : oldMaster;
+    const p = d.pidFromFile() ?? oldMaster;
     return p !== oldMaster ? p : undefined;
   });
   await waitFor('the new master serving', 60_000, async () => ((await d.status(newMaster).catch(() => null))?.pid === newMaster ? true : undefined));

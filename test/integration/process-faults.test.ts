@@ -103,7 +103,7 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
   const early = await waitFor('the new master process', 30_000, newMaster);
   process.kill(early, 'SIGKILL');
   await d.waitForLine('the old master carrying on', (l) => typeof l.msg === 'string' && l.msg.includes('new master exited before it was ready'), 30_000);
-  await waitFor('the pid file back', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await waitFor('the pid file back', 30_000, () => (d.pidFromFile() === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   t.pass('killed before ready: the pid file names the old master again');
 
   // After it is ready: it wrote the pid file, and is killed then.
@@ -117,7 +117,7 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
     }
   });
   process.kill(ready, 'SIGKILL');
-  await waitFor('the old master to take over again', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
+  await waitFor('the old master to take over again', 30_000, () => (d.pidFromFile() === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   await sleep(500);
   const outcomes = await l.stop();
   const failed = outcomes.filter((o) => !o.ok);

@@ -54,7 +54,7 @@ t.test('the socket file is the same across a reload and a binary upgrade, and re
   t.equal(await curl(['--unix-socket', sock, 'http://localhost/reloaded']), 'unix: /reloaded');
   const oldPid = d.masterPid;
   d.signal('SIGUSR2');
-  await waitFor('the new master', 60_000, () => (fs.existsSync(`${d.pidFile}.oldbin`) && fs.existsSync(d.pidFile) && d.masterPid !== oldPid ? true : undefined));
+  await waitFor('the new master', 60_000, () => (fs.existsSync(`${d.pidFile}.oldbin`) && (d.pidFromFile() ?? oldPid) !== oldPid ? true : undefined));
   await d.waitForLine('the new master serves', (l) => l.msg === 'serving' && l.pid === d.masterPid, 60_000);
   d.signal('SIGWINCH', oldPid);
   d.signal('SIGQUIT', oldPid);

@@ -85,7 +85,7 @@ async function failedUpgrade(t: Test, breakIt: (d: Daemon, bin: string) => void)
   breakIt(d, bin);
   d.signal('SIGUSR2', old);
   const line = await d.waitForLine('the old master logging why', (l) => l.pid === old && typeof l.msg === 'string' && l.msg.startsWith('the new master cannot start: '), 30_000);
-  await waitFor('the pid file back', 30_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old && !fs.existsSync(`${d.pidFile}.oldbin`) ? true : undefined));
+  await waitFor('the pid file back', 30_000, () => (d.pidFromFile() === old && !fs.existsSync(`${d.pidFile}.oldbin`) ? true : undefined));
   const s = await waitFor('lastUpgradeFailure in /status', 30_000, async () => {
     const res = await fetch(`http://${address}/status`);
     const body = await res.json() as { pid: number; lastUpgradeFailure: { reason: string; at: string } | null };

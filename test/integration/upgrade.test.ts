@@ -71,7 +71,7 @@ t.test('a new install whose code cannot load leaves the running master serving a
   fs.writeFileSync(path.resolve(path.dirname(bin), '../dist/lib/cli/main.js'), 'this is not javascript (\n');
   d.signal('SIGUSR2', old);
   await d.waitForLine('upgrade failure logged', (l) => typeof l.msg === 'string' && (l.msg as string).startsWith('upgrade failed'), 20_000);
-  await waitFor('pid file restored', 10_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old ? true : undefined));
+  await waitFor('pid file restored', 10_000, () => (d.pidFromFile() === old ? true : undefined));
   t.notOk(fs.existsSync(d.pidFile + '.oldbin'));
   for (let i = 0; i < 10; i++) t.equal((await request(port, '/')).status, 200);
   const s = await d.status(old);
@@ -91,7 +91,7 @@ t.test('rollback: HUP to the WINCHed old master restarts its workers, QUIT to th
   await waitFor('old master has workers again', 15_000, () => (d.workerPids(old).filter((p) => p !== fresh).length === 2 ? true : undefined));
   d.signal('SIGQUIT', fresh);
   await waitFor('new master gone', 15_000, () => (alive(fresh) ? undefined : true));
-  await waitFor('pid file restored to the old master', 10_000, () => (fs.existsSync(d.pidFile) && d.masterPid === old ? true : undefined));
+  await waitFor('pid file restored to the old master', 10_000, () => (d.pidFromFile() === old ? true : undefined));
   t.notOk(fs.existsSync(d.pidFile + '.oldbin'));
   for (let i = 0; i < 10; i++) t.equal((await request(port, '/')).status, 200);
   const s = await waitFor('old master answers /status again', 10_000, async () => {
