@@ -1,8 +1,8 @@
 /**
- * @module Target choice and failover: an upstream attempt's first target (or its wait in the queue, 503 when
- * full), which target it tries next after a failure, whether the retry policy allows
- * it (upstream/retry.ts), passive health marks, and the answer when no target is live. The state lives in the
- * base class of the attempt (attempt.ts), so that one object per request carries both, as the relay does.
+ * @module Target choice and failover: an upstream attempt's first target (or its wait in the queue; 503 when full),
+ * the next target after a failure when the retry policy (upstream/retry.ts) allows it, passive health marks, and
+ * the answer when no target is live. The state lives in the base class of the attempt (attempt.ts), so that one
+ * object per request carries both, as the relay does.
  */
 import type { Exchange } from './exchange.js';
 import type { Failure } from './errors.js';
