@@ -199,6 +199,14 @@ export class Daemon {
     }
   }
 
+  /** After USR2 to `old`: the pid of the new master, once the pid file names it. */
+  newMasterPid(old: number, what = 'the new master', timeoutMs = 60_000): Promise<number> {
+    return waitFor(what, timeoutMs, () => {
+      const pid = this.pidFromFile();
+      return pid !== null && pid !== old ? pid : undefined;
+    });
+  }
+
   readLog(file = this.errorLog): string {
     try {
       return fs.readFileSync(file, 'utf8');

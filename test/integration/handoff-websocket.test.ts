@@ -66,10 +66,7 @@ t.test('a WebSocket echo session goes on across a reload and an upgrade with no 
   const oldMaster = d.masterPid;
   const gen2 = d.workerPids(oldMaster);
   d.signal('SIGUSR2', oldMaster);
-  const newMaster = await waitFor('the new master', 60_000, () => {
-    const p = d.pidFromFile() ?? oldMaster;
-    return p !== oldMaster ? p : undefined;
-  });
+  const newMaster = await d.newMasterPid(oldMaster);
   await waitFor('the new master serving', 60_000, async () => ((await d.status(newMaster).catch(() => null))?.pid === newMaster ? true : undefined));
   d.signal('SIGWINCH', oldMaster);
   await waitFor('the old master\'s workers gone', 60_000, () => (gen2.some(alive) ? undefined : true));

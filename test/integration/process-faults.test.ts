@@ -109,13 +109,7 @@ t.test('a new master killed during an upgrade leaves the old one serving, before
   // After it is ready: it wrote the pid file, and is killed then.
   await sleep(300);
   d.signal('SIGUSR2', old);
-  const ready = await waitFor('the new master in the pid file', 60_000, () => {
-    try {
-      return d.masterPid !== old ? d.masterPid : undefined;
-    } catch {
-      return undefined;
-    }
-  });
+  const ready = await d.newMasterPid(old, 'the new master in the pid file');
   process.kill(ready, 'SIGKILL');
   await waitFor('the old master to take over again', 30_000, () => (d.pidFromFile() === old && !fs.existsSync(d.pidFile + '.oldbin') ? true : undefined));
   await sleep(500);

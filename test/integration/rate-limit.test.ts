@@ -164,13 +164,7 @@ t.test('a binary upgrade goes on from the old master\'s buckets: the new master\
   t.same(statuses, [200, 200, 429]);
   const oldPid = d.masterPid;
   d.signal('SIGUSR2');
-  const newPid = await waitFor('the new master', 60_000, () => {
-    try {
-      return d.masterPid !== oldPid ? d.masterPid : undefined;
-    } catch {
-      return undefined;
-    }
-  });
+  const newPid = await d.newMasterPid(oldPid);
   await d.waitForLine('the new master serves', (l) => l.msg === 'serving' && l.pid === newPid, 60_000);
   d.signal('SIGWINCH', oldPid);
   d.signal('SIGQUIT', oldPid);
