@@ -95,12 +95,13 @@ export class HandoffSender {
   async move(socket: net.Socket, server: net.Server): Promise<MoveResult> {
     const listener = this.#keys.get(server);
     if (listener === undefined || streamHandle(socket) === null) return 'failed';
+    // Not idle yet: its PROXY header has not arrived whole (a header read never starts again, so no window slot
+    // is taken to find that out).
+    if (edgeReading(socket)) return 'busy';
     const done = await this.turn();
     try {
       // Looked at only now: until its turn the connection was served as usual.
       if (socket.destroyed) return 'failed';
-      // Not idle yet: its PROXY header has not arrived whole (it then sends a request, answered here).
-      if (edgeReading(socket)) return 'busy';
       if (!idleHttp1(socket) || !holdReads(socket)) return 'busy';
       const known = peerOf(socket);
       const peer: HandoffPeer | undefined = known === null ? undefined : { address: known.address, family: known.family, ...(known.port === undefined ? {} : { port: known.port }) };
