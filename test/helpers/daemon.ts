@@ -44,10 +44,25 @@ export interface RunResult {
   stderr: string;
 }
 
+/** tap's processinfo hook as tap writes it into NODE_OPTIONS: `"--import=file:///.../@tapjs/processinfo/..."`. */
+const TAP_HOOK = /^"?--(import|loader|experimental-loader)=\S*@tapjs\/processinfo\//;
+
+/**
+ * `cmd args` as a command line that runs without tap's processinfo hook. tap puts the hook into NODE_OPTIONS of
+ * every process a test starts, and back into any environment a test passes; it records data for coverage, which
+ * is off here. On Node 20 and 22 its loader runs in a thread of its own and sees every module each baton master,
+ * worker and CLI loads, which about doubles the CPU they take to start. `env` runs `cmd` with NODE_OPTIONS as
+ * the test meant it: `nodeOptions` (or ours) without the hook.
+ */
+export function withoutTapHook(cmd: string, args: string[], nodeOptions = process.env.NODE_OPTIONS ?? ''): [string, string[]] {
+  const kept = nodeOptions.split(/\s+/).filter((o) => o && !TAP_HOOK.test(o)).join(' ');
+  return ['env', [...(kept ? [`NODE_OPTIONS=${kept}`] : ['-u', 'NODE_OPTIONS']), cmd, ...args]];
+}
+
 /** Run bin/baton to completion (for -t, -s, -v, reload, upgrade, status). */
 export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...withoutTapHook(process.execPath, [BIN, ...args]), { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => { stdout += c; });
@@ -169,7 +184,8 @@ export class Daemon {
 
   async start(opts: DaemonOptions): Promise<this> {
     this.writeConfig(opts);
-    const argv = [process.execPath, opts.bin ?? BIN, '-c', this.configFile];
+    const node = withoutTapHook(process.execPath, [opts.bin ?? BIN, '-c', this.configFile], opts.env?.NODE_OPTIONS);
+    const argv = [node[0], ...node[1]];
     const [cmd, ...args] = opts.wrapper ? [...opts.wrapper, ...argv] : argv;
     this.child = spawn(cmd, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     this.child.stdout!.on('data', (c) => { this.stdout += c; });

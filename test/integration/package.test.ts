@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { Daemon, ROOT, freePort, waitFor } from '../helpers/daemon.js';
+import { Daemon, ROOT, freePort, waitFor, withoutTapHook } from '../helpers/daemon.js';
 import { request } from '../helpers/http.js';
 
 // Two packs and two global installs (from npm's cache, filled by `npm ci`) on a shared machine.
@@ -35,8 +35,9 @@ function env(extraPath: string[] = []): NodeJS.ProcessEnv {
 }
 
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  const runEnv = opts.env ?? env();
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? env(), timeout: 180_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    execFile(...withoutTapHook(cmd, args, runEnv.NODE_OPTIONS ?? ''), { cwd: opts.cwd ?? ROOT, env: runEnv, timeout: 180_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
