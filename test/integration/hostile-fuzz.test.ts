@@ -189,8 +189,9 @@ routes:
     const s = tls.connect({ host: '127.0.0.4', port: ports.tls, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => s.write('GET /slow-tls HTTP/1.1\r\nhost: fuzz.test\r\n'));
     s.on('data', (c: Buffer) => { text += c.toString('latin1'); });
     s.on('error', () => {});
-    s.on('close', () => resolve({ text, ms: Date.now() - t0 }));
-    setTimeout(() => s.destroy(), 30_000);
+    // The guard must not outlive the connection: a pending timer keeps this test's process alive until it fires.
+    const guard = setTimeout(() => s.destroy(), 30_000);
+    s.on('close', () => { clearTimeout(guard); resolve({ text, ms: Date.now() - t0 }); });
   });
   t.match(slow.text, /^HTTP\/1\.1 408 /, 'HTTP/1.1 over TLS: 408 for headers that never end');
   t.comment(`closed after ${slow.ms} ms`);
