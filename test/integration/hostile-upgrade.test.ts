@@ -105,7 +105,8 @@ routes:
       const r = await rawRequest(port, bytes, { timeoutMs: 10_000 });
       t.same(r.statuses, [status], `exactly one response, ${status}`);
       t.ok(r.closed, 'the connection is closed');
-      const plain = await rawRequest(port, bytes.replace(WS, ''), { timeoutMs: 10_000 });
+      // Read up to its first header block: an answer that keeps the connection open would hold us until keepalive_timeout.
+      const plain = await rawRequest(port, bytes.replace(WS, ''), { timeoutMs: 10_000, until: (text) => text.includes('\r\n\r\n') });
       t.same(plain.statuses.slice(0, 1), [plainStatus], `a plain request of the same shape gets ${plainStatus}`);
     });
   }
