@@ -19,24 +19,24 @@ const LISTENERS = `
   - listen: 127.0.0.3:0
     tls: { cert: site.crt, key: site.key }`;
 
-function config(targets: string, extra = ''): string {
+function config(targets: string, extra = '', responseTimeout = '5s'): string {
   return `
 listeners:${LISTENERS}
 upstreams:
   grpc:
     protocol: http2
     targets: [${targets}]
-    response_timeout: 5s${extra}
+    response_timeout: ${responseTimeout}${extra}
 routes:
   - path: /
     upstream: grpc
 `;
 }
 
-async function start(t: Tap, targets: string, extra = ''): Promise<{ d: Daemon; h2c: string; tlsPort: number; ca: string }> {
+async function start(t: Tap, targets: string, extra = '', responseTimeout?: string): Promise<{ d: Daemon; h2c: string; tlsPort: number; ca: string }> {
   const d = new Daemon(t);
   makeCerts(d.dir);
-  await d.start({ body: config(targets, extra) });
+  await d.start({ body: config(targets, extra, responseTimeout) });
   const h2c = `127.0.0.1:${await d.port('127.0.0.1:0')}`;
   const tlsPort = await d.port('127.0.0.3:0');
   return { d, h2c, tlsPort, ca: fs.readFileSync(path.join(d.dir, 'ca.crt'), 'utf8') };
@@ -144,7 +144,8 @@ t.test('the call\'s deadline (grpc-timeout) is honoured: DEADLINE_EXCEEDED, and 
 
 t.test('an upstream slower than response_timeout is DEADLINE_EXCEEDED too (gRPC status 4)', async (t) => {
   const up = await startEchoServer(t);
-  const { h2c } = await start(t, `{ url: "http://${up.address}" }`, '\n    retry: { on: [connect_failure] }');
+  // 1s: the upstream holds the call for 30 s, so any response_timeout shows the behaviour; a short one is not waited out.
+  const { h2c } = await start(t, `{ url: "http://${up.address}" }`, '\n    retry: { on: [connect_failure] }', '1s');
   const r = await unary(echoClient(t, h2c), { text: 'slow', n: 30_000 }, 60_000);
   t.match(r, { ok: false, code: grpc.status.DEADLINE_EXCEEDED, details: 'upstream timeout' });
 });
