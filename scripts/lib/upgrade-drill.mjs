@@ -74,6 +74,8 @@ removes).
                         the unix socket and wrk Connection: close -c4 through its PROXY v1 to the TCP listener
                         (baton only)
   --keep                keep the temp dir (it is kept anyway when something failed)
+  --log-level L         baton's log level (default info; debug: each hand-off step in error.log, for
+                        scripts/lib/handoff-trace.mjs)
   --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
                         only, 1.22 cannot share a cleartext port) ports. Certificate: openssl, in the temp dir.
@@ -118,6 +120,7 @@ function parseArgs(argv) {
     h2Run: 3000,
     grpc: 4,
     edge: false,
+    logLevel: 'info',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -150,6 +153,7 @@ function parseArgs(argv) {
       case '--idle-shutdown-timeout': o.bigShutdownTimeout = parseDuration(v()); break;
       case '--edge': o.edge = true; break;
       case '--keep': o.keep = true; break;
+      case '--log-level': o.logLevel = v(); break;
       case '--h2': o.h2 = true; break;
       case '--no-h2': o.h2 = false; break;
       case '--h2-clients': o.h2Clients = int('--h2-clients', 64) || 1; break;
@@ -195,7 +199,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, ppPort, grpcPort }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, ppPort, grpcPort, logLevel = 'info' }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -215,7 +219,7 @@ workers: ${workers}
 shutdown_timeout: ${Math.round(shutdownTimeout / 1000)}s
 upgrade_timeout: 60s
 drain: { handoff: ${handoff ? 'on' : 'off'} }
-${ppPort ? EDGE_TOP : ''}log: { level: info, error: error.log, access: access.log }
+${ppPort ? EDGE_TOP : ''}log: { level: ${logLevel}, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
 ${main}
@@ -251,7 +255,7 @@ function makeBaton(opt, dir, ports) {
     B: { workers: 3, variant: 'B' },
   };
   let shutdownTimeout = opt.shutdownTimeout;
-  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout, h2: ports.h2, handoff: opt.handoff });
+  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout, h2: ports.h2, handoff: opt.handoff, logLevel: opt.logLevel });
   const status = () => httpJson(ports.adminPort, '/status', { timeout: 2000 });
   const genOf = (s) => (s && s.generation !== null && s.generation !== undefined ? (typeof s.generation === 'object' ? s.generation.id ?? JSON.stringify(s.generation) : s.generation) : null);
 
