@@ -40,6 +40,17 @@ import {
 } from './common.mjs';
 import { EDGE_RATE_LIMIT, EDGE_TOP, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
+/** CPU time (user + system) a live process has used, in ms (clock ticks of 10 ms), or null when it is gone. */
+function cpuMs(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
 const HELP = `usage: scripts/upgrade-drill [options]
 
 Starts an upstream (Node: / at once, /slow after 2 s, POST /upload echoing the byte count, /ws WebSocket echo),
@@ -372,9 +383,17 @@ function makeBaton(opt, dir, ports) {
       const stopAccepting = await onDrainStart(oldWorkers, `reload ${i}`);
       let gone = null;
       if (waitGone) {
-        if (await waitFor(() => oldWorkers.every((p) => !isAlive(p)), shutdownTimeout + 15_000, 20)) {
+        // CPU used from the new generation ready to the old one gone, by the old workers (their last sample before
+        // exit), the master and the new workers: what the drain costs, apart from how loaded the machine is.
+        const newWorkers = workersOfGen.map((w) => w.pid);
+        const at0 = new Map([...oldWorkers, pid, ...newWorkers].map((p) => [p, cpuMs(p)]));
+        const last = new Map(at0);
+        const sample = () => { for (const p of oldWorkers) { const c = cpuMs(p); if (c !== null) last.set(p, c); } };
+        if (await waitFor(() => (sample(), oldWorkers.every((p) => !isAlive(p))), shutdownTimeout + 15_000, 20)) {
           gone = Date.now() - tReady;
-          event(`reload ${i}: old workers ${oldWorkers.join(' ')} gone ${gone} ms after the new generation was ready`);
+          for (const p of [pid, ...newWorkers]) last.set(p, cpuMs(p));
+          const used = (ps) => ps.reduce((sum, p) => sum + ((last.get(p) ?? 0) - (at0.get(p) ?? 0)), 0);
+          event(`reload ${i}: old workers ${oldWorkers.join(' ')} gone ${gone} ms after the new generation was ready; CPU meanwhile: old workers ${used(oldWorkers)} ms, master ${used([pid])} ms, new workers ${used(newWorkers)} ms`);
         } else procFail(`reload ${i}: old workers ${oldWorkers.filter(isAlive).join(' ')} still alive ${shutdownTimeout / 1000 + 15} s after the new generation`);
       }
       return { i, variant: v, workers: variants[v].workers, from: g0, to: genOf(s1), ms, stopAccepting, gone };
