@@ -40,6 +40,33 @@ import {
 } from './common.mjs';
 import { EDGE_RATE_LIMIT, EDGE_TOP, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
+/**
+ * What the draining workers of a run handed over and what stayed, by reason: the sum of their "drained" lines in
+ * the error log (a worker cut at shutdown_timeout writes none).
+ */
+function handoffTally(errorLog) {
+  const moved = { http1: 0, websocket: 0 };
+  const stayed = {};
+  let text = '';
+  try {
+    text = fs.readFileSync(errorLog, 'utf8');
+  } catch {
+    return { moved, stayed };
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes('drained: connections handed over')) continue;
+    let o;
+    try {
+      o = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    for (const k of Object.keys(moved)) moved[k] += o.handed_over?.[k] ?? 0;
+    for (const [k, n] of Object.entries(o.stayed ?? {})) stayed[k] = (stayed[k] ?? 0) + n;
+  }
+  return { moved, stayed };
+}
+
 /** CPU time (user + system) a live process has used, in ms (clock ticks of 10 ms), or null when it is gone. */
 function cpuMs(pid) {
   try {
@@ -1046,6 +1073,11 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
     totalReq += idle.requests;
   }
   const el = countErrorLines(target.errorLog);
+  const handoffs = target.name === 'baton' ? handoffTally(target.errorLog) : null;
+  if (handoffs) {
+    const stayed = Object.entries(handoffs.stayed).map(([k, n]) => `${k} ${n}`).join(', ');
+    out.push('', `hand-offs (whole run): http1 ${handoffs.moved.http1}, websocket ${handoffs.moved.websocket}; stayed (failed hand-offs): ${stayed || 'none'}`);
+  }
   out.push('');
   out.push(`${target.name} error log: ${el.count} warn/error lines (${el.errors} at error level or above)${el.count ? ', grouped:' : ''}`);
   for (const [k, n] of el.groups.slice(0, 10)) out.push(`  ${String(n).padStart(5)} x ${k}`);
@@ -1070,6 +1102,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
     upgradeDrain: cycles.map((c) => c.drain),
     idle: idle?.summary ?? null,
     errorLines: el.count,
+    handoffFailures: handoffs ? Object.values(handoffs.stayed).reduce((a, b) => a + b, 0) : null,
   };
   return { out, total, summary };
 }
@@ -1207,6 +1240,7 @@ function compare(summaries) {
     ['  ... and closed under a request (the keep-alive race)', ...by((s) => s.idleClosedUnderRequest), '0'],
     ['WebSocket reconnects (load phase)', ...by((s) => s.wsReconnects), '0'],
     ['WebSocket echoes out of sequence', ...by((s) => s.wsOutOfSequence), '0'],
+    ['failed hand-offs (whole run; by reason above)', ...by((s) => s.handoffFailures ?? 'n/a'), '0'],
     ['upgrades: new master ready -> old workers gone (max)', ...by((s) => ms(s.upgradeDrain.length ? Math.max(...s.upgradeDrain) : null)), ''],
     ['idle phase: idle keep-alive connections closed while idle', ...by((s) => s.idle?.idleClosedWhileIdle ?? 'n/a'), '0'],
     ['idle phase: WebSockets closed by the server', ...by((s) => s.idle?.wsClosedByServer ?? 'n/a'), '0'],
