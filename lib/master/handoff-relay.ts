@@ -78,7 +78,12 @@ export class HandoffRelay {
    * `candidates`: the active generations, newest first. `peer`: the other master of an upgrade when it may take
    * connections, else null.
    */
-  constructor(private readonly where: { candidates(): readonly Candidate[]; peer(): HandoffEndpoint | null }) {}
+  constructor(private readonly where: {
+    candidates(): readonly Candidate[];
+    peer(): HandoffEndpoint | null;
+    /** Debug trace of each relayed step, and warnings (a descriptor that could not be passed on, with its code). */
+    log?(): { debug(fields: object, msg: string): void; warn(fields: object, msg: string): void };
+  }) {}
 
   /** The endpoint of a worker (one per worker); its channel closing ends the hand-offs waiting for it. */
   worker(w: WorkerHandle): HandoffEndpoint {
@@ -138,19 +143,27 @@ export class HandoffRelay {
     const r = route;
     if (r.to === null || r.answered || !handle) {
       closeRawHandle(handle);
-      if (!handle) this.#fail(msg.id, r, 'ipc');
+      if (!handle) {
+        this.where.log?.().warn({ handoff: msg.id, part: msg.part, from: from.name, code: 'ENOHANDLE' }, 'hand-off: an offer came without its descriptor');
+        this.#fail(msg.id, r, 'ipc');
+      }
       this.#forget(msg.id, r);
       return;
     }
     const to = r.to;
-    this.#queued.set(to, (this.#queued.get(to) ?? 0) + 1);
+    const queued = (this.#queued.get(to) ?? 0) + 1;
+    this.#queued.set(to, queued);
+    this.where.log?.().debug({ handoff: msg.id, part: msg.part, from: from.name, to: to.name, queued }, 'handoff: relaying');
     to.send(msg, handle, (err) => {
       const left = (this.#queued.get(to) ?? 1) - 1;
       if (left > 0) this.#queued.set(to, left);
       else this.#queued.delete(to);
       // Passed on or not, this copy is not needed: the sender still holds its own.
       closeRawHandle(handle);
-      if (err) this.#fail(msg.id, r, 'ipc');
+      if (err) {
+        this.where.log?.().warn({ handoff: msg.id, part: msg.part, to: to.name, code: (err as { code?: string }).code ?? err.message }, 'hand-off: a descriptor could not be passed on; the connection stays with its sender');
+        this.#fail(msg.id, r, 'ipc');
+      } else this.where.log?.().debug({ handoff: msg.id, part: msg.part, to: to.name }, 'handoff: relayed');
     });
   }
 
@@ -158,6 +171,7 @@ export class HandoffRelay {
     const route = this.#routes.get(msg.id);
     if (route === undefined || route.to !== from || route.answered) return;
     route.answered = true;
+    this.where.log?.().debug({ handoff: msg.id, outcome: msg.outcome, from: from.name }, 'handoff: answer relayed');
     route.from.send(msg, undefined, noop);
     this.#forget(msg.id, route);
   }

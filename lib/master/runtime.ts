@@ -69,7 +69,7 @@ export class MasterRuntime {
     this.#world = { ...REAL_WORLD, ...opts.world };
     this.#logs = opts.logs;
     this.#pidFile = initial.state.config.pidFile;
-    this.relay = new HandoffRelay({ candidates: () => candidatesOf(this.#state, this.#workforce.byId), peer: () => this.#peer() });
+    this.relay = new HandoffRelay({ candidates: () => candidatesOf(this.#state, this.#workforce.byId), peer: () => this.#peer(), log: () => this.log });
     opts.registry.onNotice = (msg) => this.log.warn(msg);
     const rates = opts.rates ?? new RateBuckets();
     this.#workforce = new Workforce({

@@ -25,6 +25,9 @@ export interface ReceiverHost {
   handedIn(socket: net.Socket): void;
   /** Pipe a moved tunnel on; `server` is its listener. */
   adoptTunnel(state: TunnelState, client: net.Socket, upstream: net.Socket, server: net.Server): void;
+  /** Debug trace of each step (the error log at level debug), and warnings with an error code. */
+  trace?(fields: Record<string, unknown>, msg: string): void;
+  warn?(fields: Record<string, unknown>, msg: string): void;
 }
 
 interface Parts {
@@ -40,6 +43,7 @@ export class HandoffReceiver {
   /** One part of a hand-off, with its descriptor (a raw handle). */
   take(msg: HandoffOffer, handle: unknown): void {
     if (!handle) {
+      this.host.warn?.({ handoff: msg.id, part: msg.part, code: 'ENOHANDLE' }, 'hand-off: a part came without its descriptor; refused');
       // Node delivers a handle message only with its handle; a message without one is refused, never guessed at.
       this.#refuse(msg.id, [], 'ipc');
       return;
@@ -59,6 +63,7 @@ export class HandoffReceiver {
     if (parts.handles.filter(Boolean).length < msg.parts) return;
     this.#parts.delete(msg.id);
     clearTimeout(parts.timer);
+    this.host.trace?.({ handoff: msg.id, kind: msg.kind }, 'handoff: received');
     const handles = parts.handles;
     const server = this.host.draining() ? null : this.host.server(msg.listener);
     if (server === null || (msg.kind === 'websocket' && (msg.tunnel === undefined || handles.length !== 2))) {
@@ -67,10 +72,12 @@ export class HandoffReceiver {
     }
     this.host.reply({ type: 'handoff-result', id: msg.id, outcome: 'taken' }, (err) => {
       if (err) {
+        this.host.warn?.({ handoff: msg.id, code: (err as { code?: string }).code ?? err.message }, 'hand-off: the answer could not be sent; the connection stays with its sender');
         // The answer did not leave: the master sees this worker gone and the sender keeps the connection.
         for (const h of handles) closeRawHandle(h);
         return;
       }
+      this.host.trace?.({ handoff: msg.id }, 'handoff: adopted');
       recorder.handoffReceived(msg.kind);
       if (msg.kind === 'http1') {
         const socket = socketOnHandle(handles[0]);

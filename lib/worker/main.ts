@@ -53,7 +53,11 @@ const receiver = new HandoffReceiver({
     drainer.adopt(client, server);
     handler!.tunnels.adopt(state, client, upstream);
   },
+  trace: (fields, msg) => logs?.error.debug(fields, msg),
+  warn: (fields, msg) => logs?.error.warn(fields, msg),
 });
+sender.trace = (fields, msg) => logs?.error.debug(fields, msg);
+sender.warn = (fields, msg) => logs?.error.warn(fields, msg);
 const sampler = new ProcessSampler();
 /** Non-zero once the worker retires after an uncaught exception. */
 let exitCode = 0;
@@ -112,11 +116,11 @@ function drain(handoff = false): void {
   if (moving && handler) {
     handler.tunnels.moveAll(
       {
-        move: async (client, upstream, state) => {
+        move: async (client, upstream, state, turn) => {
           const key = sender.keyOf(drainer.listenerOf(client));
-          return key !== null && (await sender.offer('websocket', key, [upstream, client], state)).outcome !== 'failed';
+          return key !== null && (await sender.offer('websocket', key, [upstream, client], state, undefined, turn)).outcome !== 'failed';
         },
-        turn: () => sender.turn(),
+        turn: (kind) => sender.turn(kind),
         stayed: () => sender.stayed('websocket', 'unflushed'),
       },
       (client) => sender.keyOf(drainer.listenerOf(client)),

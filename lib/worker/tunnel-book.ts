@@ -11,6 +11,7 @@ import type { TunnelState } from '../ipc/messages.js';
 import type { HandlerContext } from './exchange.js';
 import { ms } from './access-log.js';
 import type { Target } from './upstream/pools.js';
+import type { Turn } from './handoff.js';
 import { letGo, pipeOn, plainTcp, quiesce, resume } from './tunnel-move.js';
 
 export interface Tunnel {
@@ -44,8 +45,15 @@ export interface Tunnel {
   moved: boolean;
 }
 
-/** Moves a quiesced tunnel's two sockets (handoff.ts): resolves true when it left this process. */
-export type TunnelMover = (client: net.Socket, upstream: net.Socket, state: TunnelState) => Promise<boolean>;
+/** Moves a quiesced tunnel's two sockets (handoff.ts) in its turn: resolves true when it left this process. */
+export type TunnelMover = (client: net.Socket, upstream: net.Socket, state: TunnelState, turn: Turn) => Promise<boolean>;
+
+/** What the drain gives `moveAll`: the sender's turns (tunnels before idle HTTP/1) and its mover. */
+export interface TunnelMoves {
+  readonly move: TunnelMover;
+  turn(kind: 'websocket'): Promise<Turn>;
+  stayed(): void;
+}
 
 /** Socket errors are expected (resets); the tunnel's 'close' does the cleanup. The listener must exist. */
 export function ignoreSocketError(): void {}
@@ -94,17 +102,17 @@ export class TunnelBook {
    * The drain, hand-off on: every tunnel whose two ends are plain TCP is offered to a serving worker; `listener`
    * gives the address key of a client socket's cleartext listener (null: it cannot move).
    */
-  moveAll(mover: { move: TunnelMover; turn(): Promise<() => void>; stayed(): void }, listener: (client: net.Socket) => string | null): void {
+  moveAll(mover: TunnelMoves, listener: (client: net.Socket) => string | null): void {
     for (const t of this.#open) {
       if (!t.upgraded || t.closed || t.moving || !plainTcp(t.client) || !plainTcp(t.upstreamSocket) || listener(t.client) === null) continue;
       t.moving = true;
       const [client, upstream] = [t.client, t.upstreamSocket];
       // A tunnel is paused only once its turn comes: one round trip, not the whole drain.
-      void mover.turn().then((done) => this.#move(t, client, upstream, mover).finally(done));
+      void mover.turn('websocket').then((turn) => this.#move(t, client, upstream, mover, turn).finally(turn.done));
     }
   }
 
-  async #move(t: Tunnel, client: net.Socket, upstream: net.Socket, mover: { move: TunnelMover; stayed(): void }): Promise<void> {
+  async #move(t: Tunnel, client: net.Socket, upstream: net.Socket, mover: TunnelMoves, turn: Turn): Promise<void> {
     if (t.closed || !(await quiesce(client, upstream))) {
       t.moving = false;
       if (!t.closed) mover.stayed();
@@ -114,7 +122,7 @@ export class TunnelBook {
       client: t.clientAddress, host: t.hostname, path: t.url, requestId: t.requestId, route: t.label, upstream: t.upstreamName,
       target: t.targetAddress, startedAt: t.startedAt, bytes: t.bytesBefore + client.bytesWritten,
     };
-    const moved = await mover.move(client, upstream, state);
+    const moved = await mover.move(client, upstream, state, turn);
     t.moving = false;
     if (!moved) {
       resume(client, upstream);

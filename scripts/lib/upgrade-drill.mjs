@@ -40,6 +40,44 @@ import {
 } from './common.mjs';
 import { EDGE_RATE_LIMIT, EDGE_TOP, edgeListeners, startHaproxy } from './drill-edge.mjs';
 
+/**
+ * What the draining workers of a run handed over and what stayed, by reason: the sum of their "drained" lines in
+ * the error log (a worker cut at shutdown_timeout writes none).
+ */
+function handoffTally(errorLog) {
+  const moved = { http1: 0, websocket: 0 };
+  const stayed = {};
+  let text = '';
+  try {
+    text = fs.readFileSync(errorLog, 'utf8');
+  } catch {
+    return { moved, stayed };
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes('drained: connections handed over')) continue;
+    let o;
+    try {
+      o = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    for (const k of Object.keys(moved)) moved[k] += o.handed_over?.[k] ?? 0;
+    for (const [k, n] of Object.entries(o.stayed ?? {})) stayed[k] = (stayed[k] ?? 0) + n;
+  }
+  return { moved, stayed };
+}
+
+/** CPU time (user + system) a live process has used, in ms (clock ticks of 10 ms), or null when it is gone. */
+function cpuMs(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
 const HELP = `usage: scripts/upgrade-drill [options]
 
 Starts an upstream (Node: / at once, /slow after 2 s, POST /upload echoing the byte count, /ws WebSocket echo),
@@ -74,6 +112,8 @@ removes).
                         the unix socket and wrk Connection: close -c4 through its PROXY v1 to the TCP listener
                         (baton only)
   --keep                keep the temp dir (it is kept anyway when something failed)
+  --log-level L         baton's log level (default info; debug: each hand-off step in error.log, for
+                        scripts/lib/handoff-trace.mjs)
   --h2                  HTTP/2 load too (the default): baton's main port gets h2c: true (HTTP/1.1 and h2c on one
                         port) plus a TLS listener; nginx gets "listen ... ssl http2" and "listen ... http2" (h2c
                         only, 1.22 cannot share a cleartext port) ports. Certificate: openssl, in the temp dir.
@@ -118,6 +158,7 @@ function parseArgs(argv) {
     h2Run: 3000,
     grpc: 4,
     edge: false,
+    logLevel: 'info',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -150,6 +191,7 @@ function parseArgs(argv) {
       case '--idle-shutdown-timeout': o.bigShutdownTimeout = parseDuration(v()); break;
       case '--edge': o.edge = true; break;
       case '--keep': o.keep = true; break;
+      case '--log-level': o.logLevel = v(); break;
       case '--h2': o.h2 = true; break;
       case '--no-h2': o.h2 = false; break;
       case '--h2-clients': o.h2Clients = int('--h2-clients', 64) || 1; break;
@@ -195,7 +237,7 @@ function lateFail(what) {
 // ---------------------------------------------------------------------------------------------------------
 // baton
 
-function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, ppPort, grpcPort }) {
+function batonConfig({ port, adminPort, upPort, workers, variant, shutdownTimeout, h2, handoff, ppPort, grpcPort, logLevel = 'info' }) {
   // h2: {tlsPort, cert, key} or null. The main port serves HTTP/1.1 and h2c (prior knowledge) together.
   const main = h2
     ? `  - listen: ${HOST}:${port}
@@ -215,7 +257,7 @@ workers: ${workers}
 shutdown_timeout: ${Math.round(shutdownTimeout / 1000)}s
 upgrade_timeout: 60s
 drain: { handoff: ${handoff ? 'on' : 'off'} }
-${ppPort ? EDGE_TOP : ''}log: { level: info, error: error.log, access: access.log }
+${ppPort ? EDGE_TOP : ''}log: { level: ${logLevel}, error: error.log, access: access.log }
 admin: { listen: ${HOST}:${adminPort} }
 listeners:
 ${main}
@@ -251,7 +293,7 @@ function makeBaton(opt, dir, ports) {
     B: { workers: 3, variant: 'B' },
   };
   let shutdownTimeout = opt.shutdownTimeout;
-  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout, h2: ports.h2, handoff: opt.handoff });
+  const confText = (v) => batonConfig({ ...ports, ...variants[v], shutdownTimeout, h2: ports.h2, handoff: opt.handoff, logLevel: opt.logLevel });
   const status = () => httpJson(ports.adminPort, '/status', { timeout: 2000 });
   const genOf = (s) => (s && s.generation !== null && s.generation !== undefined ? (typeof s.generation === 'object' ? s.generation.id ?? JSON.stringify(s.generation) : s.generation) : null);
 
@@ -368,9 +410,17 @@ function makeBaton(opt, dir, ports) {
       const stopAccepting = await onDrainStart(oldWorkers, `reload ${i}`);
       let gone = null;
       if (waitGone) {
-        if (await waitFor(() => oldWorkers.every((p) => !isAlive(p)), shutdownTimeout + 15_000, 20)) {
+        // CPU used from the new generation ready to the old one gone, by the old workers (their last sample before
+        // exit), the master and the new workers: what the drain costs, apart from how loaded the machine is.
+        const newWorkers = workersOfGen.map((w) => w.pid);
+        const at0 = new Map([...oldWorkers, pid, ...newWorkers].map((p) => [p, cpuMs(p)]));
+        const last = new Map(at0);
+        const sample = () => { for (const p of oldWorkers) { const c = cpuMs(p); if (c !== null) last.set(p, c); } };
+        if (await waitFor(() => (sample(), oldWorkers.every((p) => !isAlive(p))), shutdownTimeout + 15_000, 20)) {
           gone = Date.now() - tReady;
-          event(`reload ${i}: old workers ${oldWorkers.join(' ')} gone ${gone} ms after the new generation was ready`);
+          for (const p of [pid, ...newWorkers]) last.set(p, cpuMs(p));
+          const used = (ps) => ps.reduce((sum, p) => sum + ((last.get(p) ?? 0) - (at0.get(p) ?? 0)), 0);
+          event(`reload ${i}: old workers ${oldWorkers.join(' ')} gone ${gone} ms after the new generation was ready; CPU meanwhile: old workers ${used(oldWorkers)} ms, master ${used([pid])} ms, new workers ${used(newWorkers)} ms`);
         } else procFail(`reload ${i}: old workers ${oldWorkers.filter(isAlive).join(' ')} still alive ${shutdownTimeout / 1000 + 15} s after the new generation`);
       }
       return { i, variant: v, workers: variants[v].workers, from: g0, to: genOf(s1), ms, stopAccepting, gone };
@@ -1023,6 +1073,11 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
     totalReq += idle.requests;
   }
   const el = countErrorLines(target.errorLog);
+  const handoffs = target.name === 'baton' ? handoffTally(target.errorLog) : null;
+  if (handoffs) {
+    const stayed = Object.entries(handoffs.stayed).map(([k, n]) => `${k} ${n}`).join(', ');
+    out.push('', `hand-offs (whole run): http1 ${handoffs.moved.http1}, websocket ${handoffs.moved.websocket}; stayed (failed hand-offs): ${stayed || 'none'}`);
+  }
   out.push('');
   out.push(`${target.name} error log: ${el.count} warn/error lines (${el.errors} at error level or above)${el.count ? ', grouped:' : ''}`);
   for (const [k, n] of el.groups.slice(0, 10)) out.push(`  ${String(n).padStart(5)} x ${k}`);
@@ -1047,6 +1102,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
     upgradeDrain: cycles.map((c) => c.drain),
     idle: idle?.summary ?? null,
     errorLines: el.count,
+    handoffFailures: handoffs ? Object.values(handoffs.stayed).reduce((a, b) => a + b, 0) : null,
   };
   return { out, total, summary };
 }
@@ -1184,6 +1240,7 @@ function compare(summaries) {
     ['  ... and closed under a request (the keep-alive race)', ...by((s) => s.idleClosedUnderRequest), '0'],
     ['WebSocket reconnects (load phase)', ...by((s) => s.wsReconnects), '0'],
     ['WebSocket echoes out of sequence', ...by((s) => s.wsOutOfSequence), '0'],
+    ['failed hand-offs (whole run; by reason above)', ...by((s) => s.handoffFailures ?? 'n/a'), '0'],
     ['upgrades: new master ready -> old workers gone (max)', ...by((s) => ms(s.upgradeDrain.length ? Math.max(...s.upgradeDrain) : null)), ''],
     ['idle phase: idle keep-alive connections closed while idle', ...by((s) => s.idle?.idleClosedWhileIdle ?? 'n/a'), '0'],
     ['idle phase: WebSockets closed by the server', ...by((s) => s.idle?.wsClosedByServer ?? 'n/a'), '0'],

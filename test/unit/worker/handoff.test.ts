@@ -3,10 +3,12 @@
  * channel fails, answers or falls silent; when the receiver refuses. Real sockets and descriptors are covered by
  * test/integration/handoff*.test.ts.
  */
+import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
+import { KeepAlive } from '../../helpers/keepalive.js';
 import type { HandoffOffer, HandoffResult } from '../../../lib/ipc/messages.js';
-import { HandoffSender, idleHttp1, WINDOW, type Channel } from '../../../lib/worker/handoff.js';
+import { CHANNEL_DEPTH, HandoffSender, idleHttp1, WINDOW, type Channel } from '../../../lib/worker/handoff.js';
 import { HandoffReceiver, type ReceiverHost } from '../../../lib/worker/handoff-in.js';
 
 class FakeChannel implements Channel {
@@ -122,21 +124,82 @@ t.test('a receiver waits for every part of a tunnel before it answers', async (t
   t.same(parts.map((p) => p.closed), [true, true]);
 });
 
-t.test(`at most ${WINDOW} hand-offs of a worker are under way at once; the next waits for a place, first come first served`, async (t) => {
+t.test(`at most ${CHANNEL_DEPTH} hand-offs of a worker wait in its channel and ${WINDOW} are under way; the next waits for a place, first come first served`, async (t) => {
   const sender = new HandoffSender(new FakeChannel());
-  const held = await Promise.all(Array.from({ length: WINDOW }, () => sender.turn()));
   const order: number[] = [];
-  const later = [1, 2].map((n) => sender.turn().then((done) => { order.push(n); return done; }));
+  const take = (n: number) => sender.turn().then((turn) => { order.push(n); return turn; });
+  const first = await Promise.all(Array.from({ length: CHANNEL_DEPTH }, (_, i) => take(i)));
+  const later = [take(100), take(101)];
   await new Promise((r) => setImmediate(r));
-  t.same(order, [], 'the window is full: nobody else goes');
-  held[0]!();
-  held[0]!(); // giving a place back twice frees one place only
+  t.same(order, Array.from({ length: CHANNEL_DEPTH }, (_, i) => i), `${CHANNEL_DEPTH} in the channel: nobody else goes`);
+  first[0]!.passed();
+  first[0]!.passed(); // passing twice frees one place only
   await new Promise((r) => setImmediate(r));
-  t.same(order, [1], 'one place freed: the first waiting goes, and only it');
-  held[1]!();
-  const [d1, d2] = await Promise.all(later);
-  t.same(order, [1, 2]);
-  for (const done of [...held.slice(2), d1!, d2!]) done();
-  const again = await Promise.all(Array.from({ length: WINDOW }, () => sender.turn()));
-  t.equal(again.length, WINDOW, 'every place came back');
+  t.same(order.slice(CHANNEL_DEPTH), [100], 'one place in the channel freed: the first waiting goes, and only it');
+  first[1]!.done(); // done before it passed: its place in the channel comes back too
+  const [a, b] = await Promise.all(later);
+  t.same(order.slice(CHANNEL_DEPTH), [100, 101]);
+
+  // Past the channel, a hand-off keeps its place in the window until its answer.
+  const all = [first[0]!, first[2]!, a!, b!];
+  for (const turn of all) turn.passed();
+  while (order.length < WINDOW + 1) {
+    const turn = await take(order.length + 1000);
+    all.push(turn);
+    turn.passed();
+  }
+  t.equal(all.length, WINDOW, `${WINDOW} under way`);
+  let extra = false;
+  const next = sender.turn().then((turn) => { extra = true; return turn; });
+  await new Promise((r) => setImmediate(r));
+  t.equal(extra, false, 'the window is full: nobody else goes, though the channel is free');
+  all[0]!.done();
+  all[0]!.done();
+  (await next).done();
+  t.equal(extra, true, 'one answer frees one place');
+  for (const turn of all) turn.done();
+  const again = await Promise.all(Array.from({ length: CHANNEL_DEPTH }, () => sender.turn()));
+  t.equal(sender.waiting, 0, 'every place came back');
+  for (const turn of again) turn.done();
 });
+
+t.test('a tunnel waiting for its turn goes before the idle HTTP/1 connections that waited longer (its client notices a pause)', async (t) => {
+  const sender = new HandoffSender(new FakeChannel());
+  const first = await Promise.all(Array.from({ length: CHANNEL_DEPTH }, () => sender.turn('http1')));
+  const order: string[] = [];
+  const waits = [
+    sender.turn('http1').then((turn) => { order.push('http1 a'); return turn; }),
+    sender.turn('http1').then((turn) => { order.push('http1 b'); return turn; }),
+    sender.turn('websocket').then((turn) => { order.push('websocket'); return turn; }),
+  ];
+  for (const turn of first) turn.done();
+  for (const turn of await Promise.all(waits)) turn.done();
+  t.same(order, ['websocket', 'http1 a', 'http1 b']);
+});
+
+t.test('a connection held for its hand-off is not closed by its keep-alive timer while it waits for the answer', async (t) => {
+  const keepAliveMs = 100;
+  const server = http.createServer({ keepAliveTimeout: keepAliveMs }, (_req, res) => res.end('ok'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => { server.closeAllConnections(); server.close(); });
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const c = await KeepAlive.open(t, (server.address() as net.AddressInfo).port);
+  t.equal((await c.get('/')).body, 'ok');
+  const socket = await accepted;
+  const ch = new FakeChannel();
+  const sender = new HandoffSender(ch);
+  sender.listen(server, '127.0.0.1:0');
+  const moving = sender.move(socket, server);
+  await waitUntil(() => ch.sent.length === 1);
+  // A lower bound: the keep-alive timeout passes while the offer waits for its answer (Node adds 1 s to it).
+  await new Promise((r) => setTimeout(r, keepAliveMs + 2000));
+  t.equal(c.closed, false, 'still open while held');
+  sender.settle({ type: 'handoff-result', id: ch.sent[0]!.msg.id, outcome: 'failed', reason: 'refused' });
+  t.equal(await moving, 'failed', 'it stays');
+  t.equal((await c.get('/')).body, 'ok', 'and serves the next request where it is, on the same connection');
+});
+
+async function waitUntil(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 3000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!check()) throw new Error('condition not met within 30 s');
+}
