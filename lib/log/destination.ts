@@ -123,10 +123,12 @@ export function reopenSink(dest: LogDestination, sink: Sink): void {
   else sink.reopen(dest.path);
 }
 
-/** Flush a buffered sink at least this often, so lines of a quiet server still reach the file. */
-export function flushEvery(sink: Sink, ms: number): void {
+/** Flush a buffered sink at least this often, so lines of a quiet server still reach the file; `before` first hands
+ * it the lines still batched for it (logger.ts). */
+export function flushEvery(sink: Sink, ms: number, before?: () => void): void {
   const timer = setInterval(() => {
     try {
+      before?.();
       sink.flush();
     } catch {
       /* not open yet, or being reopened: the next tick retries */

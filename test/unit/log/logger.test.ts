@@ -7,6 +7,7 @@ import { createLogs, writeLine } from '../../../lib/log/logger.js';
 import { loggerStream } from '../../../lib/util/internals.js';
 import { moveMasterSettings } from '../../../lib/master/settings.js';
 import { masterConfig } from '../master/fixture.js';
+import { waitFor } from '../../helpers/daemon.js';
 
 const fds = () => fs.readdirSync('/proc/self/fd').length;
 
@@ -78,10 +79,10 @@ t.test('a reload that changes only the log level keeps the same logs; a new dest
   moved.logs.close();
 });
 
-t.test('access lines written in one event-loop turn reach the sink as one write once the turn ends', async (t) => {
+t.test('access lines sharing the error log\'s unbuffered sink, written in one event-loop turn, reach it as one write once the turn ends', async (t) => {
   const dir = tmp(t);
-  const file = path.join(dir, 'access.log');
-  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  const file = path.join(dir, 'both.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: file }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
   t.teardown(() => logs.close());
   await logs.settle(2000);
   const stream = loggerStream(logs.access!);
@@ -97,6 +98,32 @@ t.test('access lines written in one event-loop turn reach the sink as one write 
   t.equal(writes.length, 1, 'one write for the 50 lines');
   t.equal(writes[0]!.split('\n').length - 1, 50);
   t.match(writes[0]!, /^\{"n":0\}\n\{"n":1\}\n/, 'in the order written');
+});
+
+t.test('access lines for a buffered access file wait until its 4 KiB minimum is there, then reach the sink as one write; the flush timer writes the rest', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'access.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  t.teardown(() => logs.close());
+  await logs.settle(2000);
+  const stream = loggerStream(logs.access!);
+  const writes: string[] = [];
+  const write = stream.write.bind(stream);
+  stream.write = (s: string) => {
+    writes.push(s);
+    write(s);
+  };
+  const line = (i: number) => `{"n":${String(i).padStart(4, '0')},"pad":"${'x'.repeat(80)}"}\n`; // 100 bytes
+  for (let i = 0; i < 30; i++) writeLine(logs.access!, line(i));
+  await new Promise((r) => setImmediate(r));
+  t.equal(writes.length, 0, 'nothing handed to the sink for 3000 bytes, even after the turn');
+  for (let i = 30; i < 41; i++) writeLine(logs.access!, line(i));
+  t.equal(writes.length, 1, 'one write once 4100 bytes wait');
+  t.equal(writes[0]!.split('\n').length - 1, 41);
+  t.match(writes[0]!, /^\{"n":0000,[^\n]*\n\{"n":0001,/, 'in the order written');
+  writeLine(logs.access!, line(41));
+  await waitFor('the line left waiting to reach the file through the flush timer', 30_000, () => fs.readFileSync(file, 'utf8').includes('"n":0041') || undefined);
+  t.equal(fs.readFileSync(file, 'utf8').split('\n').length - 1, 42, 'every line once');
 });
 
 t.test('access lines still waiting for the end of the turn are in the file after flush(), as before an exit', async (t) => {
