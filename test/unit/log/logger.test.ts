@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogs, writeLine } from '../../../lib/log/logger.js';
+import { accessTime, createLogs, writeLine } from '../../../lib/log/logger.js';
 import { loggerStream } from '../../../lib/util/internals.js';
 import { moveMasterSettings } from '../../../lib/master/settings.js';
 import { masterConfig } from '../master/fixture.js';
@@ -151,4 +151,14 @@ t.test('an access line written through a closed logger is dropped at the end of 
   await new Promise((r) => setImmediate(r));
   await new Promise((r) => setTimeout(r, 20));
   t.same(uncaught, [], 'no exception from the deferred write');
+});
+
+t.test('the access-log time is the ISO time of the current millisecond, across milliseconds, seconds and days', async (t) => {
+  const real = Date.now;
+  t.teardown(() => { Date.now = real; });
+  const base = Date.UTC(2026, 11, 31, 23, 59, 58, 0);
+  for (const at of [base, base, base + 1, base + 9, base + 10, base + 99, base + 100, base + 999, base + 1000, base + 1001, base + 2000, base + 2005, base - 86_400_000 + 7]) {
+    Date.now = () => at;
+    t.equal(accessTime(), `"time":"${new Date(at).toISOString()}"`, new Date(at).toISOString());
+  }
 });
