@@ -100,13 +100,15 @@ t.test('access lines sharing the error log\'s unbuffered sink, written in one ev
   t.match(writes[0]!, /^\{"n":0\}\n\{"n":1\}\n/, 'in the order written');
 });
 
-t.test('access lines for a buffered access file wait until its 4 KiB minimum is there, then reach the sink as one write; the flush timer writes the rest', async (t) => {
+t.test('access lines for a buffered access file wait until its minimum (32 KiB) is there, then reach the sink as one write; the flush timer writes the rest', async (t) => {
   const dir = tmp(t);
   const file = path.join(dir, 'access.log');
   const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
   t.teardown(() => logs.close());
   await logs.settle(2000);
   const stream = loggerStream(logs.access!);
+  const min = (stream as unknown as { minLength: number }).minLength;
+  t.equal(min, 32 * 1024, 'the sink holds 32 KiB');
   const writes: string[] = [];
   const write = stream.write.bind(stream);
   stream.write = (s: string) => {
@@ -114,16 +116,19 @@ t.test('access lines for a buffered access file wait until its 4 KiB minimum is 
     write(s);
   };
   const line = (i: number) => `{"n":${String(i).padStart(4, '0')},"pad":"${'x'.repeat(80)}"}\n`; // 100 bytes
-  for (let i = 0; i < 30; i++) writeLine(logs.access!, line(i));
+  const below = Math.floor(min / 100) - 1;
+  for (let i = 0; i < below; i++) writeLine(logs.access!, line(i));
   await new Promise((r) => setImmediate(r));
-  t.equal(writes.length, 0, 'nothing handed to the sink for 3000 bytes, even after the turn');
-  for (let i = 30; i < 41; i++) writeLine(logs.access!, line(i));
-  t.equal(writes.length, 1, 'one write once 4100 bytes wait');
-  t.equal(writes[0]!.split('\n').length - 1, 41);
+  t.equal(writes.length, 0, `nothing handed to the sink for ${below * 100} bytes, even after the turn`);
+  writeLine(logs.access!, line(below));
+  writeLine(logs.access!, line(below + 1));
+  t.equal(writes.length, 1, 'one write once the minimum waits');
+  t.equal(writes[0]!.split('\n').length - 1, below + 2);
   t.match(writes[0]!, /^\{"n":0000,[^\n]*\n\{"n":0001,/, 'in the order written');
-  writeLine(logs.access!, line(41));
-  await waitFor('the line left waiting to reach the file through the flush timer', 30_000, () => fs.readFileSync(file, 'utf8').includes('"n":0041') || undefined);
-  t.equal(fs.readFileSync(file, 'utf8').split('\n').length - 1, 42, 'every line once');
+  writeLine(logs.access!, line(below + 2));
+  const last = `"n":${String(below + 2).padStart(4, '0')}`;
+  await waitFor('the line left waiting to reach the file through the flush timer', 30_000, () => fs.readFileSync(file, 'utf8').includes(last) || undefined);
+  t.equal(fs.readFileSync(file, 'utf8').split('\n').length - 1, below + 3, 'every line once');
 });
 
 t.test('access lines still waiting for the end of the turn are in the file after flush(), as before an exit', async (t) => {
