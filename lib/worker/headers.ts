@@ -29,7 +29,7 @@ const REQUEST_STRIP: ReadonlySet<string> = new Set([
 ]);
 
 /** Response headers that describe the upstream connection, not the message (and are illegal in HTTP/2). */
-const RESPONSE_STRIP: ReadonlySet<string> = new Set([
+export const RESPONSE_STRIP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
 ]);
 
@@ -258,17 +258,44 @@ export function buildResponseHeaders(raw: readonly (Buffer | string)[], requestI
     const v = raw[i + 1]!;
     const name = typeof n === 'string' ? n : n.toString('latin1');
     const value = typeof v === 'string' ? v : v.toString('latin1');
-    const lower = name.toLowerCase();
-    if (RESPONSE_STRIP.has(lower)) {
-      if (lower === 'connection') connection = connection === null ? value : connection + ',' + value;
-      continue;
-    }
-    if (lower === 'x-request-id') hasId = true;
-    out.push(name, value);
+    const kind = responseName(name);
+    if (kind === Name.Other) out.push(name, value);
+    else if (kind === Name.RequestId) {
+      hasId = true;
+      out.push(name, value);
+    } else if (kind === Name.Connection) connection = connection === null ? value : connection + ',' + value;
   }
   if (connection !== null && !isPlainConnection(connection)) stripConnectionTokens(out, connection, null);
   if (!hasId) out.push('x-request-id', requestId);
   return out;
+}
+
+const enum Name { Other, Strip, Connection, RequestId }
+
+/** `name` equals `lower` (lower-case ASCII, same length) ignoring ASCII case, without a lower-cased copy. */
+function sameName(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * What a response header name is to buildResponseHeaders: RESPONSE_STRIP (Connection apart) or X-Request-Id, by
+ * length first. Most names of a response (Content-Type, Date, Server...) are then told apart without the
+ * lower-cased copy and hash lookup per header that a Set needs: this runs for every header of every response.
+ */
+function responseName(name: string): Name {
+  switch (name.length) {
+    case 2: return sameName(name, 'te') ? Name.Strip : Name.Other;
+    case 7: return sameName(name, 'trailer') || sameName(name, 'upgrade') ? Name.Strip : Name.Other;
+    case 10: return sameName(name, 'connection') ? Name.Connection : sameName(name, 'keep-alive') ? Name.Strip : Name.Other;
+    case 12: return sameName(name, 'x-request-id') ? Name.RequestId : Name.Other;
+    case 16: return sameName(name, 'proxy-connection') ? Name.Strip : Name.Other;
+    case 17: return sameName(name, 'transfer-encoding') ? Name.Strip : Name.Other;
+    default: return Name.Other;
+  }
 }
 
 /** Headers of a tunnel's 101 (or refused handshake) as an object, for http-proxy: hop-by-hop removed except the upgrade. */

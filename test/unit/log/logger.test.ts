@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogs, writeLine } from '../../../lib/log/logger.js';
+import { accessTime, createLogs, writeLine } from '../../../lib/log/logger.js';
 import { loggerStream } from '../../../lib/util/internals.js';
 import { moveMasterSettings } from '../../../lib/master/settings.js';
 import { masterConfig } from '../master/fixture.js';
+import { waitFor } from '../../helpers/daemon.js';
 
 const fds = () => fs.readdirSync('/proc/self/fd').length;
 
@@ -78,10 +79,10 @@ t.test('a reload that changes only the log level keeps the same logs; a new dest
   moved.logs.close();
 });
 
-t.test('access lines written in one event-loop turn reach the sink as one write once the turn ends', async (t) => {
+t.test('access lines sharing the error log\'s unbuffered sink, written in one event-loop turn, reach it as one write once the turn ends', async (t) => {
   const dir = tmp(t);
-  const file = path.join(dir, 'access.log');
-  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  const file = path.join(dir, 'both.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: file }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
   t.teardown(() => logs.close());
   await logs.settle(2000);
   const stream = loggerStream(logs.access!);
@@ -97,6 +98,37 @@ t.test('access lines written in one event-loop turn reach the sink as one write 
   t.equal(writes.length, 1, 'one write for the 50 lines');
   t.equal(writes[0]!.split('\n').length - 1, 50);
   t.match(writes[0]!, /^\{"n":0\}\n\{"n":1\}\n/, 'in the order written');
+});
+
+t.test('access lines for a buffered access file wait until its minimum (32 KiB) is there, then reach the sink as one write; the flush timer writes the rest', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'access.log');
+  const logs = createLogs({ level: 'info', error: { kind: 'file', path: path.join(dir, 'error.log') }, access: { kind: 'file', path: file }, queryStrings: true }, { role: 'worker', generation: 1 });
+  t.teardown(() => logs.close());
+  await logs.settle(2000);
+  const stream = loggerStream(logs.access!);
+  const min = (stream as unknown as { minLength: number }).minLength;
+  t.equal(min, 32 * 1024, 'the sink holds 32 KiB');
+  const writes: string[] = [];
+  const write = stream.write.bind(stream);
+  stream.write = (s: string) => {
+    writes.push(s);
+    write(s);
+  };
+  const line = (i: number) => `{"n":${String(i).padStart(4, '0')},"pad":"${'x'.repeat(80)}"}\n`; // 100 bytes
+  const below = Math.floor(min / 100) - 1;
+  for (let i = 0; i < below; i++) writeLine(logs.access!, line(i));
+  await new Promise((r) => setImmediate(r));
+  t.equal(writes.length, 0, `nothing handed to the sink for ${below * 100} bytes, even after the turn`);
+  writeLine(logs.access!, line(below));
+  writeLine(logs.access!, line(below + 1));
+  t.equal(writes.length, 1, 'one write once the minimum waits');
+  t.equal(writes[0]!.split('\n').length - 1, below + 2);
+  t.match(writes[0]!, /^\{"n":0000,[^\n]*\n\{"n":0001,/, 'in the order written');
+  writeLine(logs.access!, line(below + 2));
+  const last = `"n":${String(below + 2).padStart(4, '0')}`;
+  await waitFor('the line left waiting to reach the file through the flush timer', 30_000, () => fs.readFileSync(file, 'utf8').includes(last) || undefined);
+  t.equal(fs.readFileSync(file, 'utf8').split('\n').length - 1, below + 3, 'every line once');
 });
 
 t.test('access lines still waiting for the end of the turn are in the file after flush(), as before an exit', async (t) => {
@@ -124,4 +156,14 @@ t.test('an access line written through a closed logger is dropped at the end of 
   await new Promise((r) => setImmediate(r));
   await new Promise((r) => setTimeout(r, 20));
   t.same(uncaught, [], 'no exception from the deferred write');
+});
+
+t.test('the access-log time is the ISO time of the current millisecond, across milliseconds, seconds and days', async (t) => {
+  const real = Date.now;
+  t.teardown(() => { Date.now = real; });
+  const base = Date.UTC(2026, 11, 31, 23, 59, 58, 0);
+  for (const at of [base, base, base + 1, base + 9, base + 10, base + 99, base + 100, base + 999, base + 1000, base + 1001, base + 2000, base + 2005, base - 86_400_000 + 7]) {
+    Date.now = () => at;
+    t.equal(accessTime(), `"time":"${new Date(at).toISOString()}"`, new Date(at).toISOString());
+  }
 });

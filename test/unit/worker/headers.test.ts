@@ -1,7 +1,7 @@
 /** @module Header rewriting: strip lists both ways, validation, forwarding headers, request ids. */
 import t from 'tap';
 import {
-  BadRequest, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, isSaneRequestId,
+  BadRequest, RESPONSE_STRIP, buildResponseHeaders, buildUpstreamHead, cleanTunnelResponseHeaders, isSaneRequestId,
   nextRequestId, toHeaderObject,
 } from '../../../lib/worker/headers.js';
 import { displayAddress } from '../../../lib/worker/client-address.js';
@@ -122,6 +122,21 @@ t.test('response hop-by-hop headers and Connection-named ones are stripped, set-
     'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain'].map((s) => Buffer.from(s, 'latin1'));
   const out = buildResponseHeaders(raw, 'rid-1');
   t.strictSame(out, ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain', 'x-request-id', 'rid-1']);
+});
+
+t.test('every name of the response strip list is stripped in any letter case, and names of the same lengths are kept', async (t) => {
+  const raw: string[] = [];
+  const kept: string[] = [];
+  for (const name of RESPONSE_STRIP) {
+    raw.push(name, 'a', name.toUpperCase(), 'b', name[0]!.toUpperCase() + name.slice(1), 'c');
+    // Same length, one letter off: a lookalike is an ordinary header.
+    const other = 'q' + name.slice(1);
+    raw.push(other, 'd');
+    kept.push(other, 'd');
+  }
+  raw.push('X-REQUEST-ID', 'up');
+  kept.push('X-REQUEST-ID', 'up');
+  t.strictSame(buildResponseHeaders(raw, 'ours'), kept);
 });
 
 t.test('an upstream x-request-id is relayed instead of ours', async (t) => {
