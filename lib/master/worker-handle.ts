@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/types.js';
 import { isWorkerToMaster, INHERIT_ENV, type HandoffMessage, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
+import { traceStep } from '../util/startup-trace.js';
 
 /** The worker entry is located, never imported: master and worker code stay apart. */
 const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
@@ -67,6 +68,7 @@ export class WorkerHandle {
     delete env.LISTEN_PID;
     delete env.LISTEN_FDNAMES;
     let child: ChildProcess | null = null;
+    traceStep('spawn worker', { slot: spec.slot, generation: spec.generation });
     try {
       // --no-warnings: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
       child = (spec.spawn ?? spawn)(process.execPath, ['--no-warnings', WORKER_MAIN], {
@@ -80,11 +82,13 @@ export class WorkerHandle {
       queueMicrotask(() => this.#ended({ code: null, signal: null, spawnError: message }));
     }
     this.child = child;
+    traceStep('worker spawned', { slot: spec.slot, worker: child?.pid });
     if (child === null) return;
     const fds: ListenerFd[] = spec.listeners.map((l, i) => ({ key: l.key, fd: FIRST_LISTENER_FD + i }));
     child.on('message', (msg: unknown, handle?: unknown) => {
       if (!isWorkerToMaster(msg) || this.state === 'exited') return;
       if (msg.type === 'ready' && this.state === 'starting') {
+        traceStep('worker ready received', { slot: this.slot, worker: child.pid });
         this.state = 'ready';
         this.wasReady = true;
       }
