@@ -45,7 +45,8 @@ Polls every 5 ms (pid file) and 10 ms (/status). Prints every measure, the media
   --node PATH    node binary to run baton under (default: the one running this script)
   --baton PATH   baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
   --trace        also print where the time goes: every start-up step baton traces (BATON_STARTUP_TRACE),
-                 as ms after the signal, median over the runs (first/last when each worker reaches it)
+                 as ms after the signal, median over the runs (first/last when each worker reaches it), with
+                 the CPU ms the process had used by then (steadier than wall time on a loaded machine)
   --keep         keep the temp dir
 `;
 
@@ -188,7 +189,7 @@ routes:
     for (const [name, runs] of tables) {
       if (!runs.length) continue;
       process.stdout.write(`\n${name}: where the time goes (ms after the signal, median of ${runs.length}; "last" when several processes reach the step)\n\n` +
-        table(['step', 'n', 'first', 'last'], breakdown(runs)) + '\n');
+        table(['step', 'n', 'first', 'last', 'cpu ms'], breakdown(runs)) + '\n');
     }
   }
   upstream.close();

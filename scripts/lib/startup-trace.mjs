@@ -1,6 +1,7 @@
 // scripts/reload-timing --trace: reads the lines baton appends to BATON_STARTUP_TRACE (lib/util/startup-trace.ts)
 // and turns those of each timed upgrade or reload into one table: every step, as ms after the signal, median over
-// the runs (first and last occurrence when several processes of a role reach it, e.g. each worker).
+// the runs (first and last occurrence when several processes of a role reach it, e.g. each worker), and the median
+// CPU ms that the process reaching it had used since it started (a new process's start-up cost, load or not).
 import fs from 'node:fs';
 import { median } from './bench-cpu.mjs';
 
@@ -31,7 +32,8 @@ export function stepsOf(lines, t0, tEnd, names = {}) {
       s.first = Math.min(s.first, ms);
       s.last = Math.max(s.last, ms);
       s.count++;
-    } else steps.set(key, { key, first: ms, last: ms, count: 1, order: order++ });
+      if (l.cpu !== undefined) s.cpu.push(l.cpu);
+    } else steps.set(key, { key, first: ms, last: ms, count: 1, order: order++, cpu: l.cpu === undefined ? [] : [l.cpu] });
   }
   return steps;
 }
@@ -41,7 +43,8 @@ export function breakdown(runs) {
   const all = new Map();
   for (const steps of runs) {
     for (const s of steps.values()) {
-      const a = all.get(s.key) ?? { key: s.key, first: [], last: [], count: [] };
+      const a = all.get(s.key) ?? { key: s.key, first: [], last: [], count: [], cpu: [] };
+      a.cpu.push(...s.cpu);
       a.first.push(s.first);
       a.last.push(s.last);
       a.count.push(s.count);
@@ -51,5 +54,5 @@ export function breakdown(runs) {
   const rows = [...all.values()]
     .map((a) => ({ ...a, mFirst: median(a.first), mLast: median(a.last), n: Math.max(...a.count) }))
     .sort((x, y) => x.mFirst - y.mFirst);
-  return rows.map((r) => [r.key, r.first.length, r.mFirst.toFixed(0), r.n > 1 ? r.mLast.toFixed(0) : '']);
+  return rows.map((r) => [r.key, r.first.length, r.mFirst.toFixed(0), r.n > 1 ? r.mLast.toFixed(0) : '', r.cpu.length ? median(r.cpu).toFixed(0) : '']);
 }
