@@ -5,16 +5,20 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../version.js';
 import type { Config } from '../config/types.js';
 import { isWorkerToMaster, INHERIT_ENV, type HandoffMessage, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
 import { traceStep } from '../util/startup-trace.js';
 
-/** The worker entry is located, never imported: master and worker code stay apart. */
-const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+/**
+ * The worker entry is located, never imported: master and worker code stay apart. From the package root, not from
+ * this file, which may be inside the master's bundle (dist/bundle/cli.js).
+ */
+const WORKER_MAIN = path.join(PACKAGE_ROOT, 'dist/lib/worker/main.js');
 /** The same code in one file (scripts/lib/bundle.mjs, run by `npm run build`): a worker loads it in half the CPU. */
-const WORKER_BUNDLE = fileURLToPath(new URL('../../bundle/worker/main.js', import.meta.url));
+const WORKER_BUNDLE = path.join(PACKAGE_ROOT, 'dist/bundle/worker/main.js');
 
 /**
  * The bundle, unless it is missing or older than the compiled entry (a `tsc` run since the last `npm run build`):
