@@ -12,6 +12,7 @@ import { EXIT } from '../control/exit-codes.js';
 import { reloadCommand, signalCommand, upgradeCommand } from './commands.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
+import { traceStep } from '../util/startup-trace.js';
 
 const out = (line: string) => process.stdout.write(line + '\n');
 const err = (line: string) => process.stderr.write(line + '\n');
@@ -67,6 +68,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   const file = configPath(cmd.config);
   const result = loadConfig(file, loadOptions(cmd));
+  traceStep('config loaded');
   if (!result.ok) {
     const problems = result.errors.map(formatConfigError);
     problems.forEach(err);

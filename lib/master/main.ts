@@ -14,6 +14,7 @@ import { initialState } from './state.js';
 import { askForRateBuckets, OLD_MASTER, onOldMaster, reportStartupFailure, takeInherited } from './upgrade.js';
 import { RateBuckets } from './rate-buckets.js';
 import { missingInternals } from '../util/internals.js';
+import { traceRole, traceStep } from '../util/startup-trace.js';
 
 /** The master cannot start at all (the CLI exits 4 with its message). */
 export class StartupError extends Error {}
@@ -23,6 +24,8 @@ const LOG_WAIT_MS = 2000;
 
 /** Runs until an exit effect ends the process. */
 export async function runMaster(configFile: string, config: Config): Promise<void> {
+  traceRole('master');
+  traceStep('master code loaded');
   const startedAt = Date.now();
   const inherited = takeInherited();
   // A write to a terminal that has gone away must not become an uncaught exception.
@@ -66,4 +69,5 @@ function start(configFile: string, config: Config, logs: OwnedLogs, inherited: R
     onOldMaster(() => runtime.enqueue({ type: 'adminHandedOver' }), (msg, handle) => runtime.relay.receive(OLD_MASTER, msg, handle));
   }
   runtime.log.info({ config: configFile, workers: config.workers, node: process.version, upgradeFrom: inherited.oldMaster ?? undefined }, 'master started');
+  traceStep('master started');
 }

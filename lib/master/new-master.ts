@@ -9,6 +9,7 @@ import type { HandoffEndpoint } from './handoff-relay.js';
 import type { ListenerEntry } from './listeners.js';
 import type { MasterEvent } from './state.js';
 import { isHandoffMessage, type HandoffMessage } from '../ipc/messages.js';
+import { traceStep } from '../util/startup-trace.js';
 
 /** Where the new master's hand-off messages go (the relay), and its channel closing. */
 export interface PeerHandoffs {
@@ -49,6 +50,7 @@ export class NewMaster {
 
   spawn(listeners: readonly ListenerEntry[], firstGeneration: number): void {
     let child: ChildProcess;
+    traceStep('spawn new master');
     try {
       child = this.world.spawnNewMaster(listeners, firstGeneration, (msg, handle) => {
         if (isHandoffMessage(msg)) this.handoffs?.receive(msg, handle);
@@ -62,6 +64,7 @@ export class NewMaster {
       return;
     }
     this.#child = child;
+    traceStep('new master spawned', { child: child.pid });
     child.once('disconnect', () => this.handoffs?.gone());
     child.once('spawn', () => this.enqueue({ type: 'newMasterSpawned', pid: child.pid! }));
     // Only a spawn that made no process is a spawn failure; later errors (IPC, kill) are followed by an exit.

@@ -22,6 +22,7 @@ import { Workforce } from './workforce.js';
 import { candidatesOf, HandoffRelay } from './handoff-relay.js';
 import { OLD_MASTER } from './upgrade.js';
 import { RateBuckets } from './rate-buckets.js';
+import { traceStep } from '../util/startup-trace.js';
 
 export type { MasterBoundary };
 
@@ -115,6 +116,7 @@ export class MasterRuntime {
   /** Events from signals, children, timers, effects and the admin listener all arrive here, handled in order. */
   enqueue(event: MasterEvent): void {
     if (this.#exiting) return;
+    traceStep(`event ${event.type}`);
     this.#queue.push(event);
     this.#drive(() => {});
   }
@@ -150,6 +152,7 @@ export class MasterRuntime {
   }
 
   #do(effect: Effect): void {
+    traceStep(`effect ${effect.type}`);
     const world = this.#world;
     switch (effect.type) {
       case 'log':

@@ -4,13 +4,34 @@
  * ends the handle like an exit, so its slot is refilled and a drain can complete.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../version.js';
 import type { Config } from '../config/types.js';
 import { isWorkerToMaster, INHERIT_ENV, type HandoffMessage, type ListenerFd, type MasterToWorker, type WorkerStats, type WorkerToMaster } from '../ipc/messages.js';
 import type { ListenerEntry } from './listeners.js';
+import { traceStep } from '../util/startup-trace.js';
 
-/** The worker entry is located, never imported: master and worker code stay apart. */
-const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+/**
+ * The worker entry is located, never imported: master and worker code stay apart. From the package root, not from
+ * this file, which may be inside the master's bundle (dist/bundle/cli.js).
+ */
+const WORKER_MAIN = path.join(PACKAGE_ROOT, 'dist/lib/worker/main.js');
+/** The same code in one file (scripts/lib/bundle.mjs, run by `npm run build`): a worker loads it in half the CPU. */
+const WORKER_BUNDLE = path.join(PACKAGE_ROOT, 'dist/bundle/worker/main.js');
+
+/**
+ * The bundle, unless it is missing or older than the compiled entry (a `tsc` run since the last `npm run build`):
+ * a stale bundle would run code that is no longer on disk. Looked up at each spawn, as the entry file always was.
+ */
+export function workerEntry(): string {
+  try {
+    if (fs.statSync(WORKER_BUNDLE).mtimeMs >= fs.statSync(WORKER_MAIN).mtimeMs) return WORKER_BUNDLE;
+  } catch {
+    // no bundle (a build by tsc alone): the compiled files
+  }
+  return WORKER_MAIN;
+}
 
 /** stdio slots 0-2 are the standard streams, 3 is the IPC channel; listening sockets follow. */
 const FIRST_LISTENER_FD = 4;
@@ -67,9 +88,10 @@ export class WorkerHandle {
     delete env.LISTEN_PID;
     delete env.LISTEN_FDNAMES;
     let child: ChildProcess | null = null;
+    traceStep('spawn worker', { slot: spec.slot, generation: spec.generation });
     try {
       // --no-warnings: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
-      child = (spec.spawn ?? spawn)(process.execPath, ['--no-warnings', WORKER_MAIN], {
+      child = (spec.spawn ?? spawn)(process.execPath, ['--no-warnings', workerEntry()], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...spec.listeners.map((l) => l.handle.fd)],
         env,
         ...spec.identity,
@@ -80,11 +102,13 @@ export class WorkerHandle {
       queueMicrotask(() => this.#ended({ code: null, signal: null, spawnError: message }));
     }
     this.child = child;
+    traceStep('worker spawned', { slot: spec.slot, worker: child?.pid });
     if (child === null) return;
     const fds: ListenerFd[] = spec.listeners.map((l, i) => ({ key: l.key, fd: FIRST_LISTENER_FD + i }));
     child.on('message', (msg: unknown, handle?: unknown) => {
       if (!isWorkerToMaster(msg) || this.state === 'exited') return;
       if (msg.type === 'ready' && this.state === 'starting') {
+        traceStep('worker ready received', { slot: this.slot, worker: child.pid });
         this.state = 'ready';
         this.wasReady = true;
       }

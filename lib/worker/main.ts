@@ -18,6 +18,10 @@ import { HandoffSender, type Channel } from './handoff.js';
 import { HandoffReceiver } from './handoff-in.js';
 import { missingInternals } from '../util/internals.js';
 import { leases } from './rate-limit.js';
+import { traceRole, traceStep } from '../util/startup-trace.js';
+
+traceRole('worker');
+traceStep('worker modules loaded');
 
 const STATS_INTERVAL_MS = 1000;
 
@@ -129,6 +133,7 @@ function drain(handoff = false): void {
 }
 
 async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<void> {
+  traceStep('start message received');
   const { config, generation } = msg;
   shutdownTimeout = config.shutdownTimeout;
   handoffOn = config.drain.handoff;
@@ -138,8 +143,10 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   logWarnings(() => l.error);
   const missing = missingInternals();
   if (missing.length) throw new Error(`this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`);
+  traceStep('logs open');
   const h = createRequestHandler(config, l, { generation });
   handler = h;
+  traceStep('request handler built');
   recorder.configure(config.routes);
   const handlers = {
     request: (req: http.IncomingMessage, res: http.ServerResponse) => h.handle(req, res),
@@ -163,6 +170,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
     });
     server.on('error', (err) => l.error.error({ err }, 'server error'));
     servers.push(server);
+    traceStep('listening', { listener: fd.key });
     if (!listener.tls) {
       cleartext.set(listener.address.key, server);
       sender.listen(server, listener.address.key);
@@ -171,6 +179,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   send({ type: 'ready' });
+  traceStep('ready sent');
 }
 
 process.on('message', (msg: unknown, handle: unknown) => {

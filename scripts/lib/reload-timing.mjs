@@ -27,6 +27,7 @@ import {
   waitFor,
 } from './common.mjs';
 import { median } from './bench-cpu.mjs';
+import { breakdown, readTrace, stepsOf, wallNow } from './startup-trace.mjs';
 
 const HELP = `usage: scripts/reload-timing [options]
 
@@ -43,11 +44,14 @@ Polls every 5 ms (pid file) and 10 ms (/status). Prints every measure, the media
   --workers N    baton workers (default 2)
   --node PATH    node binary to run baton under (default: the one running this script)
   --baton PATH   baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
+  --trace        also print where the time goes: every start-up step baton traces (BATON_STARTUP_TRACE),
+                 as ms after the signal, median over the runs (first/last when each worker reaches it), with
+                 the CPU ms the process had used by then (steadier than wall time on a loaded machine)
   --keep         keep the temp dir
 `;
 
 function parseArgs(argv) {
-  const o = { upgrades: 10, reloads: 10, workers: 2, node: process.execPath, baton: path.join(REPO_DIR, 'bin/baton'), keep: false };
+  const o = { upgrades: 10, reloads: 10, workers: 2, node: process.execPath, baton: path.join(REPO_DIR, 'bin/baton'), keep: false, trace: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => (i + 1 < argv.length ? argv[++i] : die(`${a} needs a value`));
@@ -64,6 +68,7 @@ function parseArgs(argv) {
       case '--node': o.node = path.resolve(next()); break;
       case '--baton': o.baton = path.resolve(next()); break;
       case '--keep': o.keep = true; break;
+      case '--trace': o.trace = true; break;
       default: die(`unknown argument ${a} (see --help)`);
     }
   }
@@ -99,7 +104,9 @@ routes:
   );
   cleanup.addPidFile(pidFile);
   cleanup.addPidFile(pidFile + '.oldbin');
-  const cp = spawnTracked(opt.node, [opt.baton, '-c', path.join(dir, 'baton.yaml')], { cwd: dir, stdout: path.join(dir, 'baton.out'), stderr: path.join(dir, 'baton.out') });
+  const traceFile = path.join(dir, 'startup-trace.jsonl');
+  const env = opt.trace ? { ...process.env, BATON_STARTUP_TRACE: traceFile } : process.env;
+  const cp = spawnTracked(opt.node, [opt.baton, '-c', path.join(dir, 'baton.yaml')], { cwd: dir, env, stdout: path.join(dir, 'baton.out'), stderr: path.join(dir, 'baton.out') });
   const up = await waitFor(async () => (await httpGet(port, '/', { timeout: 1000 }))?.status === 200, 30_000, 100);
   if (!up) die(`baton did not start:\n${tail(path.join(dir, 'baton.out'))}\n${tail(path.join(dir, 'error.log'))}`, 1);
   const status = () => httpJson(adminPort, '/status', { timeout: 2000 });
@@ -112,6 +119,7 @@ routes:
   const upgrades = [];
   for (let n = 1; n <= opt.upgrades; n++) {
     const oldPid = readPidFile(pidFile);
+    const w0 = wallNow();
     const t0 = process.hrtime.bigint();
     signal(oldPid, 'SIGUSR2');
     const newPid = await waitFor(() => {
@@ -128,7 +136,7 @@ routes:
       failures.push(`upgrade ${n}: no ready new master (pid file ${readPidFile(pidFile)})`);
       break;
     }
-    upgrades.push({ n, oldPid, newPid, pid: tPid, status: tStatus });
+    upgrades.push({ n, oldPid, newPid, pid: tPid, status: tStatus, w0, w1: wallNow() });
     log(`upgrade ${n}: ${oldPid} -> ${newPid}: pid file after ${fmtMs(tPid)}, /status after ${fmtMs(tStatus)}`);
     signal(oldPid, 'SIGWINCH');
     await waitFor(() => childrenOf(oldPid).filter((p) => p !== newPid).length === 0, 30_000, 50);
@@ -142,6 +150,7 @@ routes:
   for (let n = 1; n <= opt.reloads && !failures.length; n++) {
     const pid = readPidFile(pidFile);
     const g0 = (await status())?.generation;
+    const w0 = wallNow();
     const t0 = process.hrtime.bigint();
     signal(pid, 'SIGHUP');
     const s = await waitFor(async () => {
@@ -153,7 +162,7 @@ routes:
       failures.push(`reload ${n}: no new generation after HUP`);
       break;
     }
-    reloads.push({ n, from: g0, to: s.generation, ms });
+    reloads.push({ n, from: g0, to: s.generation, ms, w0, w1: wallNow() });
     log(`reload ${n}: generation ${g0} -> ${s.generation} after ${fmtMs(ms)}`);
     // let the old generation leave before the next one, as a reload in service would
     await waitFor(async () => ((await status())?.workers || []).every((w) => w.generation === s.generation), 30_000, 50);
@@ -171,6 +180,18 @@ routes:
       '\n' +
       (failures.length ? `\nFAILED: ${failures.join('\n        ')}\n` : ''),
   );
+  if (opt.trace) {
+    const lines = readTrace(traceFile);
+    const tables = [
+      ['USR2', upgrades.map((u) => stepsOf(lines, u.w0, u.w1, { [u.oldPid]: 'old master', [u.newPid]: 'new master' }))],
+      ['HUP', reloads.map((r) => stepsOf(lines, r.w0, r.w1))],
+    ];
+    for (const [name, runs] of tables) {
+      if (!runs.length) continue;
+      process.stdout.write(`\n${name}: where the time goes (ms after the signal, median of ${runs.length}; "last" when several processes reach the step)\n\n` +
+        table(['step', 'n', 'first', 'last', 'cpu ms'], breakdown(runs)) + '\n');
+    }
+  }
   upstream.close();
   await cleanup.run();
   if (!opt.keep && !failures.length) fs.rmSync(dir, { recursive: true, force: true });

@@ -59,8 +59,8 @@ async function installGlobal(prefix: string, tarball: string): Promise<void> {
 
 const tarEntries = async (tarball: string) => (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter(Boolean);
 
-/** What a server needs: the bin, compiled lib (no maps, no test-only code), example conf, metadata. */
-const SHIPPED = /^package\/(bin\/baton|conf\/[^/]+|dist\/lib\/.+\.js|README\.md|package\.json|npm-shrinkwrap\.json)$/;
+/** What a server needs: the bin, compiled lib and its bundles (no maps, no test-only code), example conf, metadata. */
+const SHIPPED = /^package\/(bin\/baton|conf\/[^/]+|dist\/(lib|bundle)\/.+\.js|README\.md|package\.json|npm-shrinkwrap\.json)$/;
 
 t.test('npm pack --dry-run lists only what a server needs', async (t) => {
   const r = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
@@ -68,6 +68,7 @@ t.test('npm pack --dry-run lists only what a server needs', async (t) => {
   const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => `package/${f.path}`);
   t.same(files.filter((f) => !SHIPPED.test(f) || f.endsWith('/metrics/parse.js')), [], 'no tests, sources, maps or test helpers');
   t.ok(files.includes('package/dist/lib/cli/main.js') && files.includes('package/bin/baton'), 'the compiled code and the bin');
+  t.ok(files.includes('package/dist/bundle/cli.js') && files.includes('package/dist/bundle/worker/main.js'), 'the bundles bin/baton and the master start from');
 });
 
 t.test('a released tarball installs globally; its baton runs -v, -t, serves, and upgrades to a newer tarball with baton upgrade', async (t) => {

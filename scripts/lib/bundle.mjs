@@ -1,0 +1,29 @@
+// npm run build, after tsc: each process entry bundled into one file. dist/bundle/cli.js is what bin/baton loads
+// (the CLI and the master), dist/bundle/worker/main.js what the master starts its workers from
+// (lib/master/worker-handle.ts); each falls back to the compiled files in dist/lib when missing or older than them.
+// Why: Node 20 has no compile cache, and its ES module loader pays per file (resolve, URL, open, read, link): a
+// worker loads about 70 of our files plus pino and http-proxy. One file halves the CPU a worker spends loading its
+// code (scripts/reload-timing --trace: CPU ms per process until ready).
+// The worker's path ends in worker/main.js like the unbundled entry (what test hooks and process lists look for).
+// cli.js sits as deep below the package root as dist/lib/version.js, whose URL-relative path to package.json it
+// inherits; undici's files, loaded at run time through createRequire(import.meta.url), resolve the same from both.
+import { build } from 'esbuild';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+await build({
+  entryPoints: { 'worker/main': path.join(root, 'dist/lib/worker/main.js'), cli: path.join(root, 'dist/lib/cli/main.js') },
+  outdir: path.join(root, 'dist/bundle'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  // Function and class names as in the source (log lines and stacks), whatever the bundle renames.
+  keepNames: true,
+  sourcemap: true,
+  logLevel: 'warning',
+  // pino, http-proxy and their dependencies are CommonJS: inside an ES module they need a real require.
+  banner: { js: "import { createRequire as __batonRequire } from 'node:module'; const require = __batonRequire(import.meta.url);" },
+});
