@@ -178,8 +178,9 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   }
   setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
+  // Traced before the send: once sent, the master may record its generation ready before this line runs.
+  traceStep('ready sending');
   send({ type: 'ready' });
-  traceStep('ready sent');
 }
 
 process.on('message', (msg: unknown, handle: unknown) => {

@@ -67,10 +67,10 @@ t.test('with BATON_STARTUP_TRACE a reload traces each step from the signal to th
   const ready = at(master, 'event generationReady');
   t.ok(hup !== undefined && ready !== undefined && hup <= ready, 'the master: the signal, then its new generation ready');
   for (const w of workers) {
-    const steps = ['process start', 'node bootstrap done', 'worker modules loaded', 'start message received', 'request handler built', 'listening', 'ready sent'].map((s) => at(w, s));
+    const steps = ['process start', 'node bootstrap done', 'worker modules loaded', 'start message received', 'request handler built', 'listening', 'ready sending'].map((s) => at(w, s));
     t.ok(steps.every((x) => x !== undefined), `worker ${w} traced every step`);
     t.same([...steps].sort((a, b) => a! - b!), steps, `worker ${w}: in start-up order`);
     t.ok(hup! <= steps[0]! && steps.at(-1)! <= ready!, `worker ${w} started after the signal and was ready before its generation`);
-    t.ok((lines.find((l) => l.pid === w && l.step === 'ready sent')?.cpu ?? 0) > 0, 'with the CPU it had used');
+    t.ok((lines.find((l) => l.pid === w && l.step === 'ready sending')?.cpu ?? 0) > 0, 'with the CPU it had used');
   }
 });
