@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST, NGINX_TEMP_PATHS, cleanup, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor } from './common.mjs';
+import { HOST, cleanup, helloBatonYaml, startHelloNginx, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor } from './common.mjs';
 import { median, treeCpu } from './bench-cpu.mjs';
 
 const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
@@ -15,27 +15,9 @@ const h2 = process.env.BENCH_H2 === '1';
 cleanup.install();
 const dir = mkTempDir('baton-ab-');
 const [upPort, pa, pb, aa, ab] = await freePorts(5);
-fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
-  server { listen ${HOST}:${upPort}; location / { default_type text/plain; return 200 "hello\\n"; } } }\n`);
-spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
+startHelloNginx(dir, upPort);
 const start = (name, root, port, admin) => {
-  fs.writeFileSync(`${dir}/${name}.yaml`, `pid_file: ${name}.pid
-workers: 2
-log: { level: info, error: ${name}-error.log, access: ${name}-access.log }
-admin: { listen: ${HOST}:${admin} }
-listeners:
-  - listen: ${HOST}:${port}
-    h2c: true
-upstreams:
-  app:
-    targets: [ { url: "http://${HOST}:${upPort}" } ]
-routes:
-  - path: /
-    upstream: app
-    compress: false
-`);
+  fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort }));
   return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
 };
 const targets = [

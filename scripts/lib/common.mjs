@@ -447,6 +447,36 @@ export const NGINX_TEMP_PATHS = (dir) => {
     scgi_temp_path ${dir}/scgi;`;
 };
 
+/** A loopback nginx (1 worker) answering 200 "hello\n" on `port`, its files in `dir`: the upstream of the A/B and
+ * profiling scripts, which measure the proxy, not the upstream. */
+export function startHelloNginx(dir, port) {
+  fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
+  server { listen ${HOST}:${port}; location / { default_type text/plain; return 200 "hello\\n"; } } }\n`);
+  return spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
+}
+
+/** baton's config in front of startHelloNginx: one listener (HTTP/1.1 and h2c), access log on, no compression. */
+export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort }) {
+  const logs = name === 'baton' ? { error: 'error.log', access: 'access.log' } : { error: `${name}-error.log`, access: `${name}-access.log` };
+  return `pid_file: ${name}.pid
+workers: ${workers}
+log: { level: info, error: ${logs.error}, access: ${logs.access} }
+admin: { listen: ${HOST}:${admin} }
+listeners:
+  - listen: ${HOST}:${port}
+    h2c: true
+upstreams:
+  app:
+    targets: [ { url: "http://${HOST}:${upPort}" } ]
+routes:
+  - path: /
+    upstream: app
+    compress: false
+`;
+}
+
 /** nginx -t on a config; returns null when fine or the error text. */
 export async function nginxTest(nginxBin, conf, prefix) {
   const r = await runCapture(nginxBin, ['-t', '-q', '-p', prefix + '/', '-c', conf, '-e', path.join(prefix, 'nginx-t.log')], {

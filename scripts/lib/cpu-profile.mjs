@@ -1,14 +1,15 @@
 // scripts/cpu-profile [--mode keepalive|close|h2c] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]]
 // One baton worker behind a loopback nginx upstream (return 200 "hello\n"), profiling itself (cpu-prof-preload.cjs); wrk (keep-alive
 // or Connection: close) or h2load (h2c -c16 -m10) for N seconds; the worker stops gracefully so that V8 writes its
-// profile. Prints the worker's self time by owner (baton, undici, node internals, GC, idle) and the top functions
-// by self time: where CPU per request goes, and what baton does beyond a bare proxy.
+// profile. Prints the worker's self time by owner (baton; bundle: baton with pino and http-proxy, when the worker
+// runs from dist/bundle; undici, node internals, GC, idle) and the top functions by self time: where CPU per
+// request goes, and what baton does beyond a bare proxy.
 // --syscalls: no profile; instead `strace -c -f` on the worker while h2load sends exactly N requests (--h1 for
 // keepalive and close, h2c otherwise): system calls per request by name, a deterministic count.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST, NGINX_TEMP_PATHS, REPO_DIR, childrenOf, cleanup, sleep, freePorts, httpGet, log, mkTempDir, runCapture, signal, spawnTracked, waitExit, waitFor } from './common.mjs';
+import { HOST, REPO_DIR, helloBatonYaml, startHelloNginx, childrenOf, cleanup, sleep, freePorts, httpGet, log, mkTempDir, runCapture, signal, spawnTracked, waitExit, waitFor } from './common.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -29,26 +30,8 @@ const dir = mkTempDir('baton-prof-');
 const profDir = `${dir}/prof`;
 fs.mkdirSync(profDir);
 const [upPort, port, admin] = await freePorts(3);
-fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
-  server { listen ${HOST}:${upPort}; location / { default_type text/plain; return 200 "hello\\n"; } } }\n`);
-spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
-fs.writeFileSync(`${dir}/baton.yaml`, `pid_file: baton.pid
-workers: 1
-log: { level: info, error: error.log, access: access.log }
-admin: { listen: ${HOST}:${admin} }
-listeners:
-  - listen: ${HOST}:${port}
-    h2c: true
-upstreams:
-  app:
-    targets: [ { url: "http://${HOST}:${upPort}" } ]
-routes:
-  - path: /
-    upstream: app
-    compress: false
-`);
+startHelloNginx(dir, upPort);
+fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, upPort }));
 const preload = path.join(path.dirname(new URL(import.meta.url).pathname), 'cpu-prof-preload.cjs');
 const syscalls = args.includes('--syscalls');
 const env = syscalls ? process.env : { ...process.env, NODE_OPTIONS: `--require ${preload}`, BATON_CPU_PROF_DIR: profDir };
@@ -104,6 +87,8 @@ const owner = (cf) => {
   if (u.includes('/node_modules/undici/')) return 'undici';
   if (u.includes('/node_modules/')) return 'deps';
   if (u.includes('/dist/lib/')) return 'baton';
+  // Workers start from the bundle (scripts/lib/bundle.mjs) when it is up to date: our code plus pino and http-proxy.
+  if (u.includes('/dist/bundle/')) return 'bundle';
   if (u.startsWith('node:') || u === '') return 'node';
   return 'other';
 };
