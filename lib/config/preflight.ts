@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isAlias, isCollection, type Node } from 'yaml';
+import { codeOrMessage } from '../util/error-text.js';
 import type { Reader } from './reader.js';
 import type { Config, LogDestination } from './types.js';
 
@@ -74,8 +75,6 @@ function userExists(user: string): boolean {
   }
 }
 
-const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-
 /**
  * Why `file` cannot be written (or created, with its missing directories), or null. `appendToExisting`: logs
  * append to the file itself; the pid file is replaced by a rename, so only its directory matters.
@@ -88,11 +87,11 @@ export function cannotWrite(file: string, appendToExisting: boolean): string | n
       try {
         fs.accessSync(file, fs.constants.W_OK);
       } catch (err) {
-        return `the file is not writable (${code(err)})`;
+        return `the file is not writable (${codeOrMessage(err)})`;
       }
     }
   } catch (err) {
-    if (code(err) !== 'ENOENT' && code(err) !== 'ENOTDIR') return code(err);
+    if (codeOrMessage(err) !== 'ENOENT' && codeOrMessage(err) !== 'ENOTDIR') return codeOrMessage(err);
   }
   // The nearest directory that exists must let us create the rest.
   for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
@@ -100,15 +99,15 @@ export function cannotWrite(file: string, appendToExisting: boolean): string | n
     try {
       st = fs.statSync(dir);
     } catch (err) {
-      if ((code(err) === 'ENOENT' || code(err) === 'ENOTDIR') && dir !== path.dirname(dir)) continue;
-      return `${dir}: ${code(err)}`;
+      if ((codeOrMessage(err) === 'ENOENT' || codeOrMessage(err) === 'ENOTDIR') && dir !== path.dirname(dir)) continue;
+      return `${dir}: ${codeOrMessage(err)}`;
     }
     if (!st.isDirectory()) return `${dir} is not a directory`;
     try {
       fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
       return null;
     } catch (err) {
-      return `${dir} is not writable (${code(err)})`;
+      return `${dir} is not writable (${codeOrMessage(err)})`;
     }
   }
 }

@@ -9,6 +9,7 @@
  */
 import type { Config } from '../config/types.js';
 import type { HandoffFailure, HandoffMessage, HandoffOffer, HandoffResult } from '../ipc/messages.js';
+import { codeOrMessage } from '../util/error-text.js';
 import { closeRawHandle } from '../util/internals.js';
 import type { MasterState } from './state.js';
 import type { WorkerHandle } from './worker-handle.js';
@@ -161,7 +162,7 @@ export class HandoffRelay {
       // Passed on or not, this copy is not needed: the sender still holds its own.
       closeRawHandle(handle);
       if (err) {
-        this.where.log?.().warn({ handoff: msg.id, part: msg.part, to: to.name, code: (err as { code?: string }).code ?? err.message }, 'hand-off: a descriptor could not be passed on; the connection stays with its sender');
+        this.where.log?.().warn({ handoff: msg.id, part: msg.part, to: to.name, code: codeOrMessage(err) }, 'hand-off: a descriptor could not be passed on; the connection stays with its sender');
         this.#fail(msg.id, r, 'ipc');
       } else this.where.log?.().debug({ handoff: msg.id, part: msg.part, to: to.name }, 'handoff: relayed');
     });

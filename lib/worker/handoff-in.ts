@@ -9,6 +9,7 @@
 import type net from 'node:net';
 import type { HandoffFailure, HandoffOffer, HandoffResult, TunnelState } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
+import { codeOrMessage } from '../util/error-text.js';
 import { closeRawHandle, socketOnHandle } from '../util/internals.js';
 import { adoptPeer } from './proxy-protocol.js';
 
@@ -72,7 +73,7 @@ export class HandoffReceiver {
     }
     this.host.reply({ type: 'handoff-result', id: msg.id, outcome: 'taken' }, (err) => {
       if (err) {
-        this.host.warn?.({ handoff: msg.id, code: (err as { code?: string }).code ?? err.message }, 'hand-off: the answer could not be sent; the connection stays with its sender');
+        this.host.warn?.({ handoff: msg.id, code: codeOrMessage(err) }, 'hand-off: the answer could not be sent; the connection stays with its sender');
         // The answer did not leave: the master sees this worker gone and the sender keeps the connection.
         for (const h of handles) closeRawHandle(h);
         return;

@@ -10,6 +10,7 @@
 import type net from 'node:net';
 import type { HandoffFailure, HandoffKind, HandoffOffer, HandoffPeer, HandoffResult, TunnelState } from '../ipc/messages.js';
 import { recorder } from '../metrics/recorder.js';
+import { codeOrMessage } from '../util/error-text.js';
 import { currentResponse, holdReads, parserIdle, releaseReads, streamHandle } from '../util/internals.js';
 import type { MoveResult } from './drain.js';
 import { edgeReading, peerOf } from './proxy-protocol.js';
@@ -72,11 +73,6 @@ export function idleHttp1(socket: net.Socket): boolean {
 
 /** Where the hand-off's debug trace goes (the error log at level debug): each step of each offer, with its id. */
 export type Trace = (fields: Record<string, unknown>, msg: string) => void;
-
-/** A send error as one log field: its code (EBADF, ERR_IPC_CHANNEL_CLOSED...), else its message. */
-export function errCode(err: Error): string {
-  return (err as { code?: string }).code ?? err.message;
-}
 
 export class HandoffSender {
   readonly #channel: Channel;
@@ -207,7 +203,7 @@ export class HandoffSender {
         this.#channel.send(msg, handle, (err) => {
           if (--unwritten === 0) turn?.passed();
           if (err) {
-            this.warn?.({ handoff: id, kind, part, code: errCode(err) }, 'hand-off: the descriptor could not be sent to the master; the connection stays here');
+            this.warn?.({ handoff: id, kind, part, code: codeOrMessage(err) }, 'hand-off: the descriptor could not be sent to the master; the connection stays here');
             this.settle({ type: 'handoff-result', id, outcome: 'failed', reason: 'ipc' });
           } else this.trace?.({ handoff: id, part }, 'handoff: written');
         });

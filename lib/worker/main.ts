@@ -14,7 +14,7 @@ import { logWarnings } from '../log/warnings.js';
 import { createRequestHandler, type RequestHandler } from './handler.js';
 import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
-import { HandoffSender, type Channel } from './handoff.js';
+import { HandoffSender, type Channel, type Trace } from './handoff.js';
 import { HandoffReceiver } from './handoff-in.js';
 import { missingInternals } from '../util/internals.js';
 import { leases } from './rate-limit.js';
@@ -44,7 +44,12 @@ const channel: Channel = {
     process.send!(msg, handle as net.Socket, undefined, cb);
   },
 };
+/** The hand-off's debug trace of each step, and its warnings (a descriptor that could not be sent, with the code). */
+const handoffTrace: Trace = (fields, msg) => logs?.error.debug(fields, msg);
+const handoffWarn: Trace = (fields, msg) => logs?.error.warn(fields, msg);
 const sender = new HandoffSender(channel);
+sender.trace = handoffTrace;
+sender.warn = handoffWarn;
 const receiver = new HandoffReceiver({
   server: (key) => cleartext.get(key) ?? null,
   draining: () => drainer.draining || handler === null,
@@ -57,11 +62,9 @@ const receiver = new HandoffReceiver({
     drainer.adopt(client, server);
     handler!.tunnels.adopt(state, client, upstream);
   },
-  trace: (fields, msg) => logs?.error.debug(fields, msg),
-  warn: (fields, msg) => logs?.error.warn(fields, msg),
+  trace: handoffTrace,
+  warn: handoffWarn,
 });
-sender.trace = (fields, msg) => logs?.error.debug(fields, msg);
-sender.warn = (fields, msg) => logs?.error.warn(fields, msg);
 const sampler = new ProcessSampler();
 /** Non-zero once the worker retires after an uncaught exception. */
 let exitCode = 0;
