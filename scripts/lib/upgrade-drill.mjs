@@ -106,6 +106,9 @@ removes).
   --no-idle-phase       skip the idle phase
   --idle-ws N --idle-conns N   the idle phase's WebSockets and idle keep-alive connections (defaults 100, 500)
   --idle-shutdown-timeout D    shutdown_timeout during the idle phase (default 60s)
+  --idle-pause D-D      how long each idle keep-alive connection of the idle phase waits between its requests, a random
+                        time in this range (default 1s-4s: about 200 requests/s from 500 connections, served while
+                        they move); a long pause (e.g. 60s-90s) times the hand-off alone
   --edge                baton behind HAProxy (scripts/lib/drill-edge.mjs): a unix listener and a TCP listener with
                         proxy_protocol, a rate_limit (above the load) and header rules on the drilled route,
                         gzip compression; wrk keep-alive -c8 (Accept-Encoding: gzip) through HAProxy's PROXY v2 to
@@ -151,6 +154,7 @@ function parseArgs(argv) {
     bigWs: 100,
     bigIdle: 500,
     bigShutdownTimeout: 60_000,
+    bigPause: [1000, 4000],
     keep: false,
     h2: true,
     h2Clients: 4,
@@ -189,6 +193,13 @@ function parseArgs(argv) {
       case '--idle-ws': o.bigWs = int('--idle-ws', 1000); break;
       case '--idle-conns': o.bigIdle = int('--idle-conns', 5000); break;
       case '--idle-shutdown-timeout': o.bigShutdownTimeout = parseDuration(v()); break;
+      case '--idle-pause': {
+        const m = /^([^-]+)-([^-]+)$/.exec(v());
+        const range = m ? [parseDuration(m[1]), parseDuration(m[2])] : [];
+        if (!m || !(range[0] > 0) || !(range[1] >= range[0])) die('--idle-pause must be MIN-MAX durations, MIN > 0 and MAX >= MIN (e.g. 1s-4s)');
+        o.bigPause = range;
+        break;
+      }
       case '--edge': o.edge = true; break;
       case '--keep': o.keep = true; break;
       case '--log-level': o.logLevel = v(); break;
@@ -1053,6 +1064,7 @@ async function runDrill(opt, tools, { dir, upPort, cert }, mode) {
     ...(cres?.failures ?? []),
     ...(gres?.failures ?? []),
     ...h2res.flatMap((h) => h.failureList),
+    ...(idle?.failureList ?? []),
   ]
     .map((f) => ({ ...f, what: `${f.client}: ${f.kind}${f.detail ? ` (${f.detail})` : ''}` }))
     .concat(procedureFailures.map((f) => ({ ...f, what: `procedure: ${f.what}` })))
@@ -1120,12 +1132,12 @@ function describeClient(s) {
  * hand-off the WebSockets pin the old workers until shutdown_timeout, which then closes them; with it they move.
  */
 async function idlePhase(opt, target, dir, port, mode) {
-  event(`idle phase: shutdown_timeout ${opt.bigShutdownTimeout / 1000}s, ${opt.bigWs} WebSockets, ${opt.bigIdle} idle keep-alive connections`);
+  event(`idle phase: shutdown_timeout ${opt.bigShutdownTimeout / 1000}s, ${opt.bigWs} WebSockets, ${opt.bigIdle} idle keep-alive connections (a request every ${opt.bigPause[0] / 1000}-${opt.bigPause[1] / 1000} s each)`);
   target.shutdownTimeout = opt.bigShutdownTimeout;
   // The generation that will drain must have the raised shutdown_timeout: a reload to it first, untimed.
   const setup = await target.reload(0, async () => 0, { waitGone: true });
   if (!setup) return null;
-  const clients = startClients(opt, dir, port, { slow: 0, uploaders: 0, ws: opt.bigWs, idle: opt.bigIdle, wsIntervalMs: 1000, idleMinMs: 1000, idleMaxMs: 4000 }, 'idle-clients');
+  const clients = startClients(opt, dir, port, { slow: 0, uploaders: 0, ws: opt.bigWs, idle: opt.bigIdle, wsIntervalMs: 1000, idleMinMs: opt.bigPause[0], idleMaxMs: opt.bigPause[1] }, 'idle-clients');
   if (!(await clients.ready())) {
     procFail(`idle phase: the clients did not start: ${tail(path.join(dir, 'idle-clients.out'))}`);
     return null;
@@ -1174,11 +1186,12 @@ async function idlePhase(opt, target, dir, port, mode) {
   const summary = {
     steps,
     idleClosedWhileIdle: info(cs.idle, 'closed by the server while idle'),
+    idleClosedUnderRequest: cs.idle?.kinds?.['connection closed under a request'] ?? 0,
     wsReconnects: info(cs.ws, 'reconnects after a server close'),
     wsClosedByServer: info(cs.ws, 'closed by server'),
     failures,
   };
-  return { report, summary, failures, requests };
+  return { report, summary, failures, requests, failureList: res?.failures ?? [] };
 }
 
 async function main() {
@@ -1215,7 +1228,8 @@ async function main() {
   const total = runs.reduce((n, r) => n + r.total, 0);
   // Without hand-off, idle keep-alive clients meet the keep-alive race (a request sent as the server closes): the
   // very failures the hand-off removes, shown, not held against the run. Any other failure is.
-  const held = runs.reduce((n, r) => n + r.total - (r.summary.mode === 'off' ? r.summary.idleClosedUnderRequest : 0), 0);
+  const races = (r) => (r.summary.mode === 'off' ? r.summary.idleClosedUnderRequest + (r.summary.idle?.idleClosedUnderRequest ?? 0) : 0);
+  const held = runs.reduce((n, r) => n + r.total - races(r), 0);
   const out = [];
   if (runs.length > 1) out.push('', ...compare(runs.map((r) => r.summary)));
   const keep = opt.keep || total > 0 || runs.some((r) => r.summary.errorLines > 0);
@@ -1243,6 +1257,7 @@ function compare(summaries) {
     ['failed hand-offs (whole run; by reason above)', ...by((s) => s.handoffFailures ?? 'n/a'), '0'],
     ['upgrades: new master ready -> old workers gone (max)', ...by((s) => ms(s.upgradeDrain.length ? Math.max(...s.upgradeDrain) : null)), ''],
     ['idle phase: idle keep-alive connections closed while idle', ...by((s) => s.idle?.idleClosedWhileIdle ?? 'n/a'), '0'],
+    ['  ... and closed under a request (the keep-alive race)', ...by((s) => s.idle?.idleClosedUnderRequest ?? 'n/a'), '0'],
     ['idle phase: WebSockets closed by the server', ...by((s) => s.idle?.wsClosedByServer ?? 'n/a'), '0'],
     ['idle phase: HUP, new generation ready -> old one gone', ...by((s) => ms(step(s, 'HUP'))), '<= 2 s'],
     ['idle phase: upgrade, new master ready -> old workers gone', ...by((s) => ms(step(s, 'USR2 + WINCH'))), '<= 2 s'],
