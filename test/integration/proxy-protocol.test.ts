@@ -45,8 +45,16 @@ async function proxied(t: Tap, top = ''): Promise<{ d: Daemon; ports: { h1: numb
   return { d, ports: { h1: await d.port('127.0.0.1:0'), h2c: await d.port('127.0.0.6:0'), tls: await d.port('127.0.0.7:0') } };
 }
 
+let shared: ReturnType<typeof proxied> | null = null;
+
+/** One daemon (default limits) for the two cases that only send requests: stopped when the file ends. */
+function sharedProxied(): ReturnType<typeof proxied> {
+  shared ??= proxied(t);
+  return shared;
+}
+
 t.test('the client a PROXY header names (v1, v2 with TLVs) is the client on HTTP/1.1, h2c and TLS listeners: X-Forwarded-For and the access log say so', async (t) => {
-  const { d, ports } = await proxied(t);
+  const { d, ports } = await sharedProxied();
   const [v1, v2, v2tlv, h2c, tls] = await haproxy(t, d.dir, [
     { to: `127.0.0.1:${ports.h1}`, send: 'send-proxy' },
     { to: `127.0.0.1:${ports.h1}`, send: 'send-proxy-v2' },
@@ -76,7 +84,7 @@ const SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 const REQUEST = 'GET /raw HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n';
 
 t.test('LOCAL and UNKNOWN headers keep the TCP peer; IPv6 clients and headers cut into pieces are read', async (t) => {
-  const { ports } = await proxied(t);
+  const { ports } = await sharedProxied();
   const body = (text: string) => text.slice(text.indexOf('\r\n\r\n') + 4);
   const local = Buffer.concat([SIG, Buffer.from([0x20, 0x00, 0, 0]), Buffer.from(REQUEST)]);
   t.equal(body((await rawRequest(ports.h1, local)).text), '127.0.0.1|http', 'v2 LOCAL: the connection\'s own peer');
