@@ -4,7 +4,8 @@
  * otherwise. The decision is written into the socket itself (its `remoteAddress`, `remotePort`, `remoteFamily`), so
  * that everything reading them (X-Forwarded-For, logs, metrics, access rules, rate limits, the HTTP/2 guard, TLS
  * and WebSocket code) sees the client without knowing how it was found. A connection whose header is missing,
- * malformed or late is closed; the failures are logged at most every 10 s per worker, with counts.
+ * malformed or late is closed; the failures are logged at most every 10 s per worker, with counts, and what is
+ * pending when the listener has closed (a drain: reload, upgrade, graceful stop) is logged then, before the worker exits.
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -36,11 +37,12 @@ class Failures {
     this.#counts.set(reason, (this.#counts.get(reason) ?? 0) + 1);
     this.#last = from ?? 'unknown';
     const wait = this.#loggedAt + FAILURE_LOG_MS - Date.now();
-    if (wait <= 0) this.#flush();
-    else this.#timer ??= setTimeout(() => this.#flush(), wait).unref();
+    if (wait <= 0) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), wait).unref();
   }
 
-  #flush(): void {
+  flush(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     if (this.#counts.size === 0) return;
     this.#loggedAt = Date.now();
@@ -146,6 +148,14 @@ export class ConnectionEdge {
     const unix = listener.address.family === 'unix';
     if (!listener.proxyProtocol && !unix) return null;
     return new ConnectionEdge(listener.proxyProtocol, unix, timeoutMs, listener.address.key, log);
+  }
+
+  /**
+   * `server` accepts this edge's connections: once it has closed and its last connection is gone (a drain), no
+   * failure can follow, and the counts still waiting for the next log line are logged now: the worker exits next.
+   */
+  watch(server: net.Server): void {
+    server.once('close', () => this.#failures.flush());
   }
 
   /** Find out who the client of `socket` is, then call `next` (never, if the connection is refused). */

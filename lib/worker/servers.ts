@@ -220,6 +220,7 @@ export function createServer(listener: ListenerConfig, handlers: Handlers, drain
  */
 function edgeFront(edge: ConnectionEdge, inner: net.Server, h1: http.Server): net.Server {
   const front = net.createServer((socket) => edge.accept(socket, () => inner.emit('connection', socket)));
+  edge.watch(front);
   // Node starts the HTTP/1 header-timeout sweep on 'listening', and only the front listens.
   front.once('listening', () => h1.emit('listening'));
   return front;
@@ -263,6 +264,7 @@ function createProtocolServer(listener: ListenerConfig, handlers: Handlers, drai
     else h1.emit('connection', socket);
   });
   const front = net.createServer(edge === null ? protocol : (socket) => edge.accept(socket, () => protocol(socket)));
+  edge?.watch(front);
   // h1 never listens itself (the front hands it connections), and Node starts its header-timeout sweep on
   // 'listening': without this, slowloris clients on an h2c port would never get their 408.
   front.once('listening', () => h1.emit('listening'));

@@ -28,6 +28,29 @@ async function waitFor(what, ms, check) {
   }
 }
 
+/** Live children of `pid` (a master's workers, a systemd-notify it started); zombies count as gone. */
+function childrenOf(pid) {
+  const out = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === pid && state !== 'Z') out.push(Number(name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+const alive = (pid) => { try { return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; } };
+
+/** Some line of the daemon's JSON error log matches `pred`. */
+function logged(file, pred) {
+  let text = '';
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return false; }
+  return text.split('\n').some((line) => { try { return pred(JSON.parse(line)); } catch { return false; } });
+}
+
 const freePort = () => new Promise((resolve) => {
   const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
@@ -87,16 +110,22 @@ async function main() {
     const first = await waitFor('the master', 60_000, readPid);
     await waitFor('serving', 60_000, async () => (await get(port, '/')) === 200);
     for (let i = 0; i < 20; i++) await Promise.all([get(port, '/'), get(port, '/up'), get(admin, '/status'), get(admin, '/metrics')]);
+    // Each step waits for its outcome (not a fixed time): what it makes the processes do is then in the trace.
+    const errorLog = path.join(dir, 'error.log');
+    const gen1 = childrenOf(first);
     process.kill(first, 'SIGHUP');
-    await sleep(3000);
+    await waitFor('the reload: generation 2 ready, generation 1 drained and gone', 60_000, () => logged(errorLog, (l) => l.msg === 'generation ready' && l.generation === 2) && gen1.every((p) => !alive(p)));
     fs.renameSync(path.join(dir, 'access.log'), path.join(dir, 'access.log.1'));
     process.kill(first, 'SIGUSR1');
-    await sleep(1000);
+    await waitFor('the access log reopened', 60_000, () => logged(errorLog, (l) => l.msg === 'reopening log files') && fs.existsSync(path.join(dir, 'access.log')));
     process.kill(first, 'SIGUSR2');
+    // The new master writes the pid file once its workers are ready.
     const second = await waitFor('the new master', 60_000, () => { const p = readPid(); return p && p !== first ? p : undefined; });
-    await sleep(2000);
+    await waitFor('the new master\'s workers', 60_000, () => childrenOf(second).length >= 2);
+    // The new master is a child of the old one too: it stays.
+    const gen2 = childrenOf(first).filter((p) => p !== second);
     process.kill(first, 'SIGWINCH');
-    await sleep(2000);
+    await waitFor('the old master\'s workers drained and gone', 60_000, () => gen2.every((p) => !alive(p)));
     process.kill(first, 'SIGQUIT');
     for (let i = 0; i < 20; i++) await Promise.all([get(port, '/'), get(port, '/up')]);
     process.kill(second, 'SIGQUIT');

@@ -121,10 +121,14 @@ export interface DaemonOptions {
   log?: string;
 }
 
-/** Copy bin/, dist/ and package.json into `dir` (node_modules linked) so a test can change the code on disk. */
+/**
+ * Copy bin/, dist/ (without the compiled tests: the daemon never loads them, and they are a third of the files) and
+ * package.json into `dir` (node_modules linked) so a test can change the code on disk.
+ */
 export function copyPackage(dir: string): string {
+  const tests = path.join(ROOT, 'dist/test');
   fs.cpSync(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
-  fs.cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true, filter: (from) => from !== tests });
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   return path.join(dir, 'bin/baton');
