@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { Daemon, proxyAll, waitFor } from '../helpers/daemon.js';
 import { request, upstream } from '../helpers/http.js';
@@ -51,4 +52,13 @@ t.test('a worker with an h2c listener loads node:http2 before it is ready', asyn
   const ready = await waitFor('the worker traced its ready', 30_000, () => traced(trace).find((x) => x.pid === worker && x.step === 'ready sending'));
   t.ok(ready.optional!.includes('http2'), 'node:http2 is loaded for the listener');
   t.equal((await request(await d.port(), '/')).body, 'up\n', 'HTTP/1.1 on the h2c port is proxied');
+});
+
+t.test('the bundles require Node built-ins rather than import them (an ES import of node:http loads Node 22+ own undici, TLS, HTTP/2 and zlib)', async (t) => {
+  for (const name of ['worker/main.js', 'cli.js']) {
+    const file = fileURLToPath(new URL(`../../bundle/${name}`, import.meta.url));
+    const imports = fs.readFileSync(file, 'utf8').split('\n').filter((l) => /^import\b.*["']node:/.test(l));
+    t.same(imports.map((l) => l.replace(/;.*/, '')), ["import { createRequire as __batonRequire } from 'node:module'"], `${name}: only the banner's node:module`);
+    t.match(fs.readFileSync(file, 'utf8'), /__require\("node:http"\)/, `${name}: node:http by require`);
+  }
 });
