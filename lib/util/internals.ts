@@ -7,11 +7,11 @@
  * Checked on Node 20.20, 22.23 and 24.22 with pino 10.4 / sonic-boom 4.
  */
 import http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import pino from 'pino';
 import type { Client, Pool } from 'undici';
 
@@ -269,11 +269,38 @@ export function removeWarningPrinter(): void {
   for (const l of process.listeners('warning')) if (l.name === WARNING_PRINTER) process.off('warning', l);
 }
 
+// ---- what a process has loaded (the start-up trace) ------------------------------------------------------------
+
+/**
+ * The built-in modules this process has loaded so far (`process.moduleLoadList`, undocumented: entries
+ * 'NativeModule http2'...), by name. Diagnostics only (scripts/reload-timing --trace): no probe, and an empty
+ * list if a release drops it.
+ */
+export function loadedBuiltins(): string[] {
+  const list = (process as { moduleLoadList?: unknown }).moduleLoadList;
+  if (!Array.isArray(list)) return [];
+  return list.filter((m): m is string => typeof m === 'string' && m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
+}
+
+/**
+ * The packages of which CommonJS has loaded code from node_modules (undici, http-proxy: not in the bundle); a
+ * package.json read alone (the undici probe reads its version) does not count.
+ */
+export function loadedPackages(): string[] {
+  const names = new Set<string>();
+  for (const file of Object.keys(requireHere.cache)) {
+    if (!/\.[cm]?js$/.test(file)) continue;
+    const m = /[/\\]node_modules[/\\]((?:@[^/\\]+[/\\])?[^/\\]+)[/\\]/.exec(file.slice(file.lastIndexOf('node_modules') - 1));
+    if (m) names.add(m[1]!);
+  }
+  return [...names].sort();
+}
+
 // ---- the start-up probe ----------------------------------------------------------------------------------------
 
 function probeSession(): string[] {
   const missing: string[] = [];
-  const server = http2.createServer();
+  const server = process.getBuiltinModule('node:http2').createServer();
   let session: http2.ServerHttp2Session | undefined;
   server.on('session', (s) => { session = s; });
   const duplex = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
@@ -321,7 +348,7 @@ function probeParserIdle(): string[] {
 
 function probeTls(): string[] {
   const raw = new net.Socket();
-  const socket = new tls.TLSSocket(raw, { isServer: true });
+  const socket = new (process.getBuiltinModule('node:tls').TLSSocket)(raw, { isServer: true });
   const missing = tlsParent(socket) === raw ? [] : ['tls: TLSSocket._parent'];
   socket.destroy();
   raw.destroy();
@@ -336,13 +363,31 @@ function probeSink(): string[] {
   return missing;
 }
 
-/** Names of the internals this Node and these libraries no longer have; empty when all are there. */
-export function missingInternals(): string[] {
+/** What a process's code paths use besides HTTP/1.1: the internals of those only are probed. */
+export interface InternalsInUse {
+  /**
+   * An HTTP/2 server (h2c or TLS listeners), or a front that sets the client's address (PROXY protocol, unix):
+   * the session's socket symbol, JSStreamSocket, `_peername` (probed on an HTTP/2 session).
+   */
+  readonly http2: boolean;
+  /** A TLS listener: `TLSSocket._parent`. */
+  readonly tls: boolean;
+}
+
+/**
+ * Names of the internals this Node and these libraries no longer have; empty when all are there. The master probes
+ * all of them; a worker those its config uses (the HTTP/2 and TLS probes load node:http2 and node:tls, which a
+ * worker whose config has neither does not load before it is ready).
+ */
+export function missingInternals(uses: InternalsInUse = { http2: true, tls: true }): string[] {
   const missing: string[] = [];
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
   if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
-  for (const probe of [probeHttp, probeParserIdle, probeSession, probeTls, probeSink, probeUndici]) {
+  const probes = [probeHttp, probeParserIdle, probeSink, probeUndici];
+  if (uses.http2) probes.push(probeSession);
+  if (uses.tls) probes.push(probeTls);
+  for (const probe of probes) {
     try {
       missing.push(...probe());
     } catch (err) {

@@ -22,8 +22,10 @@ export function traceRole(name: string): void {
   role = name;
 }
 
-export function traceStep(step: string, fields?: Record<string, unknown>): void {
+/** `fields`: extra values for the line; a function when they cost something to gather (called only when tracing). */
+export function traceStep(step: string, fields?: Record<string, unknown> | (() => Record<string, unknown>)): void {
   if (file === null) return;
+  if (typeof fields === 'function') fields = fields();
   const lines: string[] = [];
   if (first) {
     first = false;

@@ -2,7 +2,8 @@
  * @module HTTP/2 sessions during a drain (DESIGN §4): every session, idle ones included, gets the two-phase GOAWAY;
  * and a session over an H2Port gets the client's address.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { NGHTTP2_NO_ERROR } from './h2-codes.js';
 import { H2Port } from './h2-port.js';
 import { sessionSocket, setPeer } from '../util/internals.js';
 
@@ -63,7 +64,7 @@ export class Sessions {
     if (session.closed || session.destroyed) return;
     if (!H2Port.of(session)?.notice()) {
       try {
-        session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+        session.goaway(NGHTTP2_NO_ERROR, MAX_STREAM_ID);
       } catch {
         /* the session is going away by itself */
       }

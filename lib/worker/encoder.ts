@@ -8,7 +8,7 @@
  * then reports backpressure from the zlib stream, which is itself held while the client's buffer is full.
  */
 import type { ServerResponse } from 'node:http';
-import zlib from 'node:zlib';
+import type zlib from 'node:zlib';
 import type { CompressionAlgorithm } from '../config/types.js';
 
 /** gzip level 5 and brotli quality 5 with at most a 1 MiB window: close to the best ratio for dynamic content at a
@@ -18,6 +18,12 @@ const BROTLI_QUALITY = 5;
 const BROTLI_LGWIN = 20;
 /** Bodies up to this size (by their Content-Length) are compressed in one call. */
 export const ONE_CALL_MAX = 64 * 1024;
+
+let loaded: typeof zlib | null = null;
+/** node:zlib, loaded by the first compressed response: a worker whose routes never compress never loads it. */
+function zlibModule(): typeof zlib {
+  return (loaded ??= process.getBuiltinModule('node:zlib'));
+}
 
 /** Where the encoder reports to: the response relay. */
 export interface EncoderOwner {
@@ -56,12 +62,13 @@ function gzipOptions(length: number): zlib.ZlibOptions {
 }
 
 function brotliOptions(length: number): zlib.BrotliOptions {
+  const c = zlibModule().constants;
   const params: Record<number, number> = {
-    [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
-    [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT,
-    [zlib.constants.BROTLI_PARAM_LGWIN]: length > 0 ? Math.min(BROTLI_LGWIN, Math.max(10, Math.ceil(Math.log2(length)))) : BROTLI_LGWIN,
+    [c.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+    [c.BROTLI_PARAM_MODE]: c.BROTLI_MODE_TEXT,
+    [c.BROTLI_PARAM_LGWIN]: length > 0 ? Math.min(BROTLI_LGWIN, Math.max(10, Math.ceil(Math.log2(length)))) : BROTLI_LGWIN,
   };
-  if (length > 0) params[zlib.constants.BROTLI_PARAM_SIZE_HINT] = length;
+  if (length > 0) params[c.BROTLI_PARAM_SIZE_HINT] = length;
   return { params };
 }
 
@@ -97,7 +104,7 @@ class OneCallEncoder implements Encoder {
     this.#chunks = [];
     let out: Buffer;
     try {
-      out = this.#coding === 'gzip' ? zlib.gzipSync(body, gzipOptions(this.#length)) : zlib.brotliCompressSync(body, brotliOptions(this.#length));
+      out = this.#coding === 'gzip' ? zlibModule().gzipSync(body, gzipOptions(this.#length)) : zlibModule().brotliCompressSync(body, brotliOptions(this.#length));
     } catch (err) {
       this.#owner.failed(err as Error);
       return;
@@ -125,11 +132,11 @@ class StreamEncoder implements Encoder {
 
   constructor(coding: CompressionAlgorithm, res: ServerResponse, owner: EncoderOwner, length: number) {
     if (coding === 'gzip') {
-      this.#stream = zlib.createGzip(gzipOptions(length));
-      this.#flushKind = zlib.constants.Z_SYNC_FLUSH;
+      this.#stream = zlibModule().createGzip(gzipOptions(length));
+      this.#flushKind = zlibModule().constants.Z_SYNC_FLUSH;
     } else {
-      this.#stream = zlib.createBrotliCompress(brotliOptions(length));
-      this.#flushKind = zlib.constants.BROTLI_OPERATION_FLUSH;
+      this.#stream = zlibModule().createBrotliCompress(brotliOptions(length));
+      this.#flushKind = zlibModule().constants.BROTLI_OPERATION_FLUSH;
     }
     const stream = this.#stream;
     let held = false;

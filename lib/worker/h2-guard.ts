@@ -5,9 +5,10 @@
  * chunk that crossed it is processed; a stream over its client's share is refused (REFUSED_STREAM). Logged as one
  * line per client at most every 10 s, with counts, never one per stream.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import type { Logger } from '../log/logger.js';
 import { H2Port, type PortGuard } from './h2-port.js';
+import { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM } from './h2-codes.js';
 
 /**
  * Envoy's premature-reset rule (`overload.premature_reset_total_stream_count`, 500): a connection whose client
@@ -25,7 +26,6 @@ const CLIENT_STREAM_SHARE = 2;
 /** One log line per client and kind at most this often; also how often idle clients are forgotten. */
 const LOG_INTERVAL_MS = 10_000;
 
-const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM } = http2.constants;
 /** The session's error when the guard closes it (its 'error' listener ignores it; the log line says why). */
 const CALM = Object.assign(new Error('HTTP/2 client over its stream reset limit'), { code: 'BATON_H2_CALM' });
 

@@ -9,7 +9,7 @@ import type stream from 'node:stream';
 import type { Config } from '../config/types.js';
 import type { Logs } from '../log/logger.js';
 import { compileRouter } from './router.js';
-import { closeUpstreams, createUpstreams } from './upstream/pools.js';
+import { closeUpstreams, createUpstreams, warmUpstreams } from './upstream/pools.js';
 import { HealthChecks, upstreamHealth } from './upstream/health.js';
 import type { UpstreamHealth } from '../ipc/messages.js';
 import { IdleSweeper } from './idle.js';
@@ -40,6 +40,8 @@ export interface RequestHandler {
   close(): Promise<void>;
   /** Every upstream target as this worker sees it (passive marks, active checks), for the master's /status. */
   health(): UpstreamHealth[];
+  /** Load what the first request would otherwise load (the upstream pools): once the worker is ready. */
+  warm(): void;
 }
 
 export function createRequestHandler(config: Config, logs: Logs, info: { generation: number }): RequestHandler {
@@ -76,6 +78,9 @@ export function createRequestHandler(config: Config, logs: Logs, info: { generat
     },
     tunnels: tunnels.book,
     health: () => upstreamHealth(upstreams.values(), Date.now()),
+    warm() {
+      warmUpstreams(upstreams);
+    },
     async close() {
       checks.stop();
       ctx.sweeper.close();

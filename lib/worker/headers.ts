@@ -8,7 +8,6 @@
  * Names keep the sender's spelling; comparisons are on the lower-cased name.
  */
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { displayAddress, type TrustedProxies } from './client-address.js';
 
 /** Why a request was refused before anything was sent upstream (→ 400). */
@@ -236,12 +235,14 @@ export function isSaneRequestId(id: string): boolean {
 
 // A random per-process prefix and a counter: unique across workers and restarts, and far cheaper than a UUID
 // per request (no crypto call on the hot path).
-const ID_PREFIX = randomBytes(6).toString('hex') + '-';
+// Drawn at the first request, not at start: node:crypto stays off the worker's start-up path.
+let idPrefix: string | null = null;
 let idCounter = 0;
 
 export function nextRequestId(): string {
+  idPrefix ??= process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex') + '-';
   idCounter = idCounter === Number.MAX_SAFE_INTEGER ? 1 : idCounter + 1;
-  return ID_PREFIX + idCounter.toString(36);
+  return idPrefix + idCounter.toString(36);
 }
 
 /**

@@ -16,7 +16,7 @@ import { createServer } from './servers.js';
 import { Drainer } from './drain.js';
 import { HandoffSender, type Channel, type Trace } from './handoff.js';
 import { HandoffReceiver } from './handoff-in.js';
-import { missingInternals } from '../util/internals.js';
+import { loadedBuiltins, loadedPackages, missingInternals } from '../util/internals.js';
 import { leases } from './rate-limit.js';
 import { traceRole, traceStep } from '../util/startup-trace.js';
 
@@ -135,6 +135,14 @@ function drain(handoff = false): void {
   }
 }
 
+/** For the start-up trace: how much this worker has loaded, and which of what a config may not need. */
+function loaded(): Record<string, unknown> {
+  const builtins = loadedBuiltins();
+  return { builtins: builtins.length, optional: builtins.filter((m) => OPTIONAL_BUILTINS.has(m)), packages: loadedPackages() };
+}
+/** Built-ins that only some configs need (HTTP/2, TLS, https upstreams, compression, request ids' randomness). */
+const OPTIONAL_BUILTINS = new Set(['http2', 'tls', 'https', 'zlib', 'crypto']);
+
 async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<void> {
   traceStep('start message received');
   const { config, generation } = msg;
@@ -144,7 +152,12 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   logs = createLogs(config.log, { role: 'worker', generation });
   const l = logs;
   logWarnings(() => l.error);
-  const missing = missingInternals();
+  // Only what its listeners use: the HTTP/2 and TLS probes would load node:http2 and node:tls (the master probed all).
+  const uses = {
+    http2: config.listeners.some((x) => x.h2c || x.tls !== null || x.proxyProtocol || x.address.family === 'unix'),
+    tls: config.listeners.some((x) => x.tls !== null),
+  };
+  const missing = missingInternals(uses);
   if (missing.length) throw new Error(`this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`);
   traceStep('logs open');
   const h = createRequestHandler(config, l, { generation });
@@ -182,8 +195,14 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   // Traced before the send: once sent, the master may record its generation ready before this line runs.
-  traceStep('ready sending');
+  traceStep('ready sending', loaded);
   send({ type: 'ready' });
+  // What could wait until after 'ready' (undici's pools) is loaded now, before the first request when none has come yet.
+  setImmediate(() => {
+    if (drainer.draining) return;
+    h.warm();
+    traceStep('warm', loaded);
+  });
 }
 
 process.on('message', (msg: unknown, handle: unknown) => {

@@ -7,7 +7,6 @@
  * within 250 ms (busy, or gone: rate-lease.ts), the worker decides alone from a bucket of its share of the limit
  * (rate and burst divided by the number of workers) and owes the tokens it spent, paid back on its next ask.
  */
-import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { RateLimitConfig, RouteConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
@@ -107,7 +106,7 @@ export class RateLimiter implements LeaseHolder<KeyState> {
     if (v === undefined || v === '') return null;
     const key = typeof v === 'string' ? v : v.join(', ');
     // A client chooses this value: long ones are hashed, so that 100000 keys stay small in the master.
-    return key.length <= MAX_KEY_LENGTH ? key : createHash('sha256').update(key).digest('base64');
+    return key.length <= MAX_KEY_LENGTH ? key : process.getBuiltinModule('node:crypto').createHash('sha256').update(key).digest('base64');
   }
 
   #state(key: string, now: number): KeyState {

@@ -5,7 +5,7 @@
  * headers cuts the response (HTTP/2: RST_STREAM INTERNAL_ERROR), never a short body that looks complete.
  */
 import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
-import { constants as h2constants } from 'node:http2';
+import { NGHTTP2_INTERNAL_ERROR } from './h2-codes.js';
 import { buildResponseHeaders } from './headers.js';
 import { BAD_RESPONSE, CLIENT_IDLE, INTERNAL, coded } from './errors.js';
 import type { IdleSweeper, IdleWatched } from './idle.js';
@@ -14,8 +14,6 @@ import type { RouteAction } from './route-action.js';
 import { applyHeaderRules } from './header-rules.js';
 import { createEncoder, type Encoder, type EncoderOwner } from './encoder.js';
 import type { VariableSource } from '../util/template.js';
-
-const { NGHTTP2_INTERNAL_ERROR } = h2constants;
 
 /** What the relay reports into and writes to: the request's outcome and its response (an Exchange). */
 export interface Relayed extends VariableSource {

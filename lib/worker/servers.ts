@@ -8,7 +8,7 @@
  * per connection, HTTP/2 streams and resets, idle sessions, the fd budget); the request handler decides the rest.
  */
 import http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { ClientLimits, ListenerConfig } from '../config/types.js';
@@ -16,6 +16,7 @@ import { DEFAULT_LIMITS } from '../config/defaults.js';
 import { DrainAwareResponse, exposeClient, type Drainer } from './drain.js';
 import { H2Guard, refusedStream } from './h2-guard.js';
 import { H2Port } from './h2-port.js';
+import { http2Module } from './h2-codes.js';
 import { createTlsServer } from './tls-server.js';
 import { ConnectionEdge, copyPeerToTls } from './proxy-protocol.js';
 import { closeIdleSessions, connectionBudget, h2MaxHeaderPairs } from './limits.js';
@@ -113,7 +114,7 @@ function h1Server(handlers: Handlers, limits: ClientLimits): http.Server {
  * would turn an oversized header list into a stream reset as well, instead of a 431.
  */
 function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): http2.Http2Server {
-  const server = http2.createServer({
+  const server = http2Module().createServer({
     maxHeaderListPairs: h2MaxHeaderPairs(limits),
     settings: { maxConcurrentStreams: limits.http2MaxConcurrentStreams },
   });

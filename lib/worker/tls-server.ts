@@ -3,8 +3,7 @@
  * h2 and http/1.1, a handshake bounded by `header_timeout`, and no client-initiated renegotiation (TLS 1.2: each
  * one costs the server a full handshake; nginx refuses them too).
  */
-import crypto from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 
 /** Mozilla "intermediate": forward secrecy and AEAD only, TLS 1.2+ (TLS 1.3 suites are always on). */
@@ -17,7 +16,9 @@ const CIPHERS = [
  * OpenSSL answers a renegotiation ClientHello with a no_renegotiation alert before any key exchange; Node, told
  * to refuse renegotiation on the socket, reports the attempt ('error'), and the connection is closed.
  */
-const NO_RENEGOTIATION = crypto.constants.SSL_OP_NO_RENEGOTIATION;
+const noRenegotiation = (): number => process.getBuiltinModule('node:crypto').constants.SSL_OP_NO_RENEGOTIATION;
+/** node:tls, loaded by the first TLS listener: a worker without one never loads it before it is ready. */
+const tlsModule = (): typeof tls => process.getBuiltinModule('node:tls');
 
 type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
 
@@ -26,7 +27,7 @@ function sniCallback(conf: TlsConfig): SniCallback | undefined {
   const exact = new Map<string, tls.SecureContext>();
   const wild: [string, tls.SecureContext][] = [];
   for (const entry of conf.sni) {
-    const ctx = tls.createSecureContext({ cert: entry.cert, key: entry.key, minVersion: 'TLSv1.2', ciphers: CIPHERS, secureOptions: NO_RENEGOTIATION });
+    const ctx = tlsModule().createSecureContext({ cert: entry.cert, key: entry.key, minVersion: 'TLSv1.2', ciphers: CIPHERS, secureOptions: noRenegotiation() });
     for (const name of entry.names) {
       if (name.startsWith('*.')) wild.push([name.slice(1), ctx]);
       else exact.set(name, ctx);
@@ -56,13 +57,13 @@ function onClientError(_err: Error, socket: tls.TLSSocket): void {
 /** A TLS server; its 'secureConnection' sockets go to the HTTP/1.1 or HTTP/2 server by ALPN (servers.ts). */
 export function createTlsServer(conf: TlsConfig, handshakeTimeout: number): tls.Server {
   const SNICallback = sniCallback(conf);
-  const server = tls.createServer({
+  const server = tlsModule().createServer({
     cert: conf.cert,
     key: conf.key,
     minVersion: 'TLSv1.2',
     ciphers: CIPHERS,
     honorCipherOrder: true,
-    secureOptions: NO_RENEGOTIATION,
+    secureOptions: noRenegotiation(),
     ALPNProtocols: ['h2', 'http/1.1'],
     ...(SNICallback ? { SNICallback } : {}),
     handshakeTimeout,

@@ -7,7 +7,7 @@
  * socket: a shutdown would reach the peer through every copy of the descriptor.
  */
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { holdReads, releaseReads } from '../util/internals.js';
 
@@ -17,7 +17,7 @@ const POLL_MS = 5;
 
 /** A plain TCP socket (TLS state cannot move between processes). */
 export function plainTcp(s: Duplex | null): s is net.Socket {
-  return s instanceof net.Socket && !(s instanceof tls.TLSSocket) && !s.destroyed;
+  return s instanceof net.Socket && (s as tls.TLSSocket).encrypted !== true && !s.destroyed;
 }
 
 /** Open both ways, and nothing of it in this process: no byte read and unwritten, no write short of the kernel. */

@@ -10,7 +10,8 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
+import { createRequire } from 'node:module';
+import type httpProxy from 'http-proxy';
 import { Admission, admit, Arrival } from './admission.js';
 import { logNoLiveTarget } from './failover.js';
 import { CLIENT_GONE, classify, coded, errorCode } from './errors.js';
@@ -31,25 +32,41 @@ type ClientSocket = Duplex & { [kTunnel]?: Tunnel };
 
 type WsTarget = TunnelTarget;
 
+/**
+ * http-proxy, loaded at the first WebSocket upgrade and kept: with follow-redirects it loads node:https, node:tls
+ * and node:crypto, which a worker would otherwise pay for at start whether or not a client ever opens a tunnel.
+ * Required from node_modules (the bundle leaves a require by computed path alone), as undici's files are.
+ */
+const requireHere = createRequire(import.meta.url);
+let httpProxyModule: typeof httpProxy | null = null;
+
 
 export class Tunnels {
   readonly #ctx: HandlerContext;
-  readonly #proxy: httpProxy;
+  #proxy: httpProxy | null = null;
   /** The open tunnels: counted, closed, moved and adopted there. */
   readonly book: TunnelBook;
   readonly #targets = new WeakMap<Target, WsTarget>();
   constructor(ctx: HandlerContext, labels: readonly string[] = []) {
     this.#ctx = ctx;
     this.book = new TunnelBook(ctx, labels);
+  }
+
+  /** The http-proxy server, made at the first tunnel. */
+  #proxyServer(): httpProxy {
+    if (this.#proxy !== null) return this.#proxy;
+    httpProxyModule ??= requireHere('http-proxy') as typeof httpProxy;
     // prependPath false + our own path; no xfwd (we add X-Forwarded-* ourselves); Host kept from the client.
-    this.#proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, prependPath: false, changeOrigin: false });
+    const proxy = httpProxyModule.createProxyServer({ ws: true, xfwd: false, prependPath: false, changeOrigin: false });
     // Only reached if a callback-less path ever fires: without a listener http-proxy throws (process crash).
-    this.#proxy.on('error', (err, _req, socket) => {
-      ctx.log.error.warn({ code: errorCode(err), error: err.message }, 'websocket proxy error');
+    proxy.on('error', (err, _req, socket) => {
+      this.#ctx.log.error.warn({ code: errorCode(err), error: err.message }, 'websocket proxy error');
       const s = socket as unknown as Duplex | undefined;
       if (s && typeof s.destroy === 'function') s.destroy();
     });
-    this.#proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.#onProxyRequest(proxyReq, socket as ClientSocket));
+    proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.#onProxyRequest(proxyReq, socket as ClientSocket));
+    this.#proxy = proxy;
+    return proxy;
   }
 
   get open(): number {
@@ -113,7 +130,7 @@ export class Tunnels {
     req.headers = toHeaderObject(a.headers) as http.IncomingHttpHeaders;
     req.url = a.target; // the route's path rules (and an absolute-form target's path)
     const ws = this.#wsTarget(target);
-    this.#proxy.ws(req, socket, head, { target: ws.target as unknown as string, agent: ws.agent }, (err) => this.#failed(tunnel, err));
+    this.#proxyServer().ws(req, socket, head, { target: ws.target as unknown as string, agent: ws.agent }, (err) => this.#failed(tunnel, err));
   }
 
   /** A raw answer of our own (no tunnel): written, logged, counted, and the socket closed. */

@@ -3,9 +3,9 @@
  * and as a connect function of our own (HTTP/2, h2-pool.ts). TLS settings are compiled once per upstream: a
  * secure context holding the extra CA and the client certificate, so that no connection parses certificates again.
  */
-import https from 'node:https';
+import type https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { TargetConfig, UpstreamConfig } from '../../config/types.js';
 import { NO_H2, coded } from '../errors.js';
 
@@ -35,12 +35,16 @@ export function tlsOptions(up: UpstreamConfig, host: string): tls.ConnectionOpti
   return opts;
 }
 
+/** node:tls, loaded by the first https target: a worker without one never loads it before it is ready. */
+const tlsModule = (): typeof tls => process.getBuiltinModule('node:tls');
+
 const contexts = new WeakMap<UpstreamConfig, tls.SecureContext>();
 
 function secureContextOf(up: UpstreamConfig): tls.SecureContext {
   let ctx = contexts.get(up);
   if (ctx === undefined) {
     const conf = up.tls!;
+    const tls = tlsModule();
     ctx = tls.createSecureContext({
       ...(conf.ca !== null ? { ca: [...tls.rootCertificates, conf.ca] } : null),
       ...(conf.cert !== null ? { cert: conf.cert, key: conf.key! } : null),
@@ -73,7 +77,7 @@ export function undiciConnect(e: TargetEndpoint, timeout: number): Record<string
 export function connectH2(e: TargetEndpoint, timeout: number, session: Buffer | null, onSession: (s: Buffer) => void, done: (err: Error | null, socket: net.Socket | null) => void): net.Socket {
   let socket: net.Socket;
   if (e.kind === 'tls') {
-    socket = tls.connect({ ...e.tls, host: e.host, port: e.port, ALPNProtocols: [ALPN_H2], ...(session !== null ? { session } : null) });
+    socket = tlsModule().connect({ ...e.tls, host: e.host, port: e.port, ALPNProtocols: [ALPN_H2], ...(session !== null ? { session } : null) });
     socket.on('session', onSession);
   } else {
     socket = e.socketPath !== null ? net.connect({ path: e.socketPath }) : net.connect({ host: e.host, port: e.port });
@@ -112,5 +116,5 @@ export interface TunnelTarget {
 export function tunnelTarget(e: TargetEndpoint): TunnelTarget {
   const protocol = e.kind === 'tls' ? 'https:' : 'http:';
   const target = { protocol, host: e.host, hostname: e.host, port: e.port, ...(e.socketPath !== null ? { socketPath: e.socketPath } : null) };
-  return { target, agent: e.tls !== null ? new https.Agent({ ...e.tls, keepAlive: false }) : undefined };
+  return { target, agent: e.tls !== null ? new (process.getBuiltinModule('node:https').Agent)({ ...e.tls, keepAlive: false }) : undefined };
 }

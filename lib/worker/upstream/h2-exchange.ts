@@ -2,13 +2,13 @@
  * @module One request on an HTTP/2 upstream connection (h2-pool.ts): its stream, its body going up, its response
  * coming down, in undici's dispatch handler protocol; and the connection state the pool keeps per session.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } from '../h2-codes.js';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
 import { H2_REFUSED, H2_RESET, coded } from '../errors.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 /** Streams per connection until the target's SETTINGS say otherwise (nghttp2's and Node's default is 100). */
 export const INITIAL_STREAMS = 100;
@@ -212,7 +212,7 @@ export class Exchange {
     const stream = this.#stream!;
     stream.setTimeout(0);
     // The response is complete; a request body still streaming is not wanted any more.
-    if (!stream.writableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    if (!stream.writableEnded) stream.close(NGHTTP2_NO_ERROR);
     this.#handler.onComplete!(this.#trailers);
   }
 

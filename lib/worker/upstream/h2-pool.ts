@@ -9,7 +9,8 @@
  * with a streamed body, gets a connection of its own and nothing is multiplexed; and it has no prior knowledge on
  * unix sockets. Checked against undici 7.30.2's source.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { http2Module } from '../h2-codes.js';
 import type net from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
@@ -93,7 +94,7 @@ export class H2Pool implements TargetPool, ExchangePool {
   }
 
   #ready(conn: Conn, socket: net.Socket): void {
-    const session = http2.connect(`${this.#scheme}://${this.#authority}`, {
+    const session = http2Module().connect(`${this.#scheme}://${this.#authority}`, {
       createConnection: () => socket,
       settings: { enablePush: false },
     });

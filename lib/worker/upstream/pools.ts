@@ -74,6 +74,35 @@ export function poolOptions(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnec
   };
 }
 
+/**
+ * A target's pool until its first request or `warmUpstreams`, whichever comes first: the worker builds its
+ * upstreams before it is ready, and undici (with node:http2, which undici loads) would add a third of a worker's
+ * start-up CPU (scripts/reload-timing --trace). No connection exists before the first request either way.
+ */
+class PoolOnFirstUse implements TargetPool {
+  readonly #target: Target;
+  constructor(target: Target) {
+    this.#target = target;
+  }
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return realPool(this.#target).dispatch(opts, handler);
+  }
+  close(): Promise<void> {
+    // Nothing was ever opened: the target is left with a pool that refuses requests, as a closed one does.
+    return realPool(this.#target).close();
+  }
+}
+
+function realPool(target: Target): TargetPool {
+  if (target.pool instanceof PoolOnFirstUse) target.pool = createPool(target.upstreamConfig, target, target.endpoint);
+  return target.pool;
+}
+
+/** Create every target's pool now (the worker does it once it is ready, before its first request if it can). */
+export function warmUpstreams(upstreams: Map<string, Upstream>): void {
+  for (const up of upstreams.values()) for (const t of up.targets) realPool(t);
+}
+
 /** A pool for one target, of the upstream's protocol. */
 export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
   return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new (undiciDispatchers().Pool)(t.origin, poolOptions(up, t, endpoint));
@@ -81,7 +110,7 @@ export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 
 
 function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Target {
   const endpoint = endpointOf(up, t);
-  return {
+  const target: Target = {
     index,
     origin: t.origin,
     url: t.url,
@@ -97,8 +126,10 @@ function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Targe
     checkDown: false,
     healthSince: Date.now(),
     healthWhy: null,
-    pool: createPool(up, t, endpoint),
+    pool: null as unknown as TargetPool,
   };
+  target.pool = new PoolOnFirstUse(target);
+  return target;
 }
 
 /** `log`: where the explicit opt-outs (`tls.verify: false`) are said once per worker. */
