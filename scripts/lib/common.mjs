@@ -457,24 +457,26 @@ http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tm
   return spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
 }
 
-/** baton's config in front of startHelloNginx: one listener (HTTP/1.1 and h2c), access log on, no compression. */
-export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort }) {
+/**
+ * baton's config in front of an upstream on `upPort` (startHelloNginx, or a script's own): one listener, access log
+ * on. `h2c`: HTTP/1.1 and h2c on that port (default) or HTTP/1.1 only; `compress`: the route's compress key
+ * (default false; null leaves it to baton's default); `top`: more top-level lines (e.g. "shutdown_timeout: 5s").
+ */
+export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort, h2c = true, compress = false, top = '' }) {
   const logs = name === 'baton' ? { error: 'error.log', access: 'access.log' } : { error: `${name}-error.log`, access: `${name}-access.log` };
   return `pid_file: ${name}.pid
 workers: ${workers}
-log: { level: info, error: ${logs.error}, access: ${logs.access} }
+${top ? `${top.trimEnd()}\n` : ''}log: { level: info, error: ${logs.error}, access: ${logs.access} }
 admin: { listen: ${HOST}:${admin} }
 listeners:
   - listen: ${HOST}:${port}
-    h2c: true
-upstreams:
+${h2c ? '    h2c: true\n' : ''}upstreams:
   app:
     targets: [ { url: "http://${HOST}:${upPort}" } ]
 routes:
   - path: /
     upstream: app
-    compress: false
-`;
+${compress === null ? '' : `    compress: ${compress}\n`}`;
 }
 
 /** nginx -t on a config; returns null when fine or the error text. */

@@ -6,7 +6,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, REPO_DIR, childrenOf, cleanup, die, freePorts, httpGet, log, mkTempDir, signal, spawnTracked, table, tail, waitFor } from './common.mjs';
+import { HOST, REPO_DIR, helloBatonYaml, childrenOf, cleanup, die, freePorts, httpGet, log, mkTempDir, signal, spawnTracked, table, tail, waitFor } from './common.mjs';
 
 const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'memory-probe.mjs');
 const HELP = `usage: scripts/memory-attribution [options]
@@ -65,19 +65,7 @@ async function main() {
   const [port, adminPort] = await freePorts(2);
   const upstream = http.createServer((req, res) => res.end('hello from the upstream\n'));
   await new Promise((r) => upstream.listen(0, HOST, r));
-  fs.writeFileSync(path.join(dir, 'baton.yaml'), `pid_file: baton.pid
-workers: 1
-log: { level: info, error: error.log, access: access.log }
-admin: { listen: ${HOST}:${adminPort} }
-listeners:
-  - listen: ${HOST}:${port}
-upstreams:
-  app:
-    targets: [ { url: "http://${HOST}:${upstream.address().port}" } ]
-routes:
-  - path: /
-    upstream: app
-`);
+  fs.writeFileSync(path.join(dir, 'baton.yaml'), helloBatonYaml({ workers: 1, port, admin: adminPort, upPort: upstream.address().port, h2c: false, compress: null }));
   cleanup.addPidFile(path.join(dir, 'baton.pid'));
   const nodeOptions = [`--import=${PROBE}`, opt.v8].filter(Boolean).join(' ');
   const env = { ...process.env, MEM_PROBE_DIR: probes, NODE_OPTIONS: nodeOptions };

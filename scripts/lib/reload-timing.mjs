@@ -13,6 +13,7 @@ import {
   die,
   fmtMs,
   freePorts,
+  helloBatonYaml,
   httpGet,
   httpJson,
   isAlive,
@@ -85,22 +86,7 @@ async function main() {
   const pidFile = path.join(dir, 'baton.pid');
   fs.writeFileSync(
     path.join(dir, 'baton.yaml'),
-    `# scripts/reload-timing
-pid_file: baton.pid
-workers: ${opt.workers}
-shutdown_timeout: 5s
-upgrade_timeout: 60s
-log: { level: info, error: error.log, access: access.log }
-admin: { listen: ${HOST}:${adminPort} }
-listeners:
-  - listen: ${HOST}:${port}
-upstreams:
-  app:
-    targets: [ { url: "http://${HOST}:${upstream.address().port}" } ]
-routes:
-  - path: /
-    upstream: app
-`,
+    helloBatonYaml({ workers: opt.workers, port, admin: adminPort, upPort: upstream.address().port, h2c: false, compress: null, top: 'shutdown_timeout: 5s\nupgrade_timeout: 60s' }),
   );
   cleanup.addPidFile(pidFile);
   cleanup.addPidFile(pidFile + '.oldbin');
