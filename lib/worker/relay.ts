@@ -111,12 +111,9 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
     this.stopWatchingDownload();
     if (this.#flow === Flow.None) return;
     const res = this.ex.res;
-    const finish = () => {
-      if (trailers !== null && trailers.length > 0) relayTrailers(res, trailers);
-      res.end();
-    };
-    if (this.#encoder !== null) this.#encoder.end(finish);
-    else finish();
+    // No closure for the usual uncompressed response: this runs once per request.
+    if (this.#encoder !== null) this.#encoder.end(() => endResponse(res, trailers));
+    else endResponse(res, trailers);
   }
 
   /** The response cannot be completed: end the stream (HTTP/2) or the connection (HTTP/1) without its end. */
@@ -160,6 +157,12 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
     this.#watching = false;
     this.cancel(coded(CLIENT_IDLE, 'client stopped reading the response'));
   }
+}
+
+/** The response's end, with the upstream's trailers when it sent any. */
+function endResponse(res: ServerResponse, trailers: readonly (string | Buffer)[] | null): void {
+  if (trailers !== null && trailers.length > 0) relayTrailers(res, trailers);
+  res.end();
 }
 
 /** The upstream's Content-Length (sizes the encoder), or -1. */

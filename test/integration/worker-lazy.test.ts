@@ -62,3 +62,12 @@ t.test('the bundles require Node built-ins rather than import them (an ES import
     t.match(fs.readFileSync(file, 'utf8'), /__require\("node:http"\)/, `${name}: node:http by require`);
   }
 });
+
+t.test('the bundles define no function names at run time (esbuild keepNames: a defineProperty per closure made per request)', async (t) => {
+  // Each with a function of its own: the check would also pass on an empty file.
+  for (const [name, own] of [['worker/main.js', 'relayTrailers'], ['cli.js', 'invalidConfig']] as const) {
+    const text = fs.readFileSync(fileURLToPath(new URL(`../../bundle/${name}`, import.meta.url)), 'utf8');
+    t.match(text, new RegExp(`\\bfunction ${own}\\(`), `${name}: the bundle holds ${own}()`);
+    t.notMatch(text, /\b__name\(/, `${name}: no __name() calls`);
+  }
+});
