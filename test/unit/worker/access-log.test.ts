@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import t from 'tap';
 import { flushLines } from '../../../lib/log/logger.js';
-import { logAccess, type AccessRecord } from '../../../lib/worker/access-log.js';
+import { decimal3, logAccess, ms, type AccessRecord } from '../../../lib/worker/access-log.js';
 
 function capture(): { log: pino.Logger; lines: string[] } {
   const lines: string[] = [];
@@ -61,4 +61,24 @@ t.test('the path logged can differ from the record (query strings left out)', as
   const { log } = cap;
   logAccess(log, base, '/x');
   t.equal((JSON.parse(cap.lines[0]!) as { path: string }).path, '/x');
+});
+
+t.test('durations are written exactly as JavaScript writes the 3-decimal figure, from integers', async (t) => {
+  const cases = [0, 0.001, 0.01, 0.1, 0.087, 0.5, 1, 1.5, 1.05, 1.005, 12, 99.999, 100.1, 1234.56, 60000, 86_399_999.999];
+  // Random spans as the exchange measures them (performance.now() readings), over every scale a request has.
+  let seed = 7;
+  const next = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+  for (let i = 0; i < 5000; i++) {
+    const from = next() * 1e6;
+    cases.push(ms(from, from + next() * 10 ** Math.floor(next() * 8 - 2)));
+  }
+  const wrong = cases.filter((v) => decimal3(v) !== String(v));
+  t.same(wrong.slice(0, 5).map((v) => [v, decimal3(v)]), [], `${cases.length} figures written as String() writes them`);
+  // Outside the integer path (negative, huge, not a number), String() itself.
+  for (const v of [-1.5, 2e12, Number.NaN]) t.equal(decimal3(v), String(v), `${v}`);
+  const cap = capture();
+  logAccess(cap.log, { ...base, duration: 0.087, upstream_time: 12 });
+  const line = cap.lines.at(-1)!;
+  t.match(line, /"duration":0\.087,/, 'the line has the figure as written');
+  t.match(line, /"upstream_time":12,/, 'an integer figure has no decimals');
 });
