@@ -19,9 +19,9 @@ t.test('a full device is reported once, buffers at most MAX_BUFFERED, and never 
   }
   t.same(errors, ['ENOSPC'], 'one report for 25000 failed lines');
   t.ok((sink as unknown as { _len: number })._len <= MAX_BUFFERED, 'the buffer is bounded');
-  const t0 = Date.now();
+  // SonicBoom alone retries ENOSPC forever: a hang here fails the test by its timeout, not by a stopwatch.
   sink.flushSync();
-  t.ok(Date.now() - t0 < 1000, 'flushSync returns (SonicBoom alone retries ENOSPC forever)');
+  t.pass('flushSync returns');
   sink.destroy();
 });
 
