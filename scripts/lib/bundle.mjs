@@ -38,9 +38,9 @@ await build({
   // No keepNames: it wraps every function and class in a __name() call that redefines its `name` at run time, so
   // each closure made per request or per connection (the relay's, the h2c sniffer's) paid an Object.defineProperty.
   // Without it, CPU per proxied keep-alive request fell by about 5% (bench-ab with 2 workers and wrk: 0.942x; one
-  // worker under h2load: 0.955x). Names stay those of the source except where
-  // the bundle renames a clashing one (Exchange → Exchange2), which only a stack trace shows; the source map has
-  // the original. test/integration/worker-lazy.test.ts checks that the bundles call no __name().
+  // worker under h2load: 0.955x). Names stay those of the source except where the bundle renames a clashing one
+  // (Exchange → Exchange2), which only a stack trace shows; the source map has the original.
+  // test/integration/worker-lazy.test.ts checks that the bundles call no __name().
   keepNames: false,
   sourcemap: true,
   logLevel: 'warning',

@@ -54,19 +54,22 @@ t.test('a worker with an h2c listener loads node:http2 before it is ready', asyn
   t.equal((await request(await d.port(), '/')).body, 'up\n', 'HTTP/1.1 on the h2c port is proxied');
 });
 
+/** The text of one bundle of this build (dist/bundle/NAME). */
+const bundleText = (name: string): string => fs.readFileSync(fileURLToPath(new URL(`../../bundle/${name}`, import.meta.url)), 'utf8');
+
 t.test('the bundles require Node built-ins rather than import them (an ES import of node:http loads Node 22+ own undici, TLS, HTTP/2 and zlib)', async (t) => {
   for (const name of ['worker/main.js', 'cli.js']) {
-    const file = fileURLToPath(new URL(`../../bundle/${name}`, import.meta.url));
-    const imports = fs.readFileSync(file, 'utf8').split('\n').filter((l) => /^import\b.*["']node:/.test(l));
+    const text = bundleText(name);
+    const imports = text.split('\n').filter((l) => /^import\b.*["']node:/.test(l));
     t.same(imports.map((l) => l.replace(/;.*/, '')), ["import { createRequire as __batonRequire } from 'node:module'"], `${name}: only the banner's node:module`);
-    t.match(fs.readFileSync(file, 'utf8'), /__require\("node:http"\)/, `${name}: node:http by require`);
+    t.match(text, /__require\("node:http"\)/, `${name}: node:http by require`);
   }
 });
 
 t.test('the bundles define no function names at run time (esbuild keepNames: a defineProperty per closure made per request)', async (t) => {
   // Each with a function of its own: the check would also pass on an empty file.
   for (const [name, own] of [['worker/main.js', 'relayTrailers'], ['cli.js', 'invalidConfig']] as const) {
-    const text = fs.readFileSync(fileURLToPath(new URL(`../../bundle/${name}`, import.meta.url)), 'utf8');
+    const text = bundleText(name);
     t.match(text, new RegExp(`\\bfunction ${own}\\(`), `${name}: the bundle holds ${own}()`);
     t.notMatch(text, /\b__name\(/, `${name}: no __name() calls`);
   }
