@@ -67,6 +67,7 @@ export function createTlsServer(conf: TlsConfig, handshakeTimeout: number): tls.
     ALPNProtocols: ['h2', 'http/1.1'],
     ...(SNICallback ? { SNICallback } : {}),
     handshakeTimeout,
+    noDelay: true,
   });
   server.on('secureConnection', onSecure);
   server.on('tlsClientError', onClientError);
