@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
-import { HOST, NGINX_TEMP_PATHS, REPO_DIR, die, freePorts, httpGet, log, makeCert, mkTempDir, percentile, runMain, spawnTracked, table, waitFor, which } from './common.mjs';
+import { HOST, NGINX_TEMP_PATHS, REPO_DIR, die, freePorts, httpGet, log, makeCert, mkTempDir, percentile, runMain, signal, spawnTracked, table, waitExit, waitFor, which } from './common.mjs';
 
 const HELP = `usage: scripts/stream-latency [options]
 
@@ -115,8 +115,9 @@ routes:
   - path: /
     upstream: app
 `);
-  spawnTracked(o.node, [o.baton, '-c', `${dir}/baton.yaml`], { cwd: dir, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
+  const baton = spawnTracked(o.node, [o.baton, '-c', `${dir}/baton.yaml`], { cwd: dir, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
   if (!(await waitFor(async () => (await httpGet(plain, '/', { timeout: 5000 }))?.status === 200, 30_000, 200))) die(`baton did not start (${dir}/baton.out)`, 1);
+  const stops = [baton];
   const targets = [{ name: 'upstream (direct)', port: up }];
   if (which('nginx')) {
     fs.writeFileSync(`${dir}/nginx.conf`, `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log warn;
@@ -124,7 +125,8 @@ events {} http { access_log off; ${NGINX_TEMP_PATHS(`${dir}/nginx-temp`)}
 upstream app { server ${HOST}:${up}; keepalive 8; }
 server { listen ${HOST}:${ngx}; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
 `);
-    spawnTracked('nginx', ['-p', `${dir}/`, '-c', `${dir}/nginx.conf`], { cwd: dir, stdout: `${dir}/nginx.out`, stderr: `${dir}/nginx.out` });
+    const nginx = spawnTracked('nginx', ['-p', `${dir}/`, '-c', `${dir}/nginx.conf`], { cwd: dir, stdout: `${dir}/nginx.out`, stderr: `${dir}/nginx.out` });
+    stops.push(nginx);
     if (await waitFor(async () => (await httpGet(ngx, '/', { timeout: 5000 }))?.status === 200, 15_000, 200)) targets.push({ name: 'nginx, plain', port: ngx });
     else log(`nginx did not start (${dir}/nginx.out): its row is left out`);
   }
@@ -143,6 +145,8 @@ server { listen ${HOST}:${ngx}; location / { proxy_pass http://app; proxy_http_v
     t.name, med(t).toFixed(1), percentile(t.times, 90).toFixed(1), t.times.at(-1).toFixed(1), (med(t) / base).toFixed(2), ngxRow ? (med(t) / med(ngxRow)).toFixed(2) : '-',
   ])));
   console.log('A median about 40 ms above the upstream\'s means Nagle\'s algorithm meets the client\'s delayed ACK on that listener.');
+  for (const cp of stops) signal(cp.pid, 'SIGQUIT');
+  for (const cp of stops) await waitExit(cp.pid, 30_000);
   fs.rmSync(dir, { recursive: true, force: true });
   upstream.close();
   return 0;
