@@ -1,5 +1,4 @@
 /** @module The server each listener kind gets (servers.ts): how it accepts its connections. */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -7,7 +6,7 @@ import t from 'tap';
 import type { ListenerConfig, TlsConfig } from '../../../lib/config/types.js';
 import { Drainer } from '../../../lib/worker/drain.js';
 import { createServer, type Handlers } from '../../../lib/worker/servers.js';
-import { KEY_ARGS } from '../../helpers/certs.js';
+import { makeCerts } from '../../helpers/certs.js';
 
 const handlers: Handlers = {
   request: (_req, res) => res.end(),
@@ -21,9 +20,9 @@ function listener(over: Partial<ListenerConfig>): ListenerConfig {
 
 t.test('every cleartext and TLS listener kind accepts with TCP_NODELAY, as Node\'s HTTP server does', async (t) => {
   const dir = t.testdir();
-  execFileSync('openssl', ['req', '-x509', ...KEY_ARGS, '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '2', '-subj', '/CN=servers.test'], { cwd: dir, stdio: 'pipe' });
-  const certFile = path.join(dir, 'c.pem');
-  const keyFile = path.join(dir, 'k.pem');
+  makeCerts(dir);
+  const certFile = path.join(dir, 'site.crt');
+  const keyFile = path.join(dir, 'site.key');
   const tls: TlsConfig = { certFile, keyFile, cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), sni: [] };
   // A front (h2c sniffing, PROXY protocol) or a TLS server accepts for the HTTP/1.1 server; Node sets the option
   // at the accept only on a server created with `noDelay`. Without it, a response written in pieces waits for the
