@@ -148,6 +148,32 @@ export function parserBegun(socket: net.Socket): boolean {
 /** Parser states change only in I/O callbacks, never within one synchronous run: one idle() per server per run. */
 const idleCache = new Map<object, Set<object>>();
 
+/** What Node keeps on an HTTP/1 parser that reads a socket's handle from C++ (`parser.consume(handle)`). */
+interface ConsumingParser {
+  _consumed?: boolean;
+  unconsume?: () => void;
+}
+
+/**
+ * Take a connection away from the HTTP/1.1 server whose parser stopped at an HTTP/2 connection preface (clientError
+ * HPE_PAUSED_H2_UPGRADE): a new socket over the same libuv handle, and the old socket destroyed without its
+ * descriptor, so that Node's HTTP server forgets it as it forgets any closed connection (its close listeners run,
+ * its parser is freed and leaves the header-timeout list). The parser lets go of the handle first
+ * (`parser.unconsume()`, as Node does itself before an 'upgrade'): the handle's reads then go to the new socket.
+ * Null, and nothing changed, when the parser does not read the handle itself (it was given bytes in JavaScript).
+ */
+export function takeFromHttp1(socket: net.Socket): net.Socket | null {
+  const s = socket as unknown as { parser?: ConsumingParser | null; _handle?: object | null };
+  const parser = s.parser;
+  const handle = s._handle;
+  if (!parser || !handle || parser._consumed !== true || typeof parser.unconsume !== 'function') return null;
+  parser.unconsume();
+  parser._consumed = false;
+  s._handle = null;
+  socket.destroy();
+  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
 // ---- libuv stream handles (net.Socket._handle) --------------------------------------------------------------------
 
 /** A connected TCP socket's libuv handle, as net.Socket keeps it (`_handle`). */
@@ -346,6 +372,19 @@ function probeParserIdle(): string[] {
   return missing;
 }
 
+/** `takeFromHttp1`: the parser Node gives a connection (`socket.parser`) can let go of a handle it reads. */
+function probeTakeover(): string[] {
+  const server = http.createServer();
+  const socket = new net.Socket();
+  server.emit('connection', socket);
+  const parser = (socket as unknown as { parser?: ConsumingParser | null }).parser;
+  const missing: string[] = [];
+  if (!parser) missing.push('http: socket.parser');
+  else if (!('_consumed' in parser) || typeof parser.unconsume !== 'function') missing.push('http: parser._consumed and parser.unconsume()');
+  socket.destroy();
+  return missing;
+}
+
 function probeTls(): string[] {
   const raw = new net.Socket();
   const socket = new (process.getBuiltinModule('node:tls').TLSSocket)(raw, { isServer: true });
@@ -367,7 +406,8 @@ function probeSink(): string[] {
 export interface InternalsInUse {
   /**
    * An HTTP/2 server (h2c or TLS listeners), or a front that sets the client's address (PROXY protocol, unix):
-   * the session's socket symbol, JSStreamSocket, `_peername` (probed on an HTTP/2 session).
+   * the session's socket symbol, JSStreamSocket, `_peername` (probed on an HTTP/2 session); the HTTP/1 parser's
+   * hold on a handle, which an h2c connection is taken from (`takeFromHttp1`).
    */
   readonly http2: boolean;
   /** A TLS listener: `TLSSocket._parent`. */
@@ -385,7 +425,7 @@ export function missingInternals(uses: InternalsInUse = { http2: true, tls: true
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
   if (!printerAtLoad) missing.push(`process: Node's warning printer (a 'warning' listener named ${WARNING_PRINTER})`);
   const probes = [probeHttp, probeParserIdle, probeSink, probeUndici];
-  if (uses.http2) probes.push(probeSession);
+  if (uses.http2) probes.push(probeSession, probeTakeover);
   if (uses.tls) probes.push(probeTls);
   for (const probe of probes) {
     try {

@@ -2,8 +2,8 @@
  * @module The receiving side of a hand-off: a serving worker takes a connection another worker passed by
  * descriptor. It answers `taken` first and reads only once that answer is written (so that if this process dies
  * before it could read, the master sees it gone without a `taken` and the sender serves the connection again),
- * then serves it as one of its own: an HTTP/1.1 connection on the server of the same listener (on an h2c port the
- * front sniffs again), a WebSocket tunnel through its tunnels. It refuses (the sender keeps the connection) when it
+ * then serves it as one of its own: an HTTP/1.1 connection on the server of the same listener (the one an h2c port's
+ * connections come to first), a WebSocket tunnel through its tunnels. It refuses (the sender keeps the connection) when it
  * drains itself, or has no cleartext listener with that address.
  */
 import type net from 'node:net';

@@ -89,6 +89,57 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
     t.match(h1.stdout, /^HTTP\/1\.1 200/);
   });
 
+  t.test('an h2c preface that arrives a few bytes at a time, its last piece with the first frames, opens an HTTP/2 session', async (t) => {
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    const pieces = [preface.subarray(0, 3), preface.subarray(3, 16), preface.subarray(16, 20), Buffer.concat([preface.subarray(20), frame(FRAME.SETTINGS, 0, 0), frame(FRAME.HEADERS, 0x5, 1, getHeaders('split.test'))])];
+    const socket = net.connect(h2cPort, '127.0.0.1');
+    t.teardown(() => socket.destroy());
+    socket.on('error', () => {});
+    const got = new Promise<{ status: boolean; body: string }>((resolve) => {
+      let status = false;
+      let body = '';
+      let buf = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+          const len = buf.readUIntBE(0, 3);
+          const [type, flags, stream] = [buf[3], buf[4], buf.readUInt32BE(5) & 0x7fffffff];
+          const payload = buf.subarray(9, 9 + len);
+          buf = buf.subarray(9 + len);
+          if (type === FRAME.SETTINGS && !(flags & 1)) socket.write(frame(FRAME.SETTINGS, 1, 0));
+          // HPACK: 0x88 is ":status: 200" from the static table.
+          if (type === FRAME.HEADERS && stream === 1) status = payload[0] === 0x88;
+          if (type === FRAME.DATA && stream === 1) body += payload.toString();
+          if (stream === 1 && flags & 1) resolve({ status, body });
+        }
+      });
+      socket.on('close', () => resolve({ status, body }));
+    });
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    for (const piece of pieces) {
+      socket.write(piece);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const answer = await got;
+    t.ok(answer.status, 'the stream is answered 200 over HTTP/2');
+    t.match(answer.body, /^hello \/ over http/);
+  });
+
+  t.test('an HTTP/2 preface after an HTTP/1.1 request on the same connection opens no session: the request is answered, then the connection closes', async (t) => {
+    const raw = await new Promise<string>((resolve) => {
+      const s = net.connect(h2cPort, '127.0.0.1', () => s.write('GET /first HTTP/1.1\r\nHost: a.test\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'));
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      s.on('error', () => resolve(text));
+      s.on('close', () => resolve(text));
+      s.setTimeout(5000, () => s.destroy());
+    });
+    // A parse error behind a request in flight ends the connection after its answer (client-error.ts).
+    t.match(raw, /^HTTP\/1\.1 200 /);
+    t.match(raw, /\r\nConnection: close\r\n/);
+    t.match(raw, /\r\n\r\nhello \/first over http\n$/, 'nothing follows the answer');
+  });
+
   t.test('h2load completes every stream over h2c and over TLS', async (t) => {
     const c = await run('h2load', ['-n', '400', '-c', '4', '-m', '10', `http://127.0.0.1:${h2cPort}/load`]);
     t.match(c, /requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored/);

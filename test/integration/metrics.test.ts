@@ -1,3 +1,4 @@
+import http2 from 'node:http2';
 import t, { type Test } from 'tap';
 import { parseExposition, sampleValue, sumOf, type Sample } from '../helpers/metrics-parse.js';
 import { Daemon, freePort, waitFor } from '../helpers/daemon.js';
@@ -141,5 +142,33 @@ routes:
   t.equal(sampleValue(open, 'baton_connections', { protocol: 'websocket', state: 'active' }), 0);
   t.equal(sampleValue(open, 'baton_requests_total', { route: '*/', upstream: '(none)', status_class: '2xx' }), 1);
   agent.destroy();
+  await scrapeUntil(d, 'no open connection', (s) => sumOf(s, 'baton_connections') === 0);
+});
+
+t.test('/metrics counts an h2c session as one open HTTP/2 connection while it is open, and none once it closes', async (t) => {
+  const d = await new Daemon(t).start({
+    body: `
+listeners:
+  - listen: 127.0.0.1:0
+    h2c: true
+routes:
+  - path: /
+    return: { status: 200, body: "hi\\n" }
+`,
+  });
+  const client = http2.connect(`http://127.0.0.1:${await d.port()}`);
+  t.teardown(() => client.destroy());
+  client.on('error', () => {});
+  const status = await new Promise<number>((resolve, reject) => {
+    const s = client.request({ ':path': '/' });
+    s.on('response', (h) => resolve(Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+  });
+  t.equal(status, 200);
+  // The session's connection was taken from the HTTP/1.1 server: it is still the worker's connection (a drain waits for it).
+  const open = await scrapeUntil(d, 'one open h2 connection', (s) => sampleValue(s, 'baton_connections', { protocol: 'h2', state: 'active' }) === 1);
+  t.equal(sampleValue(open, 'baton_connections', { protocol: 'http1', state: 'active' }), 0, 'not counted twice, nor as HTTP/1.1');
+  client.close();
   await scrapeUntil(d, 'no open connection', (s) => sumOf(s, 'baton_connections') === 0);
 });

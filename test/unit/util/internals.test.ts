@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { createRequire } from 'node:module';
-import { currentResponse, maxRequestsReached, missingInternals, undiciDispatchers } from '../../../lib/util/internals.js';
+import { currentResponse, maxRequestsReached, missingInternals, takeFromHttp1, undiciDispatchers } from '../../../lib/util/internals.js';
 
 t.test('every Node and library internal baton relies on is there on this Node release', async (t) => {
   t.same(missingInternals(), [], `node ${process.version}`);
@@ -28,4 +28,52 @@ t.test("the Pool and Client loaded from undici's own files are the classes its i
   const undici = require('undici') as typeof import('undici');
   t.equal(Pool, undici.Pool);
   t.equal(Client, undici.Client);
+});
+
+t.test('a connection taken from the HTTP/1.1 server at the HTTP/2 preface keeps its descriptor, its bytes and its peer; the server forgets it', async (t) => {
+  const server = http.createServer(() => t.fail('no request'));
+  let taken: net.Socket | null = null;
+  let oldClosed = false;
+  const got = new Promise<string>((resolve) => {
+    server.on('clientError', (err: Error & { code?: string; rawPacket?: Buffer; bytesParsed?: number }, socket: net.Socket) => {
+      t.equal(err.code, 'HPE_PAUSED_H2_UPGRADE');
+      socket.on('close', () => { oldClosed = true; });
+      taken = takeFromHttp1(socket);
+      if (taken === null) return resolve('not taken');
+      let text = err.rawPacket!.subarray(err.bytesParsed).toString();
+      taken.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (text.endsWith('!')) resolve(text);
+      });
+      taken.write('taken');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.teardown(() => client.destroy());
+  let fromServer = '';
+  client.on('data', (d: Buffer) => { fromServer += d.toString(); });
+  await new Promise<void>((r) => client.once('connect', r));
+  client.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nfirst;');
+  await new Promise((r) => setTimeout(r, 20));
+  client.write('later!');
+  t.equal(await got, 'first;later!', 'the rest of the first read, then what came after, reach the new socket');
+  t.ok(oldClosed, "the HTTP/1.1 server's socket closed");
+  t.equal(await new Promise((r) => server.getConnections((_e, n) => r(n))), 0, 'the server no longer counts it');
+  t.equal(taken!.remoteAddress, '127.0.0.1');
+  t.equal(taken!.remotePort, client.localPort);
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(fromServer, 'taken', 'the new socket writes on the same connection, and nothing else was written');
+  t.notOk(client.destroyed || client.readableEnded, 'the connection stays open');
+  taken!.destroy();
+});
+
+t.test('a connection whose parser was given its bytes in JavaScript is not taken, and stays as it was', async (t) => {
+  const server = http.createServer();
+  const socket = new net.Socket();
+  server.emit('connection', socket);
+  t.equal(takeFromHttp1(socket), null);
+  t.notOk(socket.destroyed);
+  socket.destroy();
 });

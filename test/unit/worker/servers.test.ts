@@ -24,7 +24,7 @@ t.test('every cleartext and TLS listener kind accepts with TCP_NODELAY, as Node\
   const certFile = path.join(dir, 'site.crt');
   const keyFile = path.join(dir, 'site.key');
   const tls: TlsConfig = { certFile, keyFile, cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8'), sni: [] };
-  // A front (h2c sniffing, PROXY protocol) or a TLS server accepts for the HTTP/1.1 server; Node sets the option
+  // A front (PROXY protocol, h2c behind it) or a TLS server accepts for the HTTP/1.1 server; Node sets the option
   // at the accept only on a server created with `noDelay`. Without it, a response written in pieces waits for the
   // client's delayed ACK: 40 ms per streamed response, on every one of these kinds but the first.
   const kinds: Array<[string, Partial<ListenerConfig>]> = [
