@@ -160,18 +160,25 @@ interface ConsumingParser {
  * descriptor, so that Node's HTTP server forgets it as it forgets any closed connection (its close listeners run,
  * its parser is freed and leaves the header-timeout list). The parser lets go of the handle first
  * (`parser.unconsume()`, as Node does itself before an 'upgrade'): the handle's reads then go to the new socket.
+ * The listening server's count of connections (`_server`, which its `maxConnections`, the worker's descriptor
+ * budget, is checked against) moves with it: the connection is still open, on the new socket.
  * Null, and nothing changed, when the parser does not read the handle itself (it was given bytes in JavaScript).
  */
 export function takeFromHttp1(socket: net.Socket): net.Socket | null {
-  const s = socket as unknown as { parser?: ConsumingParser | null; _handle?: object | null };
+  const s = socket as unknown as { parser?: ConsumingParser | null; _handle?: object | null; _server?: net.Server | null };
   const parser = s.parser;
   const handle = s._handle;
   if (!parser || !handle || parser._consumed !== true || typeof parser.unconsume !== 'function') return null;
   parser.unconsume();
   parser._consumed = false;
+  const server = s._server ?? null;
+  // The old socket's destroy would count the connection as closed.
+  s._server = null;
   s._handle = null;
   socket.destroy();
-  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  const taken = new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  (taken as unknown as { _server: net.Server | null })._server = server;
+  return taken;
 }
 
 // ---- libuv stream handles (net.Socket._handle) --------------------------------------------------------------------
@@ -372,7 +379,8 @@ function probeParserIdle(): string[] {
   return missing;
 }
 
-/** `takeFromHttp1`: the parser Node gives a connection (`socket.parser`) can let go of a handle it reads. */
+/** `takeFromHttp1`: the parser Node gives a connection (`socket.parser`) can let go of a handle it reads; a socket
+ * knows the server that counts it (`_server`). */
 function probeTakeover(): string[] {
   const server = http.createServer();
   const socket = new net.Socket();
@@ -381,6 +389,7 @@ function probeTakeover(): string[] {
   const missing: string[] = [];
   if (!parser) missing.push('http: socket.parser');
   else if (!('_consumed' in parser) || typeof parser.unconsume !== 'function') missing.push('http: parser._consumed and parser.unconsume()');
+  if (!('_server' in socket)) missing.push('net: Socket._server');
   socket.destroy();
   return missing;
 }

@@ -136,9 +136,9 @@ export class Drainer {
     res.once('close', Drainer.#onResponseClose);
   }
 
-  #track(socket: TrackedSocket, tls: boolean, listener: net.Server): Tracked {
+  #track(socket: TrackedSocket, tls: boolean, listener: net.Server, owned = false): Tracked {
     const t: Tracked = {
-      drainer: this, socket, listener, tls, active: 0, idleSince: Date.now(), owned: (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2',
+      drainer: this, socket, listener, tls, active: 0, idleSince: Date.now(), owned: owned || (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2',
       timer: null, moving: false, queued: false, stays: false, handedIn: false,
     };
     socket[TRACK] = t;
@@ -161,9 +161,18 @@ export class Drainer {
     socket.once('timeout', Drainer.#onHandedInTimeout);
   }
 
-  /** A tunnel's client socket handed over by another worker: a connection of `listener`, owned by its tunnel. */
+  /** Handed over by another worker and no request served here yet: it served requests there, so it is not new. */
+  handedIn(socket: net.Socket): boolean {
+    return (socket as TrackedSocket)[TRACK]?.handedIn === true;
+  }
+
+  /**
+   * A connection of `listener` that something else owns (a tunnel handed over by another worker, an HTTP/2 session
+   * taken from the HTTP/1.1 server): the drain never idles or moves it.
+   */
   adopt(socket: net.Socket, listener: net.Server): void {
-    this.#track(socket as TrackedSocket, false, listener).owned = true;
+    // Owned from the start: during a drain, #track would otherwise treat it as an idle connection at once.
+    this.#track(socket as TrackedSocket, false, listener, true);
   }
 
   /** The connection is being offered to another worker: nothing may be written on it here. */

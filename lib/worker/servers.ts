@@ -169,7 +169,8 @@ function takeH2(err: ParseError, socket: net.Socket, listener: net.Server, h2: h
   if (!Buffer.isBuffer(raw) || typeof parsed !== 'number') return false;
   // The preface may have come in several reads: this one ends with it at `parsed`, then holds the first frames.
   const rest = raw.subarray(parsed);
-  if (socket.bytesRead - rest.length !== H2_PREFACE.length) return false;
+  // A connection handed over by another worker reads from 0 here, but served HTTP/1.1 there.
+  if (socket.bytesRead - rest.length !== H2_PREFACE.length || drainer.handedIn(socket)) return false;
   const taken = takeFromHttp1(socket);
   if (taken === null) return false;
   // Before the old socket's close (next tick) could end a drain: the session's connection is in flight.

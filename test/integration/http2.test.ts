@@ -92,7 +92,8 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
   t.test('an h2c preface that arrives a few bytes at a time, its last piece with the first frames, opens an HTTP/2 session', async (t) => {
     const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     const pieces = [preface.subarray(0, 3), preface.subarray(3, 16), preface.subarray(16, 20), Buffer.concat([preface.subarray(20), frame(FRAME.SETTINGS, 0, 0), frame(FRAME.HEADERS, 0x5, 1, getHeaders('split.test'))])];
-    const socket = net.connect(h2cPort, '127.0.0.1');
+    // Without Nagle's algorithm each piece leaves at once, in its own packet.
+    const socket = net.connect({ port: h2cPort, host: '127.0.0.1', noDelay: true });
     t.teardown(() => socket.destroy());
     socket.on('error', () => {});
     const got = new Promise<{ status: boolean; body: string }>((resolve) => {
@@ -126,18 +127,28 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
   });
 
   t.test('an HTTP/2 preface after an HTTP/1.1 request on the same connection opens no session: the request is answered, then the connection closes', async (t) => {
-    const raw = await new Promise<string>((resolve) => {
-      const s = net.connect(h2cPort, '127.0.0.1', () => s.write('GET /first HTTP/1.1\r\nHost: a.test\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'));
+    const request = 'GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n';
+    const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+    const exchange = (separately: boolean) => new Promise<string>((resolve) => {
+      const s = net.connect({ port: h2cPort, host: '127.0.0.1', noDelay: true }, () => {
+        if (!separately) return void s.write(request + preface);
+        s.write(request);
+        // The preface in a read of its own, once the answer came: not pipelined behind the request.
+        s.once('data', () => s.write(preface));
+      });
       let text = '';
       s.on('data', (d: Buffer) => (text += d.toString('latin1')));
       s.on('error', () => resolve(text));
       s.on('close', () => resolve(text));
       s.setTimeout(5000, () => s.destroy());
     });
+    const together = await exchange(false);
     // A parse error behind a request in flight ends the connection after its answer (client-error.ts).
-    t.match(raw, /^HTTP\/1\.1 200 /);
-    t.match(raw, /\r\nConnection: close\r\n/);
-    t.match(raw, /\r\n\r\nhello \/first over http\n$/, 'nothing follows the answer');
+    t.match(together, /^HTTP\/1\.1 200 /);
+    t.match(together, /\r\nConnection: close\r\n/);
+    t.match(together, /\r\n\r\nhello \/first over http\n$/, 'nothing follows the answer');
+    const apart = await exchange(true);
+    t.match(apart, /^HTTP\/1\.1 200 [^]*\r\n\r\nhello \/first over http\nHTTP\/1\.1 400 /, 'after the answer, the preface gets 400');
   });
 
   t.test('h2load completes every stream over h2c and over TLS', async (t) => {

@@ -30,13 +30,15 @@ t.test("the Pool and Client loaded from undici's own files are the classes its i
   t.equal(Client, undici.Client);
 });
 
-t.test('a connection taken from the HTTP/1.1 server at the HTTP/2 preface keeps its descriptor, its bytes and its peer; the server forgets it', async (t) => {
+t.test('a connection taken from the HTTP/1.1 server at the HTTP/2 preface keeps its descriptor, its bytes, its peer and its place in the server count; the HTTP/1.1 parser lets it go', async (t) => {
   const server = http.createServer(() => t.fail('no request'));
   let taken: net.Socket | null = null;
   let oldClosed = false;
+  let old: net.Socket | null = null;
   const got = new Promise<string>((resolve) => {
     server.on('clientError', (err: Error & { code?: string; rawPacket?: Buffer; bytesParsed?: number }, socket: net.Socket) => {
       t.equal(err.code, 'HPE_PAUSED_H2_UPGRADE');
+      old = socket;
       socket.on('close', () => { oldClosed = true; });
       taken = takeFromHttp1(socket);
       if (taken === null) return resolve('not taken');
@@ -60,13 +62,17 @@ t.test('a connection taken from the HTTP/1.1 server at the HTTP/2 preface keeps 
   client.write('later!');
   t.equal(await got, 'first;later!', 'the rest of the first read, then what came after, reach the new socket');
   t.ok(oldClosed, "the HTTP/1.1 server's socket closed");
-  t.equal(await new Promise((r) => server.getConnections((_e, n) => r(n))), 0, 'the server no longer counts it');
+  t.equal((old as unknown as { parser: unknown }).parser, null, 'its HTTP/1.1 parser freed');
+  const count = () => new Promise((r) => server.getConnections((_e, n) => r(n)));
+  t.equal(await count(), 1, 'the listening server still counts the connection (its maxConnections budget), once');
   t.equal(taken!.remoteAddress, '127.0.0.1');
   t.equal(taken!.remotePort, client.localPort);
   await new Promise((r) => setTimeout(r, 20));
   t.equal(fromServer, 'taken', 'the new socket writes on the same connection, and nothing else was written');
   t.notOk(client.destroyed || client.readableEnded, 'the connection stays open');
   taken!.destroy();
+  await new Promise((r) => taken!.once('close', r));
+  t.equal(await count(), 0, 'and no longer once the new socket closed');
 });
 
 t.test('a connection whose parser was given its bytes in JavaScript is not taken, and stays as it was', async (t) => {

@@ -296,6 +296,41 @@ t.test('with a mover, a connection idle at drain start is offered instead of clo
   t.equal(emptied, 1, 'the drain is over when it left');
 });
 
+t.test('a connection adopted during a drain (an HTTP/2 session taken from the HTTP/1.1 server) is neither offered nor idle-closed, and the drain waits for it', async (t) => {
+  const d = new Drainer(FAST);
+  const server = new net.Server();
+  d.watch(server, [new EventEmitter()]);
+  const mover = new FakeMover();
+  d.useMover(mover as never);
+  const held = new FakeSocket();
+  server.emit('connection', held);
+  let emptied = 0;
+  d.start(() => { emptied++; });
+  t.equal(mover.offered.length, 1, 'the idle HTTP/1.1 connection is offered');
+  const taken = new FakeSocket();
+  d.adopt(taken as never, server);
+  t.equal(mover.offered.length, 1, 'the adopted one is not');
+  mover.answers[0]!('moved');
+  held.destroy();
+  await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
+  t.equal(taken.ended, false, 'not idle-closed');
+  t.equal(emptied, 0, 'the drain waits for it');
+  taken.destroy();
+  t.equal(emptied, 1, 'and is over once it closed');
+});
+
+t.test('a connection handed in by another worker counts as handed in until its first request here', async (t) => {
+  const { drainer, server, parser } = setup();
+  const s = Object.assign(new FakeSocket(), { timeout: -1, setTimeout(ms: number) { this.timeout = ms; } });
+  server.emit('connection', s);
+  t.equal(drainer.handedIn(s as never), false, 'accepted here: not handed in');
+  drainer.markHandedIn(s as never, 1000);
+  t.equal(drainer.handedIn(s as never), true);
+  request(parser, s).emit('close');
+  t.equal(drainer.handedIn(s as never), false, 'no longer once it served a request here');
+  s.destroy();
+});
+
 t.test('an offer that fails leaves the connection to drain here (closed once quiet); one busy with a request is offered again after it', async (t) => {
   const d = new Drainer(FAST);
   const server = new net.Server();
