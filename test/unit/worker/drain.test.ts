@@ -278,45 +278,41 @@ class FakeMover {
   }
 }
 
-t.test('with a mover, a connection idle at drain start is offered instead of closed', async (t) => {
-  const d = new Drainer(FAST);
-  const server = new net.Server();
-  d.watch(server, [new EventEmitter()]);
+/** `setup()` with a FakeMover in use. */
+function setupWithMover() {
+  const s = setup();
   const mover = new FakeMover();
-  d.useMover(mover as never);
-  const s = new FakeSocket();
-  server.emit('connection', s);
-  let emptied = 0;
-  d.start(() => { emptied++; });
+  s.drainer.useMover(mover as never);
+  return { ...s, mover };
+}
+
+t.test('with a mover, a connection idle at drain start is offered instead of closed', async (t) => {
+  const { accept, start, emptied, mover } = setupWithMover();
+  const s = accept();
+  start();
   t.equal(mover.offered.length, 1, 'offered at once');
   await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
   t.equal(s.ended, false, 'not idle-closed while offered');
   mover.answers[0]!('moved');
   s.destroy(); // what the mover does with this process's copy once it moved
-  t.equal(emptied, 1, 'the drain is over when it left');
+  t.equal(emptied(), 1, 'the drain is over when it left');
 });
 
 t.test('a connection adopted during a drain (an HTTP/2 session taken from the HTTP/1.1 server) is neither offered nor idle-closed, and the drain waits for it', async (t) => {
-  const d = new Drainer(FAST);
-  const server = new net.Server();
-  d.watch(server, [new EventEmitter()]);
-  const mover = new FakeMover();
-  d.useMover(mover as never);
-  const held = new FakeSocket();
-  server.emit('connection', held);
-  let emptied = 0;
-  d.start(() => { emptied++; });
+  const { drainer, server, accept, start, emptied, mover } = setupWithMover();
+  const held = accept();
+  start();
   t.equal(mover.offered.length, 1, 'the idle HTTP/1.1 connection is offered');
   const taken = new FakeSocket();
-  d.adopt(taken as never, server);
+  drainer.adopt(taken as never, server);
   t.equal(mover.offered.length, 1, 'the adopted one is not');
   mover.answers[0]!('moved');
   held.destroy();
   await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
   t.equal(taken.ended, false, 'not idle-closed');
-  t.equal(emptied, 0, 'the drain waits for it');
+  t.equal(emptied(), 0, 'the drain waits for it');
   taken.destroy();
-  t.equal(emptied, 1, 'and is over once it closed');
+  t.equal(emptied(), 1, 'and is over once it closed');
 });
 
 t.test('a connection handed in by another worker counts as handed in until its first request here', async (t) => {
@@ -332,17 +328,10 @@ t.test('a connection handed in by another worker counts as handed in until its f
 });
 
 t.test('an offer that fails leaves the connection to drain here (closed once quiet); one busy with a request is offered again after it', async (t) => {
-  const d = new Drainer(FAST);
-  const server = new net.Server();
-  const parser = new EventEmitter();
-  d.watch(server, [parser]);
-  const mover = new FakeMover();
-  d.useMover(mover as never);
-  const failing = new FakeSocket();
-  const busy = new FakeSocket();
-  server.emit('connection', failing);
-  server.emit('connection', busy);
-  d.start(() => {});
+  const { parser, accept, start, mover } = setupWithMover();
+  const failing = accept();
+  const busy = accept();
+  start();
   t.equal(mover.offered.length, 2);
   mover.answers[0]!('failed');
   await until('the failed one closed with a FIN', () => failing.ended);
@@ -359,14 +348,9 @@ t.test('an offer that fails leaves the connection to drain here (closed once qui
 });
 
 t.test('a connection whose offer failed late gets a whole quiet period before its FIN (a request held in the kernel meanwhile is read first)', async (t) => {
-  const d = new Drainer(FAST);
-  const server = new net.Server();
-  d.watch(server, [new EventEmitter()]);
-  const mover = new FakeMover();
-  d.useMover(mover as never);
-  const s = new FakeSocket();
-  server.emit('connection', s);
-  d.start(() => {});
+  const { accept, start, mover } = setupWithMover();
+  const s = accept();
+  start();
   // Quiet since long before the answer: the old quiet period is over by then.
   await new Promise((r) => setTimeout(r, FAST.quietMs * 3));
   mover.answers[0]!('failed');
