@@ -2,7 +2,9 @@
 // dist/, package.json, node_modules) behind the same nginx upstream, wrk keep-alive against each in turn
 // (A B A B ...), printing req/s and CPU seconds (master + workers, /proc) per 1000 requests per round and the
 // medians: to keep or drop one change on a shared machine. BENCH_NODE=path runs baton under another node;
-// BENCH_H2=1 uses h2load -c16 -m10 over h2c instead of wrk.
+// BENCH_H2=1 uses h2load -c16 -m10 over h2c instead of wrk; BENCH_CLOSE=1 sends wrk's requests with
+// "Connection: close" (one connection per request: what a change costs or saves per connection). The listener
+// has `h2c: true` (HTTP/1.1 and h2c on one port).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import { median, treeCpu } from './bench-cpu.mjs';
 const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
 const node = process.env.BENCH_NODE || process.execPath;
 const h2 = process.env.BENCH_H2 === '1';
+const close = !h2 && process.env.BENCH_CLOSE === '1';
 cleanup.install();
 const dir = mkTempDir('baton-ab-');
 const [upPort, pa, pb, aa, ab] = await freePorts(5);
@@ -31,14 +34,14 @@ const run = async (t, s) => {
   const cpu0 = treeCpu(t.cp.pid);
   const r = h2
     ? await runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 })
-    : await runCapture('wrk', ['-t2', `-c${conns}`, `-d${s}s`, `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 });
+    : await runCapture('wrk', ['-t2', `-c${conns}`, `-d${s}s`, ...(close ? ['-H', 'Connection: close'] : []), `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 });
   const cpu = treeCpu(t.cp.pid) - cpu0;
   const p = h2 ? parseH2load(r.stdout) : parseWrk(r.stdout);
   const n = h2 ? p.done : p.requests;
   return { rps: p.rps, cpu1k: n ? cpu / (n / 1000) : NaN };
 };
 for (const t of targets) await run(t, 2);
-log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}`} ${secs}s x ${rounds} rounds, node ${node}`);
+log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}${close ? ' Connection: close' : ''}`} ${secs}s x ${rounds} rounds, node ${node}`);
 for (let r = 1; r <= Number(rounds); r++) {
   for (const t of r % 2 ? targets : [...targets].reverse()) {
     const x = await run(t, Number(secs));
