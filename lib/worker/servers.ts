@@ -159,9 +159,9 @@ function ignore(): void {}
  * request, as it is on a listener without h2c. False when the connection was not taken.
  *
  * Why not read the first bytes and decide, as the listeners with a front do (sniff): a connection read once in
- * JavaScript is parsed there, its first request too, instead of by the parser reading the handle from C++, and in
- * `Connection: close` traffic that costs about 8 µs of CPU per connection, 5 % of it. An HTTP/2 connection, which
- * lives long, pays for the take-over once.
+ * JavaScript is parsed there, its first request too, instead of by the parser reading the handle from C++: in
+ * `Connection: close` traffic, 5-7 % more CPU per request (10-13 µs per connection, one worker). An HTTP/2
+ * connection, which lives long, pays for the take-over once.
  */
 function takeH2(err: ParseError, socket: net.Socket, listener: net.Server, h2: http2.Http2Server, drainer: Drainer): boolean {
   const raw = err.rawPacket;
