@@ -30,10 +30,18 @@ export function getHeaders(authority: string): Buffer {
   return Buffer.concat([Buffer.from([0x82, 0x86, 0x84, 0x01, authority.length]), Buffer.from(authority)]);
 }
 
+/** The client connection preface (RFC 9113 §3.4). */
+export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
 /** Send the preface and settings; call `onFrame` for every frame received (SETTINGS are acknowledged). */
 export function h2raw(socket: Duplex, onFrame: (f: Frame) => void): void {
+  socket.write(Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0)]));
+  readFrames(socket, onFrame);
+}
+
+/** Call `onFrame` for every frame received (SETTINGS are acknowledged), for a client that sends its preface itself. */
+export function readFrames(socket: Duplex, onFrame: (f: Frame) => void): void {
   let buf = Buffer.alloc(0);
-  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(FRAME.SETTINGS, 0, 0)]));
   socket.on('data', (d: Buffer) => {
     buf = Buffer.concat([buf, d]);
     while (buf.length >= 9) {

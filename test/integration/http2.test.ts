@@ -6,7 +6,7 @@ import t from 'tap';
 import { Daemon, freePort, proxyAll, waitFor } from '../helpers/daemon.js';
 import { makeCerts } from '../helpers/certs.js';
 import { upstream } from '../helpers/http.js';
-import { FRAME, frame, getHeaders, h2raw } from '../helpers/h2-raw.js';
+import { FRAME, PREFACE, frame, getHeaders, h2raw, readFrames } from '../helpers/h2-raw.js';
 
 /** A daemon with one h2c listener proxying everything to `url`, and an HTTP/2 client connected to it. */
 async function h2cDaemon(t: { teardown(fn: () => unknown): void }, url: string): Promise<{ d: Daemon; client: http2.ClientHttp2Session }> {
@@ -90,8 +90,7 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
   });
 
   t.test('an h2c preface that arrives a few bytes at a time, its last piece with the first frames, opens an HTTP/2 session', async (t) => {
-    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-    const pieces = [preface.subarray(0, 3), preface.subarray(3, 16), preface.subarray(16, 20), Buffer.concat([preface.subarray(20), frame(FRAME.SETTINGS, 0, 0), frame(FRAME.HEADERS, 0x5, 1, getHeaders('split.test'))])];
+    const pieces = [PREFACE.subarray(0, 3), PREFACE.subarray(3, 16), PREFACE.subarray(16, 20), Buffer.concat([PREFACE.subarray(20), frame(FRAME.SETTINGS, 0, 0), frame(FRAME.HEADERS, 0x5, 1, getHeaders('split.test'))])];
     // Without Nagle's algorithm each piece leaves at once, in its own packet.
     const socket = net.connect({ port: h2cPort, host: '127.0.0.1', noDelay: true });
     t.teardown(() => socket.destroy());
@@ -99,20 +98,11 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
     const got = new Promise<{ status: boolean; body: string }>((resolve) => {
       let status = false;
       let body = '';
-      let buf = Buffer.alloc(0);
-      socket.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
-          const len = buf.readUIntBE(0, 3);
-          const [type, flags, stream] = [buf[3], buf[4], buf.readUInt32BE(5) & 0x7fffffff];
-          const payload = buf.subarray(9, 9 + len);
-          buf = buf.subarray(9 + len);
-          if (type === FRAME.SETTINGS && !(flags & 1)) socket.write(frame(FRAME.SETTINGS, 1, 0));
-          // HPACK: 0x88 is ":status: 200" from the static table.
-          if (type === FRAME.HEADERS && stream === 1) status = payload[0] === 0x88;
-          if (type === FRAME.DATA && stream === 1) body += payload.toString();
-          if (stream === 1 && flags & 1) resolve({ status, body });
-        }
+      readFrames(socket, (f) => {
+        // HPACK: 0x88 is ":status: 200" from the static table.
+        if (f.type === FRAME.HEADERS && f.stream === 1) status = f.payload[0] === 0x88;
+        if (f.type === FRAME.DATA && f.stream === 1) body += f.payload.toString();
+        if (f.stream === 1 && f.flags & 1) resolve({ status, body });
       });
       socket.on('close', () => resolve({ status, body }));
     });
@@ -128,7 +118,7 @@ t.test('HTTPS with SNI and ALPN, and h2c on a cleartext port, in front of an HTT
 
   t.test('an HTTP/2 preface after an HTTP/1.1 request on the same connection opens no session: the request is answered, then the connection closes', async (t) => {
     const request = 'GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n';
-    const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+    const preface = PREFACE.toString('latin1');
     const exchange = (separately: boolean) => new Promise<string>((resolve) => {
       const s = net.connect({ port: h2cPort, host: '127.0.0.1', noDelay: true }, () => {
         if (!separately) return void s.write(request + preface);
