@@ -37,9 +37,13 @@ export async function haproxy(t: Tap, dir: string, frontends: readonly Frontend[
   fs.writeFileSync(file, lines.join('\n') + '\n');
   const child: ChildProcess = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
+  // A machine without HAProxy: say so (spawn's 'error' would otherwise surface as an uncaught exception).
+  let failed: Error | null = null;
+  child.on('error', (err) => { failed = err; });
   child.stderr!.on('data', (c) => { stderr += c; });
   t.teardown(() => { child.kill('SIGKILL'); });
   await waitFor('haproxy listening', 20_000, async () => {
+    if (failed !== null) throw new Error(`cannot start haproxy (installed by .ci/run): ${(failed as Error).message}`);
     if (child.exitCode !== null) throw new Error(`haproxy exited ${child.exitCode}: ${stderr}`);
     return (await Promise.all(ports.map(canConnect))).every(Boolean) ? true : undefined;
   });
