@@ -3,8 +3,9 @@
 // (A B A B ...), printing req/s and CPU seconds (master + workers, /proc) per 1000 requests per round and the
 // medians: to keep or drop one change on a shared machine. BENCH_NODE=path runs baton under another node;
 // BENCH_H2=1 uses h2load -c16 -m10 over h2c instead of wrk; BENCH_CLOSE=1 sends wrk's requests with
-// "Connection: close" (one connection per request: what a change costs or saves per connection). The listener
-// has `h2c: true` (HTTP/1.1 and h2c on one port).
+// "Connection: close" (one connection per request: what a change costs or saves per connection);
+// BENCH_A_OPTIONS / BENCH_B_OPTIONS add to NODE_OPTIONS of that side's processes (the same build twice with two
+// settings, e.g. a preload that sets a V8 flag). The listener has `h2c: true` (HTTP/1.1 and h2c on one port).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,7 +22,9 @@ const [upPort, pa, pb, aa, ab] = await freePorts(5);
 startHelloNginx(dir, upPort);
 const start = (name, root, port, admin) => {
   fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort }));
-  return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
+  const extra = process.env[`BENCH_${name}_OPTIONS`];
+  const env = extra ? { ...process.env, NODE_OPTIONS: [process.env.NODE_OPTIONS, extra].filter(Boolean).join(' ') } : process.env;
+  return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, env, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
 };
 const targets = [
   { name: 'A', port: pa, cp: start('A', path.resolve(a), pa, aa), runs: [] },

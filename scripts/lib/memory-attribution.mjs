@@ -5,10 +5,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { HOST, REPO_DIR, helloBatonYaml, childrenOf, cleanup, die, freePorts, httpGet, log, mkTempDir, signal, spawnTracked, table, tail, waitFor } from './common.mjs';
-
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'memory-probe.mjs');
+import { HOST, REPO_DIR, helloBatonYaml, childrenOf, cleanup, die, freePorts, httpGet, log, mkTempDir, spawnTracked, table, tail, waitFor } from './common.mjs';
+import { PROBE, breakdownRows, probeWorker, readProbe } from './memory-breakdown.mjs';
 const HELP = `usage: scripts/memory-attribution [options]
 
 Starts baton (1 worker, access log on) in a temp dir in front of an upstream in this process, sends --requests
@@ -18,13 +16,15 @@ GC. The same for a bare Node process that loads only undici's Pool and listens. 
 
   --node PATH          node binary (default: the one running this script)
   --requests N         warm-up requests before the sample (default 5000)
+  --idle S             seconds the worker stays idle after the warm-up before it describes itself (default 0): an
+                       idle worker gives back its grown young generation after 10 s (lib/worker/idle-memory.ts)
   --v8 "FLAGS"         extra node/V8 flags for baton's processes (NODE_OPTIONS), e.g. "--max-semi-space-size=1"
   --baton PATH         baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
   --keep               keep the temp dir
 `;
 
 function parseArgs(argv) {
-  const o = { node: process.execPath, requests: 5000, v8: '', baton: path.join(REPO_DIR, 'bin/baton'), keep: false };
+  const o = { node: process.execPath, requests: 5000, idle: 0, v8: '', baton: path.join(REPO_DIR, 'bin/baton'), keep: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => (i + 1 < argv.length ? argv[++i] : die(`${a} needs a value`));
@@ -32,6 +32,7 @@ function parseArgs(argv) {
       case '-h': case '--help': process.stdout.write(HELP); process.exit(0);
       case '--node': o.node = path.resolve(next()); break;
       case '--requests': o.requests = Number(next()); if (!Number.isInteger(o.requests) || o.requests < 0 || o.requests > 10_000_000) die('--requests needs an integer'); break;
+      case '--idle': o.idle = Number(next()); if (!(o.idle >= 0 && o.idle <= 600)) die('--idle needs seconds (0-600)'); break;
       case '--v8': o.v8 = next(); break;
       case '--baton': o.baton = path.resolve(next()); break;
       case '--keep': o.keep = true; break;
@@ -52,10 +53,6 @@ async function warmUp(port, n) {
   agent.destroy();
 }
 
-const readProbe = (dir, pid) => waitFor(() => {
-  try { return JSON.parse(fs.readFileSync(path.join(dir, `${pid}.json`), 'utf8')); } catch { return null; }
-}, 60_000, 100);
-
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   cleanup.install();
@@ -74,10 +71,10 @@ async function main() {
   const version = execFileSync(opt.node, ['--version'], { encoding: 'utf8' }).trim();
   log(`baton ${master.pid} under node ${version}${opt.v8 ? ` with ${opt.v8}` : ''}; ${opt.requests} warm-up requests; load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   await warmUp(port, opt.requests);
+  await new Promise((r) => setTimeout(r, opt.idle * 1000));
   const [worker] = childrenOf(master.pid);
   if (!worker) die('no worker process', 1);
-  signal(worker, 'SIGWINCH');
-  const w = await readProbe(probes, worker);
+  const w = await probeWorker(probes, worker);
   if (!w) die('the worker wrote no probe (is the probe loaded? see baton.out)', 1);
 
   // The bare process: undici's Pool from the same node_modules, an http server listening, nothing else.
@@ -89,21 +86,8 @@ async function main() {
   const b = await readProbe(probes, bare.pid);
   bare.kill();
 
-  const MiB = (x) => (x === undefined ? '-' : (x / 1048576).toFixed(1));
-  const rows = [];
-  const row = (name, f) => rows.push([name, MiB(f(w.before)), MiB(f(w.after)), b ? MiB(f(b.after)) : '-']);
-  row('RSS (kernel)', (s) => s.kernel.Rss ?? s.memoryUsage.rss);
-  row('  anonymous (heap, stacks, malloc)', (s) => s.kernel.Anonymous);
-  row('  file-backed (node binary, libraries)', (s) => (s.kernel.Rss ?? 0) - (s.kernel.Anonymous ?? 0));
-  row('memoryUsage().heapTotal', (s) => s.memoryUsage.heapTotal);
-  row('memoryUsage().heapUsed', (s) => s.memoryUsage.heapUsed);
-  row('memoryUsage().external', (s) => s.memoryUsage.external);
-  row('memoryUsage().arrayBuffers', (s) => s.memoryUsage.arrayBuffers);
-  row('V8 malloced memory', (s) => s.heap.malloced_memory);
-  row('V8 code and metadata', (s) => s.code.code_and_metadata_size + s.code.bytecode_and_metadata_size);
-  for (const space of Object.keys(w.after.spaces)) row(`heap space ${space} (resident / used)`, (s) => s.spaces[space]?.physical);
-  for (const space of Object.keys(w.after.spaces)) row(`heap space ${space} used`, (s) => s.spaces[space]?.used);
-  process.stdout.write(`\nscripts/memory-attribution — node ${version}${opt.v8 ? `, ${opt.v8}` : ''}, after ${opt.requests} requests; load avg ${os.loadavg()[0].toFixed(2)}\n` +
+  const rows = breakdownRows([() => w.before, () => w.after, () => b?.after]);
+  process.stdout.write(`\nscripts/memory-attribution — node ${version}${opt.v8 ? `, ${opt.v8}` : ''}, after ${opt.requests} requests and ${opt.idle} s idle; load avg ${os.loadavg()[0].toFixed(2)}\n` +
     `worker: ${w.argv[1]}, ${w.builtins} Node built-in modules; bare: ${b ? `${b.builtins} built-in modules` : 'no probe'}\n\n` +
     table(['MiB', 'worker', 'worker after GC', 'bare undici Pool after GC'], rows) + '\n');
   upstream.close();

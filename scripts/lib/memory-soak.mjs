@@ -26,6 +26,7 @@ import {
   waitPort,
   runMain,
 } from './common.mjs';
+import { PROBE, breakdownRows, probeWorker } from './memory-breakdown.mjs';
 
 const HELP = `usage: scripts/memory-soak [options]
 
@@ -48,13 +49,16 @@ max(16 MiB, 10%) of its RSS at the middle.
   --workers N       baton workers (default 2)
   --warmup N        requests before the first RSS sample (default 20000)
   --baton PATH      baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
+  --probe           after the run, each worker describes its memory (scripts/lib/memory-probe.mjs, loaded with
+                    --import): the kernel's split of RSS, V8's heap spaces, malloc'd and external memory,
+                    before and after a full GC; one table, as scripts/memory-attribution prints
   --keep            keep the temp dir (config, error log)
 
 SOAK_ONLY=KIND (ok, abort, refused, reset, midbody, timeout, upload) sends only that kind: to measure one alone.
 `;
 
 function parseArgs(argv) {
-  const opt = { requests: 1_000_000, concurrency: 96, workers: 2, warmup: 20_000, baton: path.join(REPO_DIR, 'bin/baton'), keep: false };
+  const opt = { requests: 1_000_000, concurrency: 96, workers: 2, warmup: 20_000, baton: path.join(REPO_DIR, 'bin/baton'), keep: false, probe: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -74,6 +78,7 @@ function parseArgs(argv) {
       case '--warmup': opt.warmup = int(); break;
       case '--baton': opt.baton = path.resolve(next()); break;
       case '--keep': opt.keep = true; break;
+      case '--probe': opt.probe = true; break;
       default: die(`unknown argument ${a} (see --help)`);
     }
   }
@@ -185,7 +190,10 @@ routes:
   - path: /
     upstream: app
 `);
-  const baton = spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], { cwd: dir, stdout: path.join(dir, 'baton.out'), stderr: path.join(dir, 'baton.out') });
+  const probes = path.join(dir, 'probes');
+  if (opt.probe) fs.mkdirSync(probes);
+  const env = opt.probe ? { ...process.env, MEM_PROBE_DIR: probes, NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${PROBE}`].filter(Boolean).join(' ') } : process.env;
+  const baton = spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], { cwd: dir, env, stdout: path.join(dir, 'baton.out'), stderr: path.join(dir, 'baton.out') });
   cleanup.addPidFile(path.join(dir, 'baton.pid'));
   const ready = await waitFor(async () => {
     if (baton.exitCode !== null) die(`baton exited: ${tail(path.join(dir, 'baton.out'))}\n${tail(path.join(dir, 'error.log'))}`);
@@ -285,6 +293,13 @@ routes:
   process.stdout.write(verdicts.join('\n') + '\n');
   process.stdout.write(`workers restarted during the run: ${restarted ? 'YES' : 'no'}; well-formed requests that failed: ${unexpected}\n`);
   process.stdout.write(`verdict: ${plateau && !restarted ? 'PLATEAU' : 'NOT A PLATEAU'}\n`);
+  if (opt.probe) {
+    const records = [];
+    for (const p of workers().sort((a, b) => a - b)) records.push([p, await probeWorker(probes, p)]);
+    const columns = records.flatMap(([, r]) => [() => r?.before, () => r?.after]);
+    process.stdout.write('\nwhere each worker\'s memory is after the run (MiB; memory-probe.mjs)\n' +
+      table(['MiB', ...records.flatMap(([p]) => [`worker ${p}`, `${p} after GC`])], breakdownRows(columns)) + '\n');
+  }
   if (opt.keep) process.stdout.write(`temp dir kept: ${dir}\n`);
   return plateau && !restarted ? 0 : 1;
 }
