@@ -40,9 +40,9 @@ then sends --requests requests through baton from --concurrency concurrent clien
                            200ms, ~1 s in practice: undici's header timer has a 1 s resolution)
   every 500th request      POST /upload of 1 MiB instead (half Content-Length, half chunked)  expect 200
 
-and prints the RSS of every worker (VmRSS from /proc/PID/status) after a warm-up, every tenth of the run and
-at the end, the request counts per kind, and a verdict: PLATEAU when every worker's RSS at the end is within
-max(16 MiB, 10%) of its RSS at the middle.
+and prints the RSS of every worker (VmRSS from /proc/PID/status) after a warm-up, every tenth of the run, at the
+end and 2 s and 20 s after it (an idle worker gives memory back after 10 s), the request counts per kind, and a
+verdict: PLATEAU when every worker's RSS at the end is within max(16 MiB, 10%) of its RSS at the middle.
 
   --requests N      total requests (default 1000000)
   --concurrency N   concurrent clients (default 96)
@@ -259,6 +259,10 @@ routes:
   await pool.close();
   await new Promise((r) => setTimeout(r, 2000));
   sample('end + 2s idle', done);
+  // An idle worker gives back what the run grew after 10 s without a request (lib/worker/idle-memory.ts).
+  // A worker's quiet starts at its last request and is noticed on a 1 s tick: 20 s leaves room on a busy machine.
+  await new Promise((r) => setTimeout(r, 18_000));
+  sample('end + 20s idle', done);
 
   // Report.
   const pids = [...new Set(samples.flatMap((s) => Object.keys(s.workers)))];
