@@ -35,8 +35,6 @@ export function workerEntry(): string {
 
 /** stdio slots 0-2 are the standard streams, 3 is the IPC channel; listening sockets follow. */
 const FIRST_LISTENER_FD = 4;
-/** Node's options for a worker; why each, where it is spawned. */
-export const WORKER_FLAGS = ['--no-warnings', '--expose-gc', '--no-maglev'] as const;
 
 /** The process boundary: `child_process.spawn`, or a fake in unit tests. */
 export type SpawnProcess = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
@@ -93,11 +91,7 @@ export class WorkerHandle {
     traceStep('spawn worker', { slot: spec.slot, generation: spec.generation });
     try {
       // --no-warnings: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
-      // --expose-gc: an idle worker gives back what its last busy spell grew (worker/idle-memory.ts).
-      // --no-maglev: V8's mid-tier compiler (on by default from Node 24) left an idle worker 10 MiB larger (memory
-      // its compile threads had used, kept by malloc) and saved no CPU per request once warm (scripts/lib/bench-ab.mjs
-      // with BENCH_B_OPTIONS: 0.998 keep-alive, 0.998 h2c, 1.009 Connection: close). Node 20 and 22 have it off.
-      child = (spec.spawn ?? spawn)(process.execPath, [...WORKER_FLAGS, workerEntry()], {
+      child = (spec.spawn ?? spawn)(process.execPath, ['--no-warnings', workerEntry()], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...spec.listeners.map((l) => l.handle.fd)],
         env,
         ...spec.identity,

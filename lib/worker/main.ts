@@ -19,7 +19,6 @@ import { HandoffReceiver } from './handoff-in.js';
 import { loadedBuiltins, loadedPackages, missingInternals } from '../util/internals.js';
 import { leases } from './rate-limit.js';
 import { traceRole, traceStep } from '../util/startup-trace.js';
-import { IdleMemory, lastResortGc } from './idle-memory.js';
 
 traceRole('worker');
 traceStep('worker modules loaded');
@@ -193,14 +192,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
       sender.listen(server, listener.address.key);
     }
   }
-  const collect = lastResortGc();
-  const idle = collect === null ? null : new IdleMemory(collect);
-  setInterval(() => {
-    send({ type: 'stats', stats: stats() });
-    if (idle === null || drainer.draining) return;
-    const r = idle.tick(drainer.requests, h.openTunnels() > 0);
-    if (r !== null) l.error.debug({ rss_before: r.rssBefore, rss_after: r.rssAfter, ms: Math.round(r.ms) }, 'idle: memory given back');
-  }, STATS_INTERVAL_MS).unref();
+  setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   // Traced before the send: once sent, the master may record its generation ready before this line runs.
   traceStep('ready sending', loaded);

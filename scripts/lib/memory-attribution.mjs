@@ -16,8 +16,8 @@ GC. The same for a bare Node process that loads only undici's Pool and listens. 
 
   --node PATH          node binary (default: the one running this script)
   --requests N         warm-up requests before the sample (default 5000)
-  --idle S             seconds the worker stays idle after the warm-up before it describes itself (default 0): an
-                       idle worker gives back its grown young generation after 10 s (lib/worker/idle-memory.ts)
+  --idle S             seconds the worker stays idle after the warm-up before it describes itself (default 0): V8
+                       keeps the young generation the load grew until its own memory reducer runs, if it does
   --v8 "FLAGS"         extra node/V8 flags for baton's processes (NODE_OPTIONS), e.g. "--max-semi-space-size=1"
   --baton PATH         baton executable (default: ${path.join(REPO_DIR, 'bin/baton')})
   --keep               keep the temp dir

@@ -41,7 +41,7 @@ then sends --requests requests through baton from --concurrency concurrent clien
   every 500th request      POST /upload of 1 MiB instead (half Content-Length, half chunked)  expect 200
 
 and prints the RSS of every worker (VmRSS from /proc/PID/status) after a warm-up, every tenth of the run, at the
-end and 2 s and 20 s after it (an idle worker gives memory back after 10 s), the request counts per kind, and a
+end and 2 s and 20 s after it (what V8 gives back once the load stops), the request counts per kind, and a
 verdict: PLATEAU when every worker's RSS at the end is within max(16 MiB, 10%) of its RSS at the middle.
 
   --requests N      total requests (default 1000000)
@@ -259,8 +259,7 @@ routes:
   await pool.close();
   await new Promise((r) => setTimeout(r, 2000));
   sample('end + 2s idle', done);
-  // An idle worker gives back what the run grew after 10 s without a request (lib/worker/idle-memory.ts).
-  // A worker's quiet starts at its last request and is noticed on a 1 s tick: 20 s leaves room on a busy machine.
+  // Whether the memory the run grew goes back once the load stops (V8's memory reducer starts on its own timers).
   await new Promise((r) => setTimeout(r, 18_000));
   sample('end + 20s idle', done);
 
