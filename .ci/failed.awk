@@ -5,7 +5,7 @@
 function depth(line) { return int((match(line, /[^ ]/) - 1) / 4) }
 /^ *# Subtest: / { d = depth($0); path[d] = substr($0, match($0, /[^ ]/) + 11); mark[d] = mark[d + 1] = printed; next }
 /^ *not ok [0-9]+ - / {
-  d = depth($0); pending = ""
+  d = depth($0)
   if (printed > mark[d]) { mark[d] = printed; want = 0; next }
   mark[d] = printed + 1
   where = ""; for (i = 0; i < d; i++) where = where path[i] " > "
