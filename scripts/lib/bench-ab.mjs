@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST, cleanup, helloBatonYaml, startHelloNginx, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor } from './common.mjs';
+import { HOST, cleanup, helloBatonYaml, startHelloNginx, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor, withNodeOptions } from './common.mjs';
 import { median, treeCpu } from './bench-cpu.mjs';
 
 const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
@@ -23,7 +23,7 @@ startHelloNginx(dir, upPort);
 const start = (name, root, port, admin) => {
   fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort }));
   const extra = process.env[`BENCH_${name}_OPTIONS`];
-  const env = extra ? { ...process.env, NODE_OPTIONS: [process.env.NODE_OPTIONS, extra].filter(Boolean).join(' ') } : process.env;
+  const env = extra ? withNodeOptions(extra) : process.env;
   return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, env, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
 };
 const targets = [

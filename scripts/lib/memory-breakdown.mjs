@@ -19,7 +19,7 @@ export async function probeWorker(dir, pid) {
   return readProbe(dir, pid);
 }
 
-export const MiB = (x) => (x === undefined || x === null ? '-' : (x / 1048576).toFixed(1));
+const MiB = (x) => (x === undefined || x === null ? '-' : (x / 1048576).toFixed(1));
 
 /** Rows [name, ...one value per column]; each column is a function from a record to the snapshot to show. */
 export function breakdownRows(columns) {

@@ -25,6 +25,7 @@ import {
   waitFor,
   waitPort,
   runMain,
+  withNodeOptions,
 } from './common.mjs';
 import { PROBE, breakdownRows, probeWorker } from './memory-breakdown.mjs';
 
@@ -192,7 +193,7 @@ routes:
 `);
   const probes = path.join(dir, 'probes');
   if (opt.probe) fs.mkdirSync(probes);
-  const env = opt.probe ? { ...process.env, MEM_PROBE_DIR: probes, NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${PROBE}`].filter(Boolean).join(' ') } : process.env;
+  const env = opt.probe ? withNodeOptions(`--import=${PROBE}`, { ...process.env, MEM_PROBE_DIR: probes }) : process.env;
   const baton = spawnTracked(process.execPath, [opt.baton, '-c', path.join(dir, 'baton.yaml')], { cwd: dir, env, stdout: path.join(dir, 'baton.out'), stderr: path.join(dir, 'baton.out') });
   cleanup.addPidFile(path.join(dir, 'baton.pid'));
   const ready = await waitFor(async () => {
