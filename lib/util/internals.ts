@@ -12,6 +12,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
+import type zlib from 'node:zlib';
 import pino from 'pino';
 import type { Client, Pool } from 'undici';
 
@@ -329,6 +330,77 @@ export function loadedPackages(): string[] {
   return [...names].sort();
 }
 
+// ---- node:zlib: a gzip stream driven synchronously ---------------------------------------------------------
+
+/** A gzip stream's binding (`_handle`), written to synchronously, and the counts each write leaves (`_writeState`). */
+export interface GzipEngine {
+  /**
+   * Compress `input[inOff, inOff + inLen)` to its end (Z_FINISH) into `out` from its start; then `state[0]` is the
+   * space left in `out` (0: call again with the input left) and `state[1]` the input not yet taken. Throws when
+   * zlib failed; the engine is then unusable.
+   */
+  finish(input: Buffer, inOff: number, inLen: number, out: Buffer): void;
+  readonly state: Uint32Array;
+  /** deflateReset: the next body is a new gzip member with the same level, window and memory. */
+  reset(): void;
+}
+
+interface ZlibBinding {
+  writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void;
+  reset(): void;
+}
+
+/**
+ * A gzip stream used only through its binding, as `zlib.gzipSync` uses one but kept for the next body: the
+ * binding's `writeSync` (what gzipSync's loop calls) and `reset` (`zlib.Gzip#reset()`, documented, asserts
+ * the same handle). A zlib failure makes Node destroy the stream (`errored`), which `finish` reports.
+ */
+export function gzipEngine(options: zlib.ZlibOptions): GzipEngine {
+  const z = process.getBuiltinModule('node:zlib');
+  const stream = z.createGzip(options);
+  // Node emits a failure as 'error' after the call that failed; finish() has thrown it by then.
+  stream.on('error', () => {});
+  const inner = stream as unknown as { _handle?: ZlibBinding | null; _writeState?: Uint32Array };
+  const handle = inner._handle;
+  const state = inner._writeState;
+  if (!handle || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) {
+    stream.destroy();
+    throw new Error('zlib: Gzip._handle.writeSync/reset and Gzip._writeState');
+  }
+  const FINISH = z.constants.Z_FINISH;
+  return {
+    state,
+    finish(input, inOff, inLen, out) {
+      if (stream.destroyed) throw stream.errored ?? new Error('gzip stream closed');
+      handle.writeSync(FINISH, input, inOff, inLen, out, 0, out.length);
+      if (stream.destroyed) throw stream.errored ?? new Error('gzip failed');
+    },
+    reset() {
+      handle.reset();
+    },
+  };
+}
+
+/** Two bodies through one engine, reset between them: each exactly what `zlib.gzipSync` makes of it. */
+function probeGzip(): string[] {
+  const z = process.getBuiltinModule('node:zlib');
+  const options = { level: 5, windowBits: 12, memLevel: 4 };
+  let engine: GzipEngine;
+  try {
+    engine = gzipEngine(options);
+  } catch (err) {
+    return [(err as Error).message];
+  }
+  const out = Buffer.alloc(1024);
+  for (const body of [Buffer.from('baton '.repeat(500)), Buffer.from('reset '.repeat(300))]) {
+    engine.finish(body, 0, body.length, out);
+    const made = out.subarray(0, out.length - engine.state[0]!);
+    engine.reset();
+    if (engine.state[1] !== 0 || !made.equals(z.gzipSync(body, options))) return ['zlib: a reset Gzip binding compresses as a new one'];
+  }
+  return [];
+}
+
 // ---- the start-up probe ----------------------------------------------------------------------------------------
 
 function probeSession(): string[] {
@@ -421,14 +493,16 @@ export interface InternalsInUse {
   readonly http2: boolean;
   /** A TLS listener: `TLSSocket._parent`. */
   readonly tls: boolean;
+  /** Response compression (top-level `compression`): a Gzip stream's binding, driven synchronously (`gzipEngine`). */
+  readonly compression: boolean;
 }
 
 /**
  * Names of the internals this Node and these libraries no longer have; empty when all are there. The master probes
- * all of them; a worker those its config uses (the HTTP/2 and TLS probes load node:http2 and node:tls, which a
- * worker whose config has neither does not load before it is ready).
+ * all of them; a worker those its config uses (the HTTP/2, TLS and gzip probes load node:http2, node:tls and
+ * node:zlib, which a worker whose config has none of them does not load before it is ready).
  */
-export function missingInternals(uses: InternalsInUse = { http2: true, tls: true }): string[] {
+export function missingInternals(uses: InternalsInUse = { http2: true, tls: true, compression: true }): string[] {
   const missing: string[] = [];
   if (typeof (net as unknown as NetInternals)._createServerHandle !== 'function') missing.push('net._createServerHandle');
   if (typeof pino.symbols?.streamSym !== 'symbol') missing.push('pino.symbols.streamSym');
@@ -436,6 +510,7 @@ export function missingInternals(uses: InternalsInUse = { http2: true, tls: true
   const probes = [probeHttp, probeParserIdle, probeSink, probeUndici];
   if (uses.http2) probes.push(probeSession, probeTakeover);
   if (uses.tls) probes.push(probeTls);
+  if (uses.compression) probes.push(probeGzip);
   for (const probe of probes) {
     try {
       missing.push(...probe());
