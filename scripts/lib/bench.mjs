@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  TEXT_PAGE,
   HOST,
   REPO_DIR,
   NGINX_TEMP_PATHS,
@@ -182,9 +183,6 @@ ${NGINX_TEMP_PATHS(dir + '/upstream-tmp')}
 }
 `;
 }
-
-/** The compressed row's page: 8 KiB of HTML, served as a static file by the upstream nginx (text.html). */
-const TEXT_PAGE = Array.from({ length: 160 }, (_, i) => `<li><a href="/items/${i}">item ${i}</a> some text</li>\n`).join('').slice(0, 8192);
 
 function proxyNginxConf(dir, port, upPort, h2, kinds) {
   // h2: {h2cPort, tlsPort, cert, key} or null. nginx 1.22: "listen ... http2" without ssl is HTTP/2 with prior

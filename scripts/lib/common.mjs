@@ -452,13 +452,18 @@ export const NGINX_TEMP_PATHS = (dir) => {
     scgi_temp_path ${dir}/scgi;`;
 };
 
-/** A loopback nginx (1 worker) answering 200 "hello\n" on `port`, its files in `dir`: the upstream of the A/B and
- * profiling scripts, which measure the proxy, not the upstream. */
+/** The compressed rows' page (scripts/bench's gzip row, bench-ab's BENCH_GZIP): 8 KiB of HTML, a static file. */
+export const TEXT_PAGE = Array.from({ length: 160 }, (_, i) => `<li><a href="/items/${i}">item ${i}</a> some text</li>\n`).join('').slice(0, 8192);
+
+/** A loopback nginx (1 worker) answering 200 "hello\n" on `port` (and TEXT_PAGE as text/html at /text), its files
+ * in `dir`: the upstream of the A/B and profiling scripts, which measure the proxy, not the upstream. */
 export function startHelloNginx(dir, port) {
+  fs.writeFileSync(`${dir}/text.html`, TEXT_PAGE);
   fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
-  server { listen ${HOST}:${port}; location / { default_type text/plain; return 200 "hello\\n"; } } }\n`);
+  server { listen ${HOST}:${port}; location / { default_type text/plain; return 200 "hello\\n"; }
+    location = /text { default_type text/html; alias ${dir}/text.html; } } }\n`);
   return spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
 }
 

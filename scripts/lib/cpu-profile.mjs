@@ -1,4 +1,4 @@
-// scripts/cpu-profile [--mode keepalive|close|h2c] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]]
+// scripts/cpu-profile [--mode keepalive|close|h2c] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]] [--bare]
 // One baton worker behind a loopback nginx upstream (return 200 "hello\n"), profiling itself (cpu-prof-preload.cjs); wrk (keep-alive
 // or Connection: close) or h2load (h2c -c16 -m10) for N seconds; the worker stops gracefully so that V8 writes its
 // profile. Prints the worker's self time by owner (baton; bundle: baton with pino and http-proxy, when the worker
@@ -6,6 +6,8 @@
 // request goes, and what baton does beyond a bare proxy.
 // --syscalls: no profile; instead `strace -c -f` on the worker while h2load sends exactly N requests (--h1 for
 // keepalive and close, h2c otherwise): system calls per request by name, a deterministic count.
+// --bare: the same, of the bare undici proxy (scripts/lib/bare-proxy.mjs, one worker) instead of baton: what the
+// floor spends, function by function, beside what baton spends (HTTP/1.1 modes only).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,8 +37,14 @@ fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, 
 const preload = path.join(path.dirname(new URL(import.meta.url).pathname), 'cpu-prof-preload.cjs');
 const syscalls = args.includes('--syscalls');
 const env = syscalls ? process.env : { ...process.env, NODE_OPTIONS: `--require ${preload}`, BATON_CPU_PROF_DIR: profDir };
-const baton = spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/baton.yaml`], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
-if (!(await waitFor(async () => (await httpGet(port, '/'))?.status === 200, 30_000, 200))) throw new Error(`baton did not start (${dir})`);
+const bare = args.includes('--bare');
+if (bare && mode === 'h2c') throw new Error('--bare: the bare proxy speaks HTTP/1.1 only (--mode keepalive or close)');
+const baton = bare
+  ? spawnTracked(node, [path.join(path.dirname(preload), 'bare-proxy.mjs'), String(port), `http://${HOST}:${upPort}`, '1'], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` })
+  : spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/baton.yaml`], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
+// baton's workers leave on QUIT after their requests; the bare proxy's primary passes TERM on to its worker.
+const stopSignal = bare ? 'SIGTERM' : 'SIGQUIT';
+if (!(await waitFor(async () => (await httpGet(port, '/'))?.status === 200, 30_000, 200))) throw new Error(`${bare ? 'the bare proxy' : 'baton'} did not start (${dir})`);
 const url = `http://${HOST}:${port}/`;
 const load = (s) => mode === 'h2c'
   ? runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), url], { timeoutMs: s * 1000 + 30_000 })
@@ -61,17 +69,17 @@ if (syscalls) {
   for (const c of rows.filter((c) => c[c.length - 1] !== 'total').sort((a, b) => Number(b[3]) - Number(a[3]))) {
     console.log(`  ${c[c.length - 1].padEnd(16)} ${(Number(c[3]) / done).toFixed(3)}`);
   }
-  signal(baton.pid, 'SIGQUIT');
+  signal(baton.pid, stopSignal);
   await waitExit(baton.pid, 60_000);
   await cleanup.run();
   if (!args.includes('--keep')) fs.rmSync(dir, { recursive: true, force: true });
   process.exit(0);
 }
-log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${mode} ${secs}s, node ${node}`);
+log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${bare ? 'bare proxy, ' : ''}${mode} ${secs}s, node ${node}`);
 const r = await load(secs);
 const done = /(\d+) requests in|requests: \d+ total, \d+ started, (\d+) done/.exec(r.stdout);
 const requests = Number(done?.[1] ?? done?.[2] ?? 0);
-signal(baton.pid, 'SIGQUIT');
+signal(baton.pid, stopSignal);
 await waitExit(baton.pid, 60_000);
 const files = fs.readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => `${profDir}/${f}`);
 // The worker's profile: every one but the master's.
@@ -89,6 +97,7 @@ const owner = (cf) => {
   if (u.includes('/dist/lib/')) return 'baton';
   // Workers start from the bundle (scripts/lib/bundle.mjs) when it is up to date: our code plus pino and http-proxy.
   if (u.includes('/dist/bundle/')) return 'bundle';
+  if (u.endsWith('/bare-proxy.mjs')) return 'bare';
   if (u.startsWith('node:') || u === '') return 'node';
   return 'other';
 };
