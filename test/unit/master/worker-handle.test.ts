@@ -1,6 +1,6 @@
 /** @module One worker process, with a fake spawn: its states, its messages, and spawns that fail. */
 import t from 'tap';
-import { WorkerHandle, type WorkerSpec } from '../../../lib/master/worker-handle.js';
+import { WorkerHandle, workerFlags, type WorkerSpec } from '../../../lib/master/worker-handle.js';
 import type { WorkerToMaster } from '../../../lib/ipc/messages.js';
 import { fakeSpawn, masterConfig, until, type SpawnPlan } from './fixture.js';
 
@@ -18,6 +18,7 @@ t.test('a worker gets its config snapshot, becomes ready, drains on request and 
   const child = children[0]!;
   t.match(child.sent[0], { type: 'start', generation: 1, config: { workers: 2 } });
   t.ok(child.args.includes('--no-warnings'), "Node's raw warning printer is off: the worker logs warnings as JSON");
+  t.equal(child.args.includes('--max-semi-space-size=16'), !/max.semi.space.size/.test(process.env.NODE_OPTIONS ?? ''), 'the young generation Node 20 and 22 use, unless NODE_OPTIONS sets one');
   t.equal(w.state, 'starting');
   child.ready();
   t.equal(w.state, 'ready');
@@ -73,4 +74,11 @@ t.test('a retiring worker is draining, with its reason, and its messages still a
   t.same(messages.map((m) => m.type), ['ready', 'retiring', 'stats']);
   children[0]!.emit('message', { type: 'nonsense' });
   t.equal(messages.length, 3, 'unknown messages are ignored');
+});
+
+t.test("workers get Node 20's young-generation ceiling, unless the service's NODE_OPTIONS sets its own", async (t) => {
+  t.same(workerFlags(undefined), ['--no-warnings', '--max-semi-space-size=16']);
+  t.same(workerFlags('--max-old-space-size=512 --enable-source-maps'), ['--no-warnings', '--max-semi-space-size=16']);
+  t.same(workerFlags('--max-semi-space-size=64'), ['--no-warnings'], 'the operator\'s setting is left to apply');
+  t.same(workerFlags('--enable-source-maps --max_semi_space_size=8'), ['--no-warnings'], 'V8 flags may be spelled with underscores');
 });
