@@ -352,8 +352,8 @@ interface ZlibBinding {
 
 /**
  * A gzip stream used only through its binding, as `zlib.gzipSync` uses one but kept for the next body: the
- * binding's `writeSync` (what gzipSync's loop calls) and `reset` (`zlib.Gzip#reset()`, documented, asserts
- * the same handle). A zlib failure makes Node destroy the stream (`errored`), which `finish` reports.
+ * binding's `writeSync` (what gzipSync's loop calls) and `reset` (what the documented `zlib.Gzip#reset()` calls).
+ * A zlib failure makes Node destroy the stream (`errored`), which `finish` reports.
  */
 export function gzipEngine(options: zlib.ZlibOptions): GzipEngine {
   const z = process.getBuiltinModule('node:zlib');
