@@ -40,8 +40,9 @@ const FIRST_LISTENER_FD = 4;
  * Node's options for a worker. `--no-warnings`: Node's own printer would write process warnings raw to stderr;
  * the worker logs them as JSON. `--max-semi-space-size=16`: the young generation's ceiling Node 20 and 22 choose
  * for themselves, which Node 24 doubled to 32 MiB per semi-space: a busy Node 24 worker kept 52 MiB of young
- * generation instead of 26 (RSS 159-160 against 134-141 MiB after 100 000 requests, scripts/memory-attribution)
- * for no CPU saved (scripts/lib/bench-ab.mjs, alternating rounds: 0.958 and 1.030 CPU per request). Not passed
+ * generation instead of 26 (RSS 159-160 against 134-141 MiB after 100 000 requests, scripts/memory-attribution;
+ * 282 against 172-175 MiB after scripts/memory-soak's million) for no CPU saved (scripts/lib/bench-ab.mjs,
+ * alternating rounds: 0.958 and 1.030 CPU per request). Not passed
  * when the service sets its own (`NODE_OPTIONS`): a flag on the command line would override it.
  */
 export function workerFlags(nodeOptions: string | undefined = process.env.NODE_OPTIONS): string[] {
