@@ -330,75 +330,109 @@ export function loadedPackages(): string[] {
   return [...names].sort();
 }
 
-// ---- node:zlib: a gzip stream driven synchronously ---------------------------------------------------------
+// ---- node:zlib: compression streams driven synchronously ------------------------------------------------
 
-/** A gzip stream's binding (`_handle`), written to synchronously, and the counts each write leaves (`_writeState`). */
-export interface GzipEngine {
+/** A compression stream's binding (`_handle`), written to synchronously, and the counts each write leaves (`_writeState`). */
+export interface CompressEngine {
   /**
-   * Compress `input[inOff, inOff + inLen)` to its end (Z_FINISH) into `out` from its start; then `state[0]` is the
-   * space left in `out` (0: call again with the input left) and `state[1]` the input not yet taken. Throws when
-   * zlib failed; the engine is then unusable.
+   * Compress `input[inOff, inOff + inLen)` to its end (Z_FINISH, BROTLI_OPERATION_FINISH) into `out` from its
+   * start; then `state[0]` is the space left in `out` (0: call again with the input left) and `state[1]` the input
+   * not yet taken. Throws when the library failed; the engine is then unusable.
    */
   finish(input: Buffer, inOff: number, inLen: number, out: Buffer): void;
   readonly state: Uint32Array;
-  /** deflateReset: the next body is a new gzip member with the same level, window and memory. */
+  /** Ready for the next body, as a new stream with the same settings would be. */
   reset(): void;
 }
 
 interface ZlibBinding {
   writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void;
   reset(): void;
+  init(...args: unknown[]): unknown;
 }
 
 /**
- * A gzip stream used only through its binding, as `zlib.gzipSync` uses one but kept for the next body: the
- * binding's `writeSync` (what gzipSync's loop calls) and `reset` (what the documented `zlib.Gzip#reset()` calls).
- * A zlib failure makes Node destroy the stream (`errored`), which `finish` reports.
+ * A stream used only through its binding, as `zlib.gzipSync` and `zlib.brotliCompressSync` use one, but kept for
+ * the next body: the binding's `writeSync` (what their loop calls), then `again` to start over. A failure makes
+ * Node destroy the stream (`errored`), which `finish` reports.
  */
-export function gzipEngine(options: zlib.ZlibOptions): GzipEngine {
-  const z = process.getBuiltinModule('node:zlib');
-  const stream = z.createGzip(options);
+function engineOf(stream: zlib.Gzip | zlib.BrotliCompress, finishFlag: number, again: (handle: ZlibBinding, state: Uint32Array) => void): CompressEngine {
   // Node emits a failure as 'error' after the call that failed; finish() has thrown it by then.
   stream.on('error', () => {});
   const inner = stream as unknown as { _handle?: ZlibBinding | null; _writeState?: Uint32Array };
   const handle = inner._handle;
   const state = inner._writeState;
-  if (!handle || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) {
+  if (!handle || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || typeof handle.init !== 'function' || !(state instanceof Uint32Array)) {
     stream.destroy();
-    throw new Error('zlib: Gzip._handle.writeSync/reset and Gzip._writeState');
+    throw new Error('zlib: the binding of a stream (_handle.writeSync, reset, init) and its _writeState');
   }
-  const FINISH = z.constants.Z_FINISH;
   return {
     state,
     finish(input, inOff, inLen, out) {
-      if (stream.destroyed) throw stream.errored ?? new Error('gzip stream closed');
-      handle.writeSync(FINISH, input, inOff, inLen, out, 0, out.length);
-      if (stream.destroyed) throw stream.errored ?? new Error('gzip failed');
+      if (stream.destroyed) throw stream.errored ?? new Error('compression stream closed');
+      handle.writeSync(finishFlag, input, inOff, inLen, out, 0, out.length);
+      if (stream.destroyed) throw stream.errored ?? new Error('compression failed');
     },
     reset() {
-      handle.reset();
+      again(handle, state);
+      if (stream.destroyed) throw stream.errored ?? new Error('compression stream could not start over');
     },
   };
 }
 
-/** Two bodies through one engine, reset between them: each exactly what `zlib.gzipSync` makes of it. */
-function probeGzip(): string[] {
+/** gzip: the binding's `reset` (what the documented `zlib.Gzip#reset()` calls) is deflateReset, which keeps level,
+ * window and memory. */
+export function gzipEngine(options: zlib.ZlibOptions): CompressEngine {
   const z = process.getBuiltinModule('node:zlib');
-  const options = { level: 5, windowBits: 12, memLevel: 4 };
-  let engine: GzipEngine;
-  try {
-    engine = gzipEngine(options);
-  } catch (err) {
-    return [(err as Error).message];
+  return engineOf(z.createGzip(options), z.constants.Z_FINISH, (handle) => handle.reset());
+}
+
+/**
+ * Brotli: the binding's `reset` forgets the stream's parameters (quality 11 after it: 25 times the CPU, on Node
+ * 20, 22 and 24), so the binding is initialised again as the BrotliCompress constructor does it,
+ * `init(parameters, writeState, callback)`: the parameters as a Uint32Array indexed by BROTLI_PARAM_*, -1 where
+ * unset. The callback is for asynchronous writes, which an engine never makes.
+ */
+export function brotliEngine(params: Readonly<Record<number, number>>): CompressEngine {
+  const z = process.getBuiltinModule('node:zlib');
+  const keys = Object.keys(params).map(Number);
+  const values = new Uint32Array(Math.max(0, ...keys) + 1).fill(0xffffffff);
+  for (const k of keys) values[k] = params[k]!;
+  return engineOf(z.createBrotliCompress({ params }), z.constants.BROTLI_OPERATION_FINISH, (handle, state) => handle.init(values, state, () => {}));
+}
+
+/** Two bodies through one engine of each kind, started over between them: each exactly what `zlib.gzipSync` and
+ * `zlib.brotliCompressSync` make of it. */
+function probeCompression(): string[] {
+  const z = process.getBuiltinModule('node:zlib');
+  const gzip = { level: 5, windowBits: 12, memLevel: 4 };
+  const brotli = { [z.constants.BROTLI_PARAM_QUALITY]: 5, [z.constants.BROTLI_PARAM_LGWIN]: 12 };
+  const kinds: [string, () => CompressEngine, (b: Buffer) => Buffer][] = [
+    ['gzip', () => gzipEngine(gzip), (b) => z.gzipSync(b, gzip)],
+    ['brotli', () => brotliEngine(brotli), (b) => z.brotliCompressSync(b, { params: brotli })],
+  ];
+  const missing: string[] = [];
+  for (const [name, make, once] of kinds) {
+    let engine: CompressEngine;
+    try {
+      engine = make();
+    } catch (err) {
+      missing.push((err as Error).message);
+      continue;
+    }
+    const out = Buffer.alloc(1024);
+    for (const body of [Buffer.from('baton '.repeat(500)), Buffer.from('reset '.repeat(300))]) {
+      engine.finish(body, 0, body.length, out);
+      const made = out.subarray(0, out.length - engine.state[0]!);
+      const left = engine.state[1];
+      engine.reset();
+      if (left !== 0 || !made.equals(once(body))) {
+        missing.push(`zlib: a ${name} binding started over compresses as a new one`);
+        break;
+      }
+    }
   }
-  const out = Buffer.alloc(1024);
-  for (const body of [Buffer.from('baton '.repeat(500)), Buffer.from('reset '.repeat(300))]) {
-    engine.finish(body, 0, body.length, out);
-    const made = out.subarray(0, out.length - engine.state[0]!);
-    engine.reset();
-    if (engine.state[1] !== 0 || !made.equals(z.gzipSync(body, options))) return ['zlib: a reset Gzip binding compresses as a new one'];
-  }
-  return [];
+  return missing;
 }
 
 // ---- the start-up probe ----------------------------------------------------------------------------------------
@@ -493,14 +527,14 @@ export interface InternalsInUse {
   readonly http2: boolean;
   /** A TLS listener: `TLSSocket._parent`. */
   readonly tls: boolean;
-  /** Response compression (top-level `compression`): a Gzip stream's binding, driven synchronously (`gzipEngine`). */
+  /** Response compression (top-level `compression`): compression streams' bindings, driven synchronously. */
   readonly compression: boolean;
 }
 
 /**
  * Names of the internals this Node and these libraries no longer have; empty when all are there. The master probes
- * all of them; a worker those its config uses (the HTTP/2, TLS and gzip probes load node:http2, node:tls and
- * node:zlib, which a worker whose config has none of them does not load before it is ready).
+ * all of them; a worker those its config uses (the HTTP/2, TLS and compression probes load node:http2, node:tls
+ * and node:zlib, which a worker whose config has none of them does not load before it is ready).
  */
 export function missingInternals(uses: InternalsInUse = { http2: true, tls: true, compression: true }): string[] {
   const missing: string[] = [];
@@ -510,7 +544,7 @@ export function missingInternals(uses: InternalsInUse = { http2: true, tls: true
   const probes = [probeHttp, probeParserIdle, probeSink, probeUndici];
   if (uses.http2) probes.push(probeSession, probeTakeover);
   if (uses.tls) probes.push(probeTls);
-  if (uses.compression) probes.push(probeGzip);
+  if (uses.compression) probes.push(probeCompression);
   for (const probe of probes) {
     try {
       missing.push(...probe());

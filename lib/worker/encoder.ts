@@ -3,7 +3,7 @@
  * and page) is gathered and compressed in one synchronous call, with a window sized to it as nginx does: a zlib
  * stream costs a thread-pool round trip per write and its full-size state per response, several times the work
  * of compressing a few KiB (measured: ~0.6-1 ms of CPU for an 8 KiB page streamed, ~0.05-0.1 ms in one call).
- * gzip's one call runs on a stream kept per window size (gzip-once.ts).
+ * That call runs on a stream kept per coding and window size (one-call.ts).
  * Anything else streams through a zlib stream chunk by chunk, with a flush whenever the upstream pauses (one
  * `setImmediate` after the data of an event-loop turn), so server-sent events arrive as they are sent; `write`
  * then reports backpressure from the zlib stream, which is itself held while the client's buffer is full.
@@ -11,7 +11,7 @@
 import type { ServerResponse } from 'node:http';
 import type zlib from 'node:zlib';
 import type { CompressionAlgorithm } from '../config/types.js';
-import { gzipOnce } from './gzip-once.js';
+import { brotliOnce, gzipOnce } from './one-call.js';
 
 /** gzip level 5 and brotli quality 5 with at most a 1 MiB window: close to the best ratio for dynamic content at a
  * fraction of the CPU; brotli 4 compresses as well but allocates about 580 KiB per stream against 230 KiB. */
@@ -63,14 +63,20 @@ function gzipOptions(length: number): zlib.ZlibOptions {
   return { level: GZIP_LEVEL, windowBits, memLevel: Math.max(1, memLevel) };
 }
 
-function brotliOptions(length: number): zlib.BrotliOptions {
+/** Quality 5, text mode, the smallest window that holds the body (`length`; -1: unknown, the largest). */
+function brotliParams(length: number): Record<number, number> {
   const c = zlibModule().constants;
-  const params: Record<number, number> = {
+  return {
     [c.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
     [c.BROTLI_PARAM_MODE]: c.BROTLI_MODE_TEXT,
-    [c.BROTLI_PARAM_LGWIN]: length > 0 ? Math.min(BROTLI_LGWIN, Math.max(10, Math.ceil(Math.log2(length)))) : BROTLI_LGWIN,
+    [c.BROTLI_PARAM_LGWIN]: length >= 0 ? Math.min(BROTLI_LGWIN, Math.max(10, Math.ceil(Math.log2(Math.max(1, length))))) : BROTLI_LGWIN,
   };
-  if (length > 0) params[c.BROTLI_PARAM_SIZE_HINT] = length;
+}
+
+/** A streamed body also tells the encoder its size when it is known. */
+function brotliOptions(length: number): zlib.BrotliOptions {
+  const params = brotliParams(length);
+  if (length > 0) params[zlibModule().constants.BROTLI_PARAM_SIZE_HINT] = length;
   return { params };
 }
 
@@ -106,7 +112,7 @@ class OneCallEncoder implements Encoder {
     this.#chunks = [];
     let out: Buffer;
     try {
-      out = this.#coding === 'gzip' ? gzipOnce(body, gzipOptions(this.#length)) : zlibModule().brotliCompressSync(body, brotliOptions(this.#length));
+      out = this.#coding === 'gzip' ? gzipOnce(body, gzipOptions(this.#length)) : brotliOnce(body, brotliParams(this.#length));
     } catch (err) {
       this.#owner.failed(err as Error);
       return;

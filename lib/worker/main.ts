@@ -152,12 +152,12 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   logs = createLogs(config.log, { role: 'worker', generation });
   const l = logs;
   logWarnings(() => l.error);
-  // Only what its config uses: the HTTP/2, TLS and gzip probes would load node:http2, node:tls and node:zlib (the
-  // master probed all).
+  // Only what its config uses: the HTTP/2, TLS and compression probes would load node:http2, node:tls and node:zlib
+  // (the master probed all).
   const uses = {
     http2: config.listeners.some((x) => x.h2c || x.tls !== null || x.proxyProtocol || x.address.family === 'unix'),
     tls: config.listeners.some((x) => x.tls !== null),
-    compression: config.compression !== null && config.compression.algorithms.includes('gzip'),
+    compression: config.compression !== null,
   };
   const missing = missingInternals(uses);
   if (missing.length) throw new Error(`this Node.js release (${process.version}) lacks internals baton relies on: ${missing.join(', ')}`);
