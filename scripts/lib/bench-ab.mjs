@@ -6,8 +6,8 @@
 // "Connection: close" (one connection per request: what a change costs or saves per connection);
 // BENCH_A_OPTIONS / BENCH_B_OPTIONS add to NODE_OPTIONS of that side's processes (the same build twice with two
 // settings, e.g. a preload that sets a V8 flag); BENCH_GZIP=1 sends wrk's requests for /text (8 KiB of HTML) with
-// "Accept-Encoding: gzip" to a baton that compresses (gzip, as scripts/bench's gzip row). The listener has
-// `h2c: true` (HTTP/1.1 and h2c on one port).
+// "Accept-Encoding: gzip" to a baton that compresses (gzip, as scripts/bench's gzip row), BENCH_BR=1 the same with
+// brotli. The listener has `h2c: true` (HTTP/1.1 and h2c on one port).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,14 +18,15 @@ const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
 const node = process.env.BENCH_NODE || process.execPath;
 const h2 = process.env.BENCH_H2 === '1';
 const close = !h2 && process.env.BENCH_CLOSE === '1';
-const gzip = !h2 && process.env.BENCH_GZIP === '1';
-const urlPath = gzip ? '/text' : '/';
+/** The coding the compressed runs ask for and baton is configured with, or null. */
+const coding = h2 ? null : process.env.BENCH_GZIP === '1' ? 'gzip' : process.env.BENCH_BR === '1' ? 'br' : null;
+const urlPath = coding ? '/text' : '/';
 cleanup.install();
 const dir = mkTempDir('baton-ab-');
 const [upPort, pa, pb, aa, ab] = await freePorts(5);
 startHelloNginx(dir, upPort);
 const start = (name, root, port, admin) => {
-  const compression = gzip ? { compress: true, top: 'compression: { algorithms: [gzip], min_size: 1k }' } : {};
+  const compression = coding ? { compress: true, top: `compression: { algorithms: [${coding}], min_size: 1k }` } : {};
   fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort, ...compression }));
   const extra = process.env[`BENCH_${name}_OPTIONS`];
   const env = extra ? withNodeOptions(extra) : process.env;
@@ -37,21 +38,21 @@ const targets = [
 ];
 for (const t of targets) {
   if (!(await waitFor(async () => (await httpGet(t.port, '/'))?.status === 200, 30_000, 200))) throw new Error(`${t.name} did not start (${dir})`);
-  if (gzip && (await httpGet(t.port, urlPath, { headers: { 'accept-encoding': 'gzip' } }))?.headers['content-encoding'] !== 'gzip') throw new Error(`${t.name} did not gzip ${urlPath} (${dir})`);
+  if (coding && (await httpGet(t.port, urlPath, { headers: { 'accept-encoding': coding } }))?.headers['content-encoding'] !== coding) throw new Error(`${t.name} did not compress ${urlPath} with ${coding} (${dir})`);
 }
 const run = async (t, s) => {
   const cpu0 = treeCpu(t.cp.pid);
   const r = h2
     ? await runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), `http://${HOST}:${t.port}/`], { timeoutMs: s * 1000 + 30_000 })
     : await runCapture('wrk', ['-t2', `-c${conns}`, `-d${s}s`, '--latency', ...(close ? ['-H', 'Connection: close'] : []),
-      ...(gzip ? ['-H', 'Accept-Encoding: gzip'] : []), `http://${HOST}:${t.port}${urlPath}`], { timeoutMs: s * 1000 + 30_000 });
+      ...(coding ? ['-H', `Accept-Encoding: ${coding}`] : []), `http://${HOST}:${t.port}${urlPath}`], { timeoutMs: s * 1000 + 30_000 });
   const cpu = treeCpu(t.cp.pid) - cpu0;
   const p = h2 ? parseH2load(r.stdout) : parseWrk(r.stdout);
   const n = h2 ? p.done : p.requests;
   return { rps: p.rps, cpu1k: n ? cpu / (n / 1000) : NaN, p99: p.p99 ?? null };
 };
 for (const t of targets) await run(t, 2);
-log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}${close ? ' Connection: close' : ''}${gzip ? ' GET /text gzip' : ''}`} ${secs}s x ${rounds} rounds, node ${node}`);
+log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}${close ? ' Connection: close' : ''}${coding ? ` GET /text ${coding}` : ''}`} ${secs}s x ${rounds} rounds, node ${node}`);
 for (let r = 1; r <= Number(rounds); r++) {
   for (const t of r % 2 ? targets : [...targets].reverse()) {
     const x = await run(t, Number(secs));
