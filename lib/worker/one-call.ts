@@ -58,11 +58,16 @@ function compress(key: string, make: () => CompressEngine, body: Buffer): Buffer
       inLen = inLeft;
       if (outLeft !== 0) break;
     }
-    engine.reset();
   } catch (err) {
     // A failed stream is not used again; the next body of this kind gets a new one.
     engines.delete(key);
     throw err;
+  }
+  try {
+    engine.reset();
+  } catch {
+    // This body is complete; only the stream cannot be used again.
+    engines.delete(key);
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
 }
