@@ -326,15 +326,15 @@ export function runMain(name, main) {
   );
 }
 
-/**
- * Spawn a tracked child in its own process group (so a terminal Ctrl-C reaches only us and we decide the order).
- * stdout/stderr go to files if given (paths), else are ignored.
- */
 /** `env` (default: this process's) with `extra` added to NODE_OPTIONS, after the options already there. */
 export function withNodeOptions(extra, env = process.env) {
   return { ...env, NODE_OPTIONS: [env.NODE_OPTIONS, extra].filter(Boolean).join(' ') };
 }
 
+/**
+ * Spawn a tracked child in its own process group (so a terminal Ctrl-C reaches only us and we decide the order).
+ * stdout/stderr go to files if given (paths), else are ignored.
+ */
 export function spawnTracked(cmd, args, { cwd, env, stdout, stderr, ipc = false } = {}) {
   if (cleanup.stopping) die('stopping: not starting anything new', 130);
   const out = stdout ? fs.openSync(stdout, 'a') : 'ignore';
