@@ -43,8 +43,8 @@ const FIRST_LISTENER_FD = 4;
  * generation instead of 26 (RSS 159-160 against 134-141 MiB after 100 000 requests, scripts/memory-attribution;
  * 282 against 172-175 MiB after scripts/memory-soak's million) for no CPU saved (scripts/lib/bench-ab.mjs,
  * alternating rounds, CPU per request with the flag against without: keep-alive 0.958 and 1.030, Connection:
- * close 0.871, h2c 0.982). Not passed
- * when the service sets its own (`NODE_OPTIONS`): a flag on the command line would override it.
+ * close 0.871, h2c 0.982). Not passed when the service sets its own (`NODE_OPTIONS`): a flag on the command line
+ * would override it.
  */
 export function workerFlags(nodeOptions: string | undefined = process.env.NODE_OPTIONS): string[] {
   const flags = ['--no-warnings'];
