@@ -27,6 +27,9 @@ export function breakdownRows(columns) {
   const row = (name, f) => rows.push([name, ...columns.map((pick) => { const s = pick(); return s ? MiB(f(s)) : '-'; })]);
   row('RSS (kernel)', (s) => s.kernel.Rss ?? s.memoryUsage.rss);
   row('  anonymous (heap, stacks, malloc)', (s) => s.kernel.Anonymous);
+  row('    malloc, main arena ([heap])', (s) => s.anonymous?.mainArena);
+  row("    malloc, threads' arenas", (s) => s.anonymous?.threadArenas);
+  row('    other (V8 heap pages, stacks, mmap)', (s) => s.anonymous?.other);
   row('  file-backed (node binary, libraries)', (s) => (s.kernel.Rss ?? 0) - (s.kernel.Anonymous ?? 0));
   row('memoryUsage().heapTotal', (s) => s.memoryUsage.heapTotal);
   row('memoryUsage().heapUsed', (s) => s.memoryUsage.heapUsed);
