@@ -37,18 +37,29 @@ export function workerEntry(): string {
 const FIRST_LISTENER_FD = 4;
 
 /**
- * Node's options for a worker. `--no-warnings`: Node's own printer would write process warnings raw to stderr;
- * the worker logs them as JSON. `--max-semi-space-size=16`: the young generation's ceiling Node 20 and 22 choose
- * for themselves, which Node 24 doubled to 32 MiB per semi-space: a busy Node 24 worker kept 52 MiB of young
- * generation instead of 26 (RSS 159-160 against 134-141 MiB after 100 000 requests, scripts/memory-attribution;
- * 282 against 172-175 MiB after scripts/memory-soak's million) for no CPU saved (scripts/lib/bench-ab.mjs,
- * alternating rounds, CPU per request with the flag against without: keep-alive 0.958 and 1.030, Connection:
- * close 0.871, h2c 0.982). Not passed when the service sets its own (`NODE_OPTIONS`): a flag on the command line
- * would override it.
+ * Node's options for a worker, always given:
+ * - `--no-warnings`: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
+ * - `--expose-gc`: for the one collection a worker makes when it goes quiet after work (worker/quiet-gc.ts), which
+ *   gives back the young generation a burst grew and the pages V8 keeps pooled.
  */
+const ALWAYS = ['--no-warnings', '--expose-gc'];
+
+/**
+ * Defaults that the service's `NODE_OPTIONS` overrides when it sets the same option (a command-line flag would
+ * override NODE_OPTIONS, so it is left out). Node takes `_` for `-` in option names.
+ * - `--max-semi-space-size=16`: the young generation's ceiling Node 20 and 22 choose for themselves, which Node 24
+ *   doubled to 32 MiB per semi-space: a busy Node 24 worker kept 52 MiB of young generation instead of 26 (RSS
+ *   159-160 against 134-141 MiB after 100 000 requests, scripts/memory-attribution; 282 against 172-175 MiB after
+ *   scripts/memory-soak's million) for no CPU saved (bench-ab, with the flag against without: keep-alive 0.958 and
+ *   1.030, Connection: close 0.871, h2c 0.982).
+ */
+const OVERRIDABLE: readonly (readonly [RegExp, string])[] = [
+  [/(^|\s)--max[-_]semi[-_]space[-_]size\b/, '--max-semi-space-size=16'],
+];
+
 export function workerFlags(nodeOptions: string | undefined = process.env.NODE_OPTIONS): string[] {
-  const flags = ['--no-warnings'];
-  if (!/(^|\s)--max[-_]semi[-_]space[-_]size\b/.test(nodeOptions ?? '')) flags.push('--max-semi-space-size=16');
+  const flags = [...ALWAYS];
+  for (const [set, flag] of OVERRIDABLE) if (!set.test(nodeOptions ?? '')) flags.push(flag);
   return flags;
 }
 

@@ -19,6 +19,7 @@ import { HandoffReceiver } from './handoff-in.js';
 import { loadedBuiltins, loadedPackages, missingInternals } from '../util/internals.js';
 import { leases } from './rate-limit.js';
 import { traceRole, traceStep } from '../util/startup-trace.js';
+import { QuietCollector, exposedGc } from './quiet-gc.js';
 
 traceRole('worker');
 traceStep('worker modules loaded');
@@ -66,6 +67,8 @@ const receiver = new HandoffReceiver({
   warn: handoffWarn,
 });
 const sampler = new ProcessSampler();
+const gc = exposedGc();
+const quiet = gc ? new QuietCollector(gc) : null;
 /** Non-zero once the worker retires after an uncaught exception. */
 let exitCode = 0;
 
@@ -194,7 +197,10 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
       sender.listen(server, listener.address.key);
     }
   }
-  setInterval(() => send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS).unref();
+  setInterval(() => {
+    send({ type: 'stats', stats: stats() });
+    quiet?.tick(recorder.finished(), Date.now());
+  }, STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   // Traced before the send: once sent, the master may record its generation ready before this line runs.
   traceStep('ready sending', loaded);

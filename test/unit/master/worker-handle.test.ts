@@ -76,9 +76,11 @@ t.test('a retiring worker is draining, with its reason, and its messages still a
   t.equal(messages.length, 3, 'unknown messages are ignored');
 });
 
-t.test("workers get Node 20's young-generation ceiling, unless the service's NODE_OPTIONS sets its own", async (t) => {
-  t.same(workerFlags(undefined), ['--no-warnings', '--max-semi-space-size=16']);
-  t.same(workerFlags('--max-old-space-size=512 --enable-source-maps'), ['--no-warnings', '--max-semi-space-size=16']);
-  t.same(workerFlags('--max-semi-space-size=64'), ['--no-warnings'], 'the operator\'s setting is left to apply');
-  t.same(workerFlags('--enable-source-maps --max_semi_space_size=8'), ['--no-warnings'], 'V8 flags may be spelled with underscores');
+t.test("workers get their memory flags, each left out when the service's NODE_OPTIONS sets the same option", async (t) => {
+  const always = ['--no-warnings', '--expose-gc'];
+  t.same(workerFlags(undefined), [...always, '--max-semi-space-size=16']);
+  t.same(workerFlags('--max-old-space-size=512 --enable-source-maps'), [...always, '--max-semi-space-size=16']);
+  t.same(workerFlags('--max-semi-space-size=64'), [...always], "the operator's young generation is left to apply");
+  t.same(workerFlags('--enable-source-maps --max_semi_space_size=8'), always, 'options may be spelled with underscores');
+  t.same(workerFlags('--my-max-semi-space-size=8'), [...always, '--max-semi-space-size=16'], 'only the option itself counts');
 });
