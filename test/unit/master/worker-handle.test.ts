@@ -77,10 +77,11 @@ t.test('a retiring worker is draining, with its reason, and its messages still a
 });
 
 t.test("workers get their memory flags, each left out when the service's NODE_OPTIONS sets the same option", async (t) => {
-  const always = ['--no-warnings', '--expose-gc'];
-  t.same(workerFlags(undefined), [...always, '--max-semi-space-size=16']);
-  t.same(workerFlags('--max-old-space-size=512 --enable-source-maps'), [...always, '--max-semi-space-size=16']);
-  t.same(workerFlags('--max-semi-space-size=64'), [...always], "the operator's young generation is left to apply");
-  t.same(workerFlags('--enable-source-maps --max_semi_space_size=8'), always, 'options may be spelled with underscores');
-  t.same(workerFlags('--my-max-semi-space-size=8'), [...always, '--max-semi-space-size=16'], 'only the option itself counts');
+  const always = ['--no-warnings', '--expose-gc', '--no-maglev'];
+  t.same(workerFlags(undefined), [...always, '--max-semi-space-size=16', '--v8-pool-size=1']);
+  t.same(workerFlags('--max-old-space-size=512 --enable-source-maps'), [...always, '--max-semi-space-size=16', '--v8-pool-size=1']);
+  t.same(workerFlags('--max-semi-space-size=64'), [...always, '--v8-pool-size=1'], "the operator's young generation is left to apply");
+  t.same(workerFlags('--v8-pool-size=4'), [...always, '--max-semi-space-size=16'], "the operator's thread count is left to apply");
+  t.same(workerFlags('--enable-source-maps --max_semi_space_size=8 --v8_pool_size=2'), always, 'options may be spelled with underscores');
+  t.same(workerFlags('--my-max-semi-space-size=8'), [...always, '--max-semi-space-size=16', '--v8-pool-size=1'], 'only the option itself counts');
 });
