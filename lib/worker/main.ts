@@ -68,7 +68,16 @@ const receiver = new HandoffReceiver({
 });
 const sampler = new ProcessSampler();
 const gc = exposedGc();
-const quiet = gc ? new QuietCollector(gc) : null;
+/** The collection a worker makes when it goes quiet after work, with a debug line of what it gave back. */
+const quiet = gc
+  ? new QuietCollector(() => {
+      const before = process.memoryUsage.rss();
+      const started = performance.now();
+      gc();
+      const ms = Math.round(performance.now() - started);
+      logs?.error.debug({ rssBefore: before, rssAfter: process.memoryUsage.rss(), ms }, 'quiet: collected garbage');
+    })
+  : null;
 /** Non-zero once the worker retires after an uncaught exception. */
 let exitCode = 0;
 

@@ -9,12 +9,24 @@
 
 /** Quiet long enough that V8's allocation rate (a 5 s window) reads as idle, with a margin. */
 export const QUIET_MS = 6000;
+/**
+ * Requests finished per second that still leave a worker quiet: a load balancer's health checks or a trickle
+ * allocate far below the rate under which V8 shrinks (1 MB/s), and must not keep the collection off for ever.
+ */
+export const QUIET_RATE = 5;
+/**
+ * Requests and tunnels finished since the last collection that make another worth its cost: without it a worker
+ * under health checks alone would collect after every quiet spell, and each last-resort collection also drops
+ * compiled code that the next request compiles again.
+ */
+export const WORK = 1000;
 
 export class QuietCollector {
-  #seen = Number.NaN;
-  #changedAt = 0;
-  /** Work since the last collection: a worker quiet since then owes none. */
-  #owed = false;
+  /** The count at the start of the current quiet spell, and when it started (-1: no tick yet). */
+  #spellCount = 0;
+  #spellStart = -1;
+  /** The count at the last collection. */
+  #collectedCount = 0;
   readonly #collect: () => void;
   readonly #quietMs: number;
 
@@ -25,17 +37,26 @@ export class QuietCollector {
 
   /**
    * Called on a coarse interval with a count that moves while the worker works (requests and tunnels finished).
-   * Collects once when the count has stood still for the quiet time since work; true when it did.
+   * Collects once a quiet spell (at most QUIET_RATE per second) has lasted the quiet time, if at least WORK was
+   * finished since the last collection; true when it did.
    */
   tick(activity: number, now: number): boolean {
-    if (activity !== this.#seen) {
-      this.#seen = activity;
-      this.#changedAt = now;
-      this.#owed = true;
+    if (this.#spellStart < 0 || activity < this.#spellCount || activity < this.#collectedCount) {
+      // The first tick, or the recorder counting from 0 again.
+      this.#spellCount = activity;
+      this.#spellStart = now;
+      this.#collectedCount = Math.min(this.#collectedCount, activity);
       return false;
     }
-    if (!this.#owed || now - this.#changedAt < this.#quietMs) return false;
-    this.#owed = false;
+    if (activity - this.#spellCount > (QUIET_RATE * this.#quietMs) / 1000) {
+      this.#spellCount = activity;
+      this.#spellStart = now;
+      return false;
+    }
+    if (now - this.#spellStart < this.#quietMs || activity - this.#collectedCount < WORK) return false;
+    this.#collectedCount = activity;
+    this.#spellCount = activity;
+    this.#spellStart = now;
     this.#collect();
     return true;
   }
