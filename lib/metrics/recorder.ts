@@ -130,13 +130,6 @@ export class Recorder {
     this.#queueWaitCount = new Float64Array(upstreams.length);
   }
 
-  /** Requests and tunnels finished since `configure`: a count that moves while the worker works. */
-  finished(): number {
-    let n = 0;
-    for (let i = 0; i < this.#requests.length; i++) n += this.#requests[i]! + this.#tunnels[i]!;
-    return n;
-  }
-
   /** One request refused by its route's rate_limit (it is also counted as a 429 by `request`). */
   rateLimited(route: number): void {
     if (route >= 0 && route < this.#limited.length) this.#limited[route]!++;

@@ -208,7 +208,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   }
   setInterval(() => {
     send({ type: 'stats', stats: stats() });
-    quiet?.tick(recorder.finished(), Date.now());
+    quiet?.tick(performance.eventLoopUtilization().active, Date.now());
   }, STATS_INTERVAL_MS).unref();
   l.error.debug({ listeners: msg.listeners.map((x) => x.key) }, 'worker ready');
   // Traced before the send: once sent, the master may record its generation ready before this line runs.

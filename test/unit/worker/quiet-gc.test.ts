@@ -1,81 +1,74 @@
-/** @module The one full collection a worker makes when it goes quiet after work. */
+/** @module The one collection a worker makes when it goes quiet after work. */
 import t from 'tap';
-import { QUIET_MS, QUIET_RATE, QuietCollector, WORK, exposedGc } from '../../../lib/worker/quiet-gc.js';
+import { QUIET_MS, QUIET_SHARE, QuietCollector, WORK_MS, exposedGc } from '../../../lib/worker/quiet-gc.js';
 
-function collector(quietMs = QUIET_MS) {
+/** A collector and a clock: `run(from, to, busyPerSecond)` ticks once a second, the loop busy that much each. */
+function collector() {
   const calls: number[] = [];
+  let busy = 0;
   let now = 0;
-  const q = new QuietCollector(() => calls.push(now), quietMs);
-  return { calls, tick: (activity: number, at: number) => ((now = at), q.tick(activity, at)) };
+  const q = new QuietCollector(() => calls.push(now), QUIET_MS);
+  const tick = (at: number) => ((now = at), q.tick(busy, at));
+  const run = (from: number, to: number, busyPerSecond: number) => {
+    for (let at = from; at <= to; at += 1000) {
+      busy += busyPerSecond;
+      tick(at);
+    }
+  };
+  return { calls, tick, run, busy: () => busy };
 }
 
-/** One tick a second from `from` to `to` (inclusive) while the count grows by `perSecond`; returns the count. */
-function run(tick: (a: number, at: number) => unknown, count: number, from: number, to: number, perSecond: number): number {
-  for (let at = from; at <= to; at += 1000) tick((count += perSecond), at);
-  return count;
-}
-
-t.test('after work, a worker collects once, when its count has stood still for the quiet time', async (t) => {
-  const { calls, tick } = collector(6000);
-  t.notOk(tick(0, 0), 'the first tick only starts counting');
-  let n = run(tick, 0, 1000, 10_000, 500);
+t.test('after work, a worker collects once, when its event loop has been quiet for the quiet time', async (t) => {
+  const { calls, tick, run } = collector();
+  t.notOk(tick(0), 'the first tick only starts counting');
+  run(1000, 10_000, 500);
   t.same(calls, [], 'never while the worker is busy');
-  n = run(tick, n, 11_000, 15_000, 0);
+  run(11_000, 15_000, 0);
   t.same(calls, [], 'quiet for less than the quiet time (the spell started at the last busy tick, 10 s)');
-  t.ok(tick(n, 16_000), 'quiet for the quiet time: collects');
-  t.same(calls, [16_000]);
-  run(tick, n, 17_000, 120_000, 0);
+  run(16_000, 16_000, 0);
+  t.same(calls, [16_000], 'quiet for the quiet time: collects');
+  run(17_000, 120_000, 0);
   t.same(calls, [16_000], 'no second collection while nothing happens');
 });
 
-t.test('a trickle of requests (health checks) is quiet, but no reason for a collection by itself', async (t) => {
-  const { calls, tick } = collector(6000);
-  tick(0, 0);
-  let n = run(tick, 0, 1000, 5000, WORK);
-  n = run(tick, n, 6000, 11_000, 1);
-  t.same(calls, [11_000], 'one request a second does not keep the collection off');
-  const collectedAt = n;
-  let time = 12_000;
-  while (n + QUIET_RATE - collectedAt < WORK) tick((n += QUIET_RATE), (time += 1000) - 1000);
-  t.same(calls, [11_000], 'at QUIET_RATE, no other collection while less than WORK is done since the last');
-  for (let i = 0; i < 8 && calls.length === 1; i++) tick((n += QUIET_RATE), (time += 1000));
-  t.equal(calls.length, 2, 'WORK done: a collection follows within one quiet time');
+t.test('a little work (health checks) is quiet, but no reason for a collection by itself', async (t) => {
+  const { calls, run, busy } = collector();
+  run(0, 0, 0);
+  run(1000, 2000, WORK_MS);
+  const perSecond = (QUIET_MS * QUIET_SHARE) / (QUIET_MS / 1000);
+  run(3000, 8000, perSecond);
+  t.same(calls, [8000], 'busy at the quiet share does not keep the collection off');
+  const collectedAt = busy();
+  let at = 9000;
+  while (busy() + perSecond - collectedAt < WORK_MS) run(at, at, perSecond), (at += 1000);
+  t.same(calls, [8000], 'at the quiet share, no other collection while less than WORK_MS was worked since the last');
+  for (let i = 0; i < 8 && calls.length === 1; i++) run(at, at, perSecond), (at += 1000);
+  t.equal(calls.length, 2, 'WORK_MS worked: a collection follows within one quiet time');
 });
 
-t.test('work over the quiet rate starts the quiet spell again', async (t) => {
-  const { calls, tick } = collector(6000);
-  tick(0, 0);
-  let n = run(tick, 0, 1000, 3000, WORK);
-  n = run(tick, n, 4000, 8000, 0);
+t.test('busy over the quiet share starts the quiet spell again: a long download keeps the collection off', async (t) => {
+  const { calls, run } = collector();
+  run(0, 0, 0);
+  run(1000, 3000, WORK_MS);
+  run(4000, 8000, 0);
   t.same(calls, []);
-  n += (QUIET_RATE * 6) + 1;
-  tick(n, 9000);
-  n = run(tick, n, 10_000, 14_000, 0);
-  t.same(calls, [], 'a small burst at 9 s moved the spell');
-  tick(n, 15_000);
+  run(9000, 9000, QUIET_MS * QUIET_SHARE + 1);
+  run(10_000, 14_000, 0);
+  t.same(calls, [], 'a little more than the share at 9 s moved the spell');
+  run(15_000, 15_000, 0);
   t.same(calls, [15_000]);
+  run(16_000, 600_000, 100);
+  t.same(calls, [15_000], 'ten minutes at a tenth of the loop: never quiet');
 });
 
-t.test('less than WORK since the last collection: no collection, however quiet', async (t) => {
-  const { calls, tick } = collector(6000);
-  tick(0, 0);
-  let n = run(tick, 0, 1000, 1000, WORK - 1);
-  n = run(tick, n, 2000, 60_000, 0);
+t.test('less than WORK_MS since the last collection: no collection, however quiet', async (t) => {
+  const { calls, run } = collector();
+  run(0, 0, 0);
+  run(1000, 1000, WORK_MS - 1);
+  run(2000, 60_000, 0);
   t.same(calls, []);
-  n = run(tick, n, 61_000, 61_000, 1);
-  t.same(calls, [61_000], 'one more request makes WORK, in a spell quiet since 1 s');
-});
-
-t.test('a count that goes down (the recorder counting again) starts over', async (t) => {
-  const { calls, tick } = collector(6000);
-  tick(0, 0);
-  let n = run(tick, 0, 1000, 2000, WORK);
-  run(tick, n, 3000, 8000, 0);
-  t.same(calls, [8000]);
-  tick(0, 9000);
-  n = run(tick, 0, 10_000, 10_000, WORK);
-  run(tick, n, 11_000, 17_000, 0);
-  t.same(calls, [8000, 16_000], 'WORK is counted from the new zero');
+  run(61_000, 61_000, 1);
+  t.same(calls, [61_000], 'one more ms makes WORK_MS, in a spell quiet since 1 s');
 });
 
 t.test('exposedGc calls the global gc when the process has one, and is null without it', async (t) => {
