@@ -27,8 +27,27 @@ t.test('after work, a worker collects once, when its event loop has been quiet f
   t.same(calls, [], 'quiet for less than the quiet time (the spell started at the last busy tick, 10 s)');
   run(16_000, 16_000, 0);
   t.same(calls, [16_000], 'quiet for the quiet time: collects');
-  run(17_000, 120_000, 0);
-  t.same(calls, [16_000], 'no second collection while nothing happens');
+  run(17_000, 21_000, 0);
+  t.same(calls, [16_000]);
+  run(22_000, 22_000, 0);
+  t.same(calls, [16_000, 22_000], 'once more after another quiet time: V8 now sees the quiet alone');
+  run(23_000, 120_000, 0);
+  t.same(calls, [16_000, 22_000], 'then none while nothing happens');
+});
+
+t.test('the second collection waits for a quiet spell, and no work is needed for it', async (t) => {
+  const { calls, run } = collector();
+  run(0, 0, 0);
+  run(1000, 2000, WORK_MS);
+  run(3000, 8000, 0);
+  t.same(calls, [8000]);
+  run(9000, 9000, QUIET_MS * QUIET_SHARE + 1);
+  run(10_000, 14_000, 0);
+  t.same(calls, [8000], 'a busy tick started the spell again');
+  run(15_000, 15_000, 0);
+  t.same(calls, [8000, 15_000], 'the second, though less than WORK_MS was worked since the first');
+  run(16_000, 100_000, 0);
+  t.same(calls, [8000, 15_000]);
 });
 
 t.test('a little work (health checks) is quiet, but no reason for a collection by itself', async (t) => {
@@ -38,12 +57,14 @@ t.test('a little work (health checks) is quiet, but no reason for a collection b
   const perSecond = (QUIET_MS * QUIET_SHARE) / (QUIET_MS / 1000);
   run(3000, 8000, perSecond);
   t.same(calls, [8000], 'busy at the quiet share does not keep the collection off');
+  run(9000, 14_000, perSecond);
+  t.same(calls, [8000, 14_000], 'the second one');
   const collectedAt = busy();
-  let at = 9000;
+  let at = 15_000;
   while (busy() + perSecond - collectedAt < WORK_MS) run(at, at, perSecond), (at += 1000);
-  t.same(calls, [8000], 'at the quiet share, no other collection while less than WORK_MS was worked since the last');
-  for (let i = 0; i < 8 && calls.length === 1; i++) run(at, at, perSecond), (at += 1000);
-  t.equal(calls.length, 2, 'WORK_MS worked: a collection follows within one quiet time');
+  t.equal(calls.length, 2, 'at the quiet share, no other collection while less than WORK_MS was worked since the last');
+  for (let i = 0; i < 8 && calls.length === 2; i++) run(at, at, perSecond), (at += 1000);
+  t.equal(calls.length, 3, 'WORK_MS worked: a collection follows within one quiet time');
 });
 
 t.test('busy over the quiet share starts the quiet spell again: a long download keeps the collection off', async (t) => {
