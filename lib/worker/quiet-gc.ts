@@ -7,8 +7,13 @@
  * after a full collection, but the load that grew the young generation ran none.
  */
 
-/** Quiet long enough that V8's allocation rate (a 5 s window) reads as idle, with a margin. */
-export const QUIET_MS = 6000;
+/**
+ * How long a worker stays quiet before it collects. V8 needs 5 s (it shrinks only while its allocation rate reads
+ * low), but a collection shrinks the young generation, which the next burst must grow again: with 6 s, a load
+ * that paused for 6 s between bursts (scripts/lib/bench-ab.mjs's alternating rounds) cost 11-13 % more CPU per
+ * request on Node 24. Pauses of under half a minute are part of a load; a longer one is idle.
+ */
+export const QUIET_MS = 30_000;
 /**
  * The share of a quiet spell's time the event loop may be busy. A load balancer's health checks (well under 1 ms
  * each) fit, and must not keep the collection off for ever; a long download does not, however few requests
@@ -34,9 +39,9 @@ export class QuietCollector {
   /**
    * A second collection is owed one quiet time after the first, if the spell lasts. V8 judges the allocation rate
    * from what was allocated between its last two collections; a young generation of 16 MiB semi-spaces can take
-   * that much after the load's last scavenge, so 6 s later the rate may still read above V8's threshold and the
-   * first collection shrinks nothing (seen in one of two workers at the end of scripts/memory-soak on Node 20:
-   * 125 MiB before and after). The second's interval is the quiet spell alone.
+   * that much after the load's last scavenge, so the rate may still read above V8's threshold and the first
+   * collection shrinks nothing (seen with a 6 s quiet time in one of two workers at the end of scripts/memory-soak
+   * on Node 20: 125 MiB before and after). The second's interval is the quiet spell alone.
    */
   #secondOwed = false;
   readonly #collect: () => void;

@@ -42,7 +42,7 @@ then sends --requests requests through baton from --concurrency concurrent clien
   every 500th request      POST /upload of 1 MiB instead (half Content-Length, half chunked)  expect 200
 
 and prints the RSS of every worker (VmRSS from /proc/PID/status) after a warm-up, every tenth of the run, at the
-end and 2 s and 20 s after it (what V8 gives back once the load stops), the request counts per kind, and a
+end and 2, 20 and 40 s after it (what V8 and the worker's quiet collection give back once the load stops), the request counts per kind, and a
 verdict: PLATEAU when every worker's RSS at the end is within max(16 MiB, 10%) of its RSS at the middle.
 
   --requests N      total requests (default 1000000)
@@ -260,9 +260,12 @@ routes:
   await pool.close();
   await new Promise((r) => setTimeout(r, 2000));
   sample('end + 2s idle', done);
-  // Whether the memory the run grew goes back once the load stops (V8's memory reducer starts on its own timers).
+  // Whether the memory the run grew goes back once the load stops (V8's memory reducer starts on its own timers;
+  // a worker's quiet collection after 30 s without work).
   await new Promise((r) => setTimeout(r, 18_000));
   sample('end + 20s idle', done);
+  await new Promise((r) => setTimeout(r, 20_000));
+  sample('end + 40s idle', done);
 
   // Report.
   const pids = [...new Set(samples.flatMap((s) => Object.keys(s.workers)))];

@@ -1,6 +1,9 @@
 /** @module The one collection a worker makes when it goes quiet after work. */
 import t from 'tap';
-import { QUIET_MS, QUIET_SHARE, QuietCollector, WORK_MS, exposedGc } from '../../../lib/worker/quiet-gc.js';
+import { QUIET_SHARE, QuietCollector, WORK_MS, exposedGc } from '../../../lib/worker/quiet-gc.js';
+
+/** The quiet time of these tests (the worker's is QUIET_MS): the times below are written for it. */
+const QUIET_MS = 6000;
 
 /** A collector and a clock: `run(from, to, busyPerSecond)` ticks once a second, the loop busy that much each. */
 function collector() {
@@ -107,4 +110,16 @@ t.test('exposedGc calls the global gc when the process has one, and is null with
   t.same(calls, [{ type: 'major', execution: 'sync', flavor: 'last-resort' }], "V8's last-resort collection, which also releases its pooled pages");
   delete g.gc;
   t.equal(exposedGc(), null);
+});
+
+t.test("a worker's collector waits half a minute: shorter pauses are part of a load", async (t) => {
+  const calls: number[] = [];
+  const q = new QuietCollector(() => calls.push(1));
+  const busy = 2 * WORK_MS + 300; // more than 1 % of 30 s: work, not quiet
+  q.tick(0, 0);
+  q.tick(busy, 1000);
+  for (let at = 2000; at <= 30_000; at += 1000) q.tick(busy, at);
+  t.same(calls, [], 'quiet for 29 s');
+  q.tick(busy, 31_000);
+  t.same(calls, [1], 'quiet for 30 s');
 });
