@@ -1,6 +1,6 @@
 /**
- * @module One full garbage collection when a worker goes quiet, so that an idle worker gives back the young
- * generation its last burst of traffic grew. V8 shrinks the young generation only in a full collection that finds
+ * @module A full garbage collection (two at most) when a worker goes quiet, so that an idle worker gives back the
+ * young generation its last burst of traffic grew. V8 shrinks the young generation only in a full collection that finds
  * little allocated over the last 5 s, and a proxy's steady load runs only scavenges: without this, a worker idle
  * after a burst kept up to 2 × `--max-semi-space-size` of it (measured in a loop: RSS 79 MiB, and 48 MiB after one
  * `gc()` 5 s into the quiet; a `gc()` 0.5–4 s in shrinks nothing). Node 24's memory reducer does it some seconds
