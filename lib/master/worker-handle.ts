@@ -39,13 +39,13 @@ const FIRST_LISTENER_FD = 4;
 /**
  * Node's options for a worker, always given:
  * - `--no-warnings`: Node's own printer would write process warnings raw to stderr; the worker logs them as JSON.
- * - `--expose-gc`: for the one collection a worker makes when it goes quiet after work (worker/quiet-gc.ts), which
- *   gives back the young generation a burst grew and the pages V8 keeps pooled.
+ * - `--expose-gc`: for the collections (two at most) a worker makes when it goes quiet after work
+ *   (worker/quiet-gc.ts), which give back the young generation a burst grew and the pages V8 keeps pooled.
  * - `--no-maglev`: Node 24 turned V8's mid-tier compiler on (Node 20 and 22 have it off). Its compilations left an
  *   idle Node 24 worker with about 17 MiB more of malloc'd memory (113 -> 96 MiB, scripts/memory-attribution
  *   --idle 9), and on a proxy's steady load TurboFan's code is what runs: CPU per request without it against with
- *   it within the machine's noise (scripts/lib/bench-ab.mjs: keep-alive 1.036, 1.083, 1.006, 0.877; Connection:
- *   close 1.015; h2c 0.961). V8 takes it only on the command line (NODE_OPTIONS refuses it).
+ *   it within the machine's noise (scripts/lib/bench-ab.mjs: keep-alive 1.036, 1.083, 1.006, 0.877, 0.884,
+ *   1.054; Connection: close 1.015; h2c 0.961). V8 takes it only on the command line (NODE_OPTIONS refuses it).
  */
 const ALWAYS = ['--no-warnings', '--expose-gc', '--no-maglev'];
 
@@ -60,8 +60,8 @@ const ALWAYS = ['--no-warnings', '--expose-gc', '--no-maglev'];
  * - `--v8-pool-size=1`: V8's background threads (parallel GC, concurrent compilation), 4 by default, each with its
  *   own malloc arena that keeps what its peak needed. A worker is one of a machine's `workers` processes, which
  *   already share the cores: one thread each left an idle worker 4 MiB (Node 20) and 7 MiB (Node 24) smaller, for
- *   no CPU cost (bench-ab, one thread against four: Node 24 keep-alive 1.016, 0.988; Node 20 keep-alive 1.055,
- *   0.979, close 0.982, h2c 1.005).
+ *   CPU within the noise, perhaps 2 % (bench-ab, one thread against four: Node 24 keep-alive 1.016, 0.988, 1.033,
+ *   1.013; Node 20 keep-alive 1.055, 0.979, close 0.982, h2c 1.005).
  */
 const OVERRIDABLE: readonly (readonly [RegExp, string])[] = [
   [/(^|\s)--max[-_]semi[-_]space[-_]size\b/, '--max-semi-space-size=16'],
