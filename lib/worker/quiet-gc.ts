@@ -85,7 +85,7 @@ export class QuietCollector {
  * global, or null without the flag. Last-resort, not a plain major collection: it also releases the pages V8 keeps
  * pooled for reuse, which Node 22 and 24 otherwise hold until their memory reducer runs (measured in a loop, 6 s
  * quiet: plain `gc()` RSS 82 -> 82 MiB on Node 22, 83 -> 84 on Node 24; last-resort 82 -> 49 and 84 -> 52, in
- * 11-17 ms, once per quiet spell).
+ * 11-17 ms).
  */
 export function exposedGc(): (() => void) | null {
   const gc = (globalThis as { gc?: unknown }).gc;
