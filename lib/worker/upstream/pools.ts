@@ -12,6 +12,7 @@ import type { Logger } from '../../log/logger.js';
 import { recorder } from '../../metrics/recorder.js';
 import { createBalancer, type BalancedTarget, type Balancer } from './balancer.js';
 import { endpointOf, undiciConnect, type TargetEndpoint } from './connect.js';
+import { H1Pool } from './h1-pool.js';
 import { H2Pool, type TargetPool } from './h2-pool.js';
 import { WaitQueue } from './queue.js';
 
@@ -61,7 +62,7 @@ export function poolOptions(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnec
   const keepAlive = up.keepaliveTimeout > 0;
   return {
     // Never more connections than requests may be in flight (`max_connections`, counted in attempt.ts).
-    connections: t.maxConnections > 0 ? Math.min(t.maxConnections, CONNECTIONS_PER_TARGET) : CONNECTIONS_PER_TARGET,
+    connections: connectionsOf(t),
     // 1 = keep-alive without pipelining (no head-of-line blocking between clients); 0 = no keep-alive at all.
     pipelining: keepAlive ? 1 : 0,
     keepAliveTimeout: keepAlive ? up.keepaliveTimeout : 1,
@@ -103,9 +104,19 @@ export function warmUpstreams(upstreams: Map<string, Upstream>): void {
   for (const up of upstreams.values()) for (const t of up.targets) realPool(t);
 }
 
-/** A pool for one target, of the upstream's protocol. */
+/** Connections a pool of this target may open. */
+function connectionsOf(t: Pick<TargetConfig, 'maxConnections'>): number {
+  return t.maxConnections > 0 ? Math.min(t.maxConnections, CONNECTIONS_PER_TARGET) : CONNECTIONS_PER_TARGET;
+}
+
+/**
+ * A pool for one target, of the upstream's protocol: our own for HTTP/2 and for HTTP/1.1 over TCP or a unix
+ * socket (h1-pool.ts), undici's for HTTP/1.1 over TLS (its session reuse and certificate handling).
+ */
 export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
-  return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new (undiciDispatchers().Pool)(t.origin, poolOptions(up, t, endpoint));
+  if (up.protocol === 'http2') return new H2Pool(up, endpoint);
+  if (endpoint.kind !== 'tls') return new H1Pool(up, endpoint, connectionsOf(t));
+  return new (undiciDispatchers().Pool)(t.origin, poolOptions(up, t, endpoint));
 }
 
 function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Target {
@@ -198,6 +209,12 @@ export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, 
     target.pool.dispatch(opts, handler);
     return;
   }
+  if (target.endpoint.kind !== 'tls') {
+    const pool = new H1Pool(target.upstreamConfig, target.endpoint, 1);
+    pool.dispatch(opts, handler);
+    pool.close().catch(() => {});
+    return;
+  }
   const { connections: _c, ...options } = poolOptions(target.upstreamConfig, target, target.endpoint);
   const client = new (undiciDispatchers().Client)(target.origin, { ...options, pipelining: 0 });
   try {
@@ -218,7 +235,8 @@ export function nextTargets(up: Upstream, first: number, now: number, key?: stri
  * Requests already running on the old pool finish there.
  */
 export function replacePool(up: Upstream, target: Target): void {
-  if (up.config.protocol === 'http2') return; // our own pool: no such bug to work around
+  // Our own pools have no such bug to work around.
+  if (up.config.protocol === 'http2' || target.endpoint.kind !== 'tls') return;
   const old = target.pool;
   target.pool = createPool(up.config, target, target.endpoint);
   old.close().catch(() => {});

@@ -1,0 +1,122 @@
+/**
+ * @module HTTP/1.1 to one target over TCP or a unix socket: at most `connections` sockets, one request at a time
+ * on each, idle ones kept for `keepalive_timeout` and reused last-in first-out (the most recently used is the
+ * least likely to have been closed by the upstream), requests beyond the bound waiting in order. It speaks
+ * undici's dispatch handler protocol, so the upstream attempt drives it like the undici Pool it replaces for
+ * these targets (https targets keep undici's, for its TLS session reuse). See h1-conn.ts for why.
+ */
+import type { UpstreamConfig } from '../../config/types.js';
+import { coded } from '../errors.js';
+import type { TargetEndpoint } from './connect.js';
+import { H1Conn, H1Request, type ConnOwner, type Handler, type Options } from './h1-conn.js';
+import type { TargetPool } from './h2-pool.js';
+
+export class H1Pool implements TargetPool, ConnOwner {
+  readonly hostHeader: string;
+  readonly keepAlive: number;
+  readonly headersTimeout: number;
+  readonly bodyTimeout: number;
+  readonly connectTimeout: number;
+  readonly #endpoint: TargetEndpoint;
+  readonly #max: number;
+  /** Every socket open or opening. */
+  readonly #conns = new Set<H1Conn>();
+  /** Connected and without a request, most recently used last. */
+  readonly #idle: H1Conn[] = [];
+  /** Requests waiting for a connection, in arrival order. */
+  #queue: H1Request[] = [];
+  #closed = false;
+  #whenClosed: (() => void) | null = null;
+
+  constructor(up: UpstreamConfig, endpoint: TargetEndpoint, connections: number) {
+    this.#endpoint = endpoint;
+    this.#max = Math.max(1, connections);
+    this.keepAlive = up.keepaliveTimeout;
+    this.headersTimeout = up.responseTimeout;
+    this.bodyTimeout = up.idleTimeout;
+    this.connectTimeout = up.connectTimeout;
+    this.hostHeader = endpoint.kind === 'unix' ? 'localhost' : hostPort(endpoint.host, endpoint.port);
+  }
+
+  /** Sockets open or opening (for tests and /status). */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  dispatch(opts: Options, handler: Handler): boolean {
+    const x = new H1Request(opts, handler);
+    if (this.#closed) {
+      queueMicrotask(() => x.fail(coded('UND_ERR_CLOSED', 'the upstream pool is closed')));
+      return true;
+    }
+    const conn = this.#take();
+    if (conn !== null) conn.start(x);
+    else this.#queue.push(x);
+    return true;
+  }
+
+  /** An idle connection still open, or a new one under the bound; null when the request must wait. */
+  #take(): H1Conn | null {
+    const idle = this.#idle;
+    while (idle.length > 0) {
+      const conn = idle.pop()!;
+      if (conn.usable) return conn;
+      conn.close();
+    }
+    if (this.#conns.size >= this.#max) return null;
+    const conn = new H1Conn(this, this.#endpoint);
+    this.#conns.add(conn);
+    return conn;
+  }
+
+  released(conn: H1Conn, reusable: boolean): void {
+    if (reusable && this.#conns.has(conn)) {
+      if (this.#queue.length > 0) {
+        conn.start(this.#queue.shift()!);
+        return;
+      }
+      if (!this.#closed && conn.parkIdle(conn.hint)) {
+        this.#idle.push(conn);
+        return;
+      }
+      conn.close();
+    }
+    this.#pump();
+  }
+
+  gone(conn: H1Conn): void {
+    if (!this.#conns.delete(conn)) return;
+    const i = this.#idle.lastIndexOf(conn);
+    if (i !== -1) this.#idle.splice(i, 1);
+    this.#pump();
+    if (this.#closed && this.#conns.size === 0 && this.#queue.length === 0) this.#whenClosed?.();
+  }
+
+  /** Waiting requests get the connections that freed up (or new ones in the room left). */
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const conn = this.#take();
+      if (conn === null) return;
+      const x = this.#queue.shift()!;
+      if (x.done) {
+        this.released(conn, conn.usable);
+        continue;
+      }
+      conn.start(x);
+    }
+  }
+
+  /** Stop taking requests; resolves once the requests in flight and waiting are done and every socket closed. */
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const conn of this.#idle.splice(0)) conn.close();
+    if (this.#conns.size === 0 && this.#queue.length === 0) return Promise.resolve();
+    for (const conn of this.#conns) conn.close();
+    return new Promise((resolve) => { this.#whenClosed = resolve; });
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return port === 80 ? h : `${h}:${port}`;
+}
