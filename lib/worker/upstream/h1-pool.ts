@@ -26,7 +26,8 @@ export class H1Pool implements TargetPool, ConnOwner {
   /** Requests waiting for a connection, in arrival order. */
   #queue: H1Request[] = [];
   #closed = false;
-  #whenClosed: (() => void) | null = null;
+  /** Resolves the promises of close() once every socket is gone. */
+  readonly #whenClosed: Array<() => void> = [];
 
   constructor(up: UpstreamConfig, endpoint: TargetEndpoint, connections: number) {
     this.#endpoint = endpoint;
@@ -89,7 +90,7 @@ export class H1Pool implements TargetPool, ConnOwner {
     const i = this.#idle.lastIndexOf(conn);
     if (i !== -1) this.#idle.splice(i, 1);
     this.#pump();
-    if (this.#closed && this.#conns.size === 0 && this.#queue.length === 0) this.#whenClosed?.();
+    if (this.#closed && this.#conns.size === 0 && this.#queue.length === 0) for (const resolve of this.#whenClosed.splice(0)) resolve();
   }
 
   /** Waiting requests get the connections that freed up (or new ones in the room left). */
@@ -112,7 +113,7 @@ export class H1Pool implements TargetPool, ConnOwner {
     for (const conn of this.#idle.splice(0)) conn.close();
     if (this.#conns.size === 0 && this.#queue.length === 0) return Promise.resolve();
     for (const conn of this.#conns) conn.close();
-    return new Promise((resolve) => { this.#whenClosed = resolve; });
+    return new Promise((resolve) => { this.#whenClosed.push(resolve); });
   }
 }
 
