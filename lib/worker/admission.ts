@@ -35,7 +35,7 @@ export const enum Arrival {
   Tunnel,
 }
 
-/** undici refuses these request-target characters, and each refusal wedges a pool slot. */
+/** Characters no request-target may carry (controls, space, non-latin1): refused before anything goes upstream. */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
 /** RFC 9110 §5.6.2 token: the only shape a method may have (HTTP/2 sends it as a plain header value). */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

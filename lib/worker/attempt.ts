@@ -1,12 +1,10 @@
 /**
  * @module The upstream attempt: read the body first when it is buffered, pick a target (or wait in the queue),
- * dispatch through its pool (undici for HTTP/1.1, upstream/h2-pool.ts for HTTP/2), retry by the upstream's
- * policy. This object is the dispatch handler of one request, across its retries. It uses the handler protocol
- * undici's core calls (onConnect, onBodySent, onRequestSent, onHeaders, onData, onComplete, onError), marked
- * deprecated in undici 7 in favour of onRequestStart & co. In undici 7.30 those are an adapter over these: an
- * `UnwrapHandler` and its controller per request, and every response's headers parsed into an object we do not
- * use (about 450 bytes a request more, measured with scripts/alloc-per-request); and they have no onBodySent /
- * onRequestSent, which the upload's idle watch and early responses need.
+ * dispatch through its pool (upstream/h1-pool.ts for HTTP/1.1, upstream/h2-pool.ts for HTTP/2), retry by the
+ * upstream's policy. This object is the dispatch handler of one request, across its retries. Both pools speak the
+ * handler protocol undici's core calls (onConnect, onBodySent, onRequestSent, onHeaders, onData, onComplete,
+ * onError), the one these pools replaced undici's under (undici 7's newer onRequestStart & co have no onBodySent
+ * / onRequestSent, which the upload's idle watch and early responses need).
  *
  * Retries follow `upstreams.NAME.retry` (upstream/retry.ts, decided in failover.ts); by default a connect failure moves to the next
  * target for any method and a reset before any response byte is retried once, on a new connection, for an
@@ -23,7 +21,7 @@ import { UpstreamFailover } from './failover.js';
 import { dispatchFresh, markUp, type Upstream } from './upstream/pools.js';
 import type { Waiter } from './upstream/queue.js';
 
-/** Shared (never thrown, only handed to undici's abort): stack traces of client disconnects are worthless. */
+/** Shared (never thrown, only handed to the pool's abort): stack traces of client disconnects are worthless. */
 const CLIENT_GONE_ERROR = coded(CLIENT_GONE, 'client closed the connection');
 
 const enum State {

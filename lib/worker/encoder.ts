@@ -98,7 +98,7 @@ class OneCallEncoder implements Encoder {
 
   write(chunk: Buffer): boolean {
     this.#size += chunk.length;
-    // More than announced: undici fails such a response itself; never gather past the bound meanwhile.
+    // More than announced (the pool stops at the Content-Length; be sure anyway): never gather past the bound.
     if (this.#size > ONE_CALL_MAX) {
       this.#owner.failed(new Error('upstream body longer than its Content-Length'));
       return true;

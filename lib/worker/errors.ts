@@ -15,7 +15,7 @@ export type FailureKind =
   | 'protocol'
   /** The client left or misbehaved: nothing (or a 4xx) is written. */
   | 'client'
-  /** A bug on our side (e.g. undici refused arguments we built). */
+  /** A bug on our side (e.g. a pool refused arguments we built). */
   | 'internal';
 
 export interface Failure {
@@ -93,7 +93,7 @@ add([CLIENT_IDLE], 408, 'client', false, 'warn');
 add(['UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', CLIENT_BAD_BODY], 400, 'client', false, 'warn');
 add([BODY_TOO_LARGE], 413, 'client', false, 'warn');
 add([DEADLINE], 504, 'client', false, 'warn');
-// undici refused what we built: a sanitizing bug (and undici 7 may have wedged a pool slot: the pool is replaced).
+// A pool refused what we built (undici's codes, kept by our pools): a sanitizing bug.
 add(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_INVALID_RETURN_VALUE', INTERNAL], 500, 'internal', false);
 
 const UNKNOWN: Failure = Object.freeze({ code: 'UNKNOWN', status: 502, kind: 'protocol', markDown: false, level: 'error' });

@@ -59,7 +59,7 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
     this.req = req;
     this.res = res;
     this.method = req.method ?? '';
-    // Read now: undici detaches req.socket when it destroys a consumed request body.
+    // Read now: the pool detaches req.socket when it destroys a consumed request body (h1-conn.ts discardBody).
     this.#socket = req.socket ?? null;
     (res as Response)[kExchange] = this;
     res.on('close', onResponseClose);
@@ -126,7 +126,7 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
     this.answer(this.refusal, this.refusal !== 403);
   }
 
-  /** The client left already (checked before dispatch and when undici asks to start). */
+  /** The client left already (checked before dispatch and when the pool asks to start). */
   clientLeft(): boolean {
     return this.clientGone || responseGone(this.res);
   }
@@ -178,11 +178,11 @@ export class Exchange extends Admission implements Relayed, RequestFacts, Limite
     const running = attempt !== null && attempt.running;
     if ((running || !this.res.writableFinished) && !this.cut) {
       this.clientGone = true;
-      // Not connected yet → onConnect aborts it when undici gets there.
+      // Not connected yet → onConnect aborts it when the pool gets there.
       if (running) attempt.cancel(CLIENT_GONE_ERROR);
     }
     attempt?.unwatch();
-    // undici sets req.socket = null before destroying a request body it consumed (so that Node does not destroy
+    // The pool sets req.socket = null before destroying a request body it consumed (so that Node does not destroy
     // the connection with it). Give it back: listeners after us (drain accounting) expect req.socket.
     if (this.req.socket === null && this.#socket !== null) (this.req as { socket: unknown }).socket = this.#socket;
     this.#finish();

@@ -11,7 +11,7 @@ import type { RequestLog } from './request-log.js';
 import { recorder } from '../metrics/recorder.js';
 import { anyUp, usable } from './upstream/balancer.js';
 import { hashKeyOf } from './upstream/hash-key.js';
-import { markDown, nextTargets, replacePool, type Target, type Upstream } from './upstream/pools.js';
+import { markDown, nextTargets, type Target, type Upstream } from './upstream/pools.js';
 import { conditionOf, mayRetry, statusCondition } from './upstream/retry.js';
 
 export abstract class UpstreamFailover extends ResponseRelay {
@@ -120,9 +120,8 @@ export abstract class UpstreamFailover extends ResponseRelay {
     const now = Date.now();
     const target = this.target;
     // Passive health: connect failures and timeouts count; a reset only when it came on a retry (the first
-    // is typically the keep-alive race); undici refusing our arguments replaces the pool instead.
+    // is typically the keep-alive race).
     if ((failure.kind === 'connect' && failure.markDown) || failure.kind === 'timeout' || (failure.kind === 'reset' && this.retries > 0)) this.#markFailed(target, now);
-    else if (failure.kind === 'internal') replacePool(this.upstream, target);
     const condition = conditionOf(failure.kind);
     if (!this.#mayRetry(condition)) return -1;
     let next = this.#nextCandidate(now);

@@ -28,7 +28,7 @@ export function compileHeaderRules(rules: HeaderRules | null, host: UpstreamHost
   const fields: Field[] = [];
   for (const [name, value] of [...(rules?.set ?? []), ...(rules?.add ?? [])]) fields.push(field(name, value));
   for (const [name] of rules?.set ?? []) drop.add(name.toLowerCase());
-  // `target`: undici then sends the target's own host:port (its Host header when the list has none).
+  // `target`: the pool then sends the target's own host:port (its Host header when the list has none).
   if (host.kind !== 'preserve') drop.add('host');
   if (host.kind === 'fixed') fields.push({ name: 'host', constant: host.host, parts: [host.host] });
   return { drop, fields };

@@ -3,7 +3,7 @@
  * built from the client's raw headers through a strip list, with validation and the X-Forwarded-* / Via /
  * X-Request-Id additions; and the client response header list built from the upstream's raw headers.
  *
- * Lists are flat `[name, value, name, value, ...]` arrays: that is what `req.rawHeaders` is, what undici's
+ * Lists are flat `[name, value, name, value, ...]` arrays: that is what `req.rawHeaders` is, what the pools'
  * `headers` option and `res.writeHead` accept, and it keeps duplicates (set-cookie) without any object work.
  * Names keep the sender's spelling; comparisons are on the lower-cased name.
  */
@@ -16,8 +16,8 @@ export class BadRequest extends Error {
 }
 
 /**
- * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1, `te` included) and those undici 7 rejects
- * (undici 7.30 leaves a dead client in the pool for each request it rejects, which eventually wedges the pool).
+ * Request headers never forwarded: hop-by-hop ones (RFC 9110 §7.6.1, `te` included), the framing the pools write
+ * themselves (`connection`, `transfer-encoding`), and `expect` (answered here: request-body.ts).
  * `host` and the forwarding headers are re-added explicitly; `proxy-authorization` is meant for a proxy, i.e.
  * us, and is not leaked to applications.
  */
@@ -57,7 +57,7 @@ export interface ForwardContext {
 }
 
 export interface UpstreamHead {
-  /** Flat upstream header list, validated, ready for undici (or http.request for tunnels). */
+  /** Flat upstream header list, validated, ready for the pools (or http.request for tunnels). */
   readonly headers: string[];
   /** `Host` (or `:authority`) as the client sent it; '' if none. */
   readonly authority: string;
@@ -74,7 +74,7 @@ export interface UpstreamHead {
 
 /**
  * Build the upstream request headers from a client's raw header list (`req.rawHeaders`: HTTP/1.1, or
- * HTTP/2 with its `:pseudo` headers). Throws `BadRequest` for anything undici would reject or that is
+ * HTTP/2 with its `:pseudo` headers). Throws `BadRequest` for anything invalid on the wire or
  * ambiguous (invalid name or value, conflicting `Content-Length`).
  */
 export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): UpstreamHead {
@@ -128,7 +128,7 @@ export function buildUpstreamHead(raw: readonly string[], ctx: ForwardContext): 
     if (lower === 'content-length') {
       const n = parseContentLength(value);
       if (n === -1 || (contentLength !== -1 && n !== contentLength)) throw new BadRequest('invalid content-length');
-      if (contentLength !== -1) continue; // an identical duplicate: undici refuses duplicates, send one
+      if (contentLength !== -1) continue; // an identical duplicate: send one
       contentLength = n;
     } else if (lower === 'cookie') {
       // HTTP/2 may split cookies into several fields; HTTP/1.1 allows one (RFC 9113 §8.2.3).
@@ -246,7 +246,7 @@ export function nextRequestId(): string {
 }
 
 /**
- * The client response header list from undici's raw response headers (Buffers, latin1 so bytes round-trip):
+ * The client response header list from the upstream's raw response headers (strings or latin1 Buffers):
  * hop-by-hop headers and the headers named by `Connection` removed, duplicates kept, and `x-request-id` added
  * when the upstream did not set one. Nothing connection-specific survives, so the list is valid for HTTP/2.
  */

@@ -1,7 +1,7 @@
 /**
- * @module Client-side inactivity (`idle_timeout`) without a timer per request. undici bounds the upstream side
- * (headers and body timeouts) but not a client that stops sending its request body (undici keeps waiting while
- * it is "writing") nor one that stops reading the response (undici's body timer sleeps while we hold it
+ * @module Client-side inactivity (`idle_timeout`) without a timer per request. The pools bound the upstream side
+ * (headers and body timeouts) but not a client that stops sending its request body (the pool keeps waiting while
+ * it is writing) nor one that stops reading the response (the pool's body timer sleeps while we hold it
  * paused). Only uploads and responses in one of those two states are in the watch set (request-body.ts, relay.ts);
  * one coarse interval sweeps it.
  */

@@ -214,7 +214,7 @@ async function start(msg: Extract<MasterToWorker, { type: 'start' }>): Promise<v
   // Traced before the send: once sent, the master may record its generation ready before this line runs.
   traceStep('ready sending', loaded);
   send({ type: 'ready' });
-  // What could wait until after 'ready' (undici's pools) is loaded now, before the first request when none has come yet.
+  // What could wait until after 'ready' (the upstream pools) is made now, before the first request when none has come yet.
   setImmediate(() => {
     if (drainer.draining) return;
     h.warm();

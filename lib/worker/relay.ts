@@ -1,7 +1,7 @@
 /**
  * @module The response relay: the upstream's status, headers, body and trailers written to the client, with
  * backpressure (the upstream is paused while the client's buffer is full) and the client's reading watched for
- * inactivity (`idle_timeout`: undici's own body timer sleeps while we hold it paused). A failure after the
+ * inactivity (`idle_timeout`: the pool's own body timer sleeps while we hold it paused). A failure after the
  * headers cuts the response (HTTP/2: RST_STREAM INTERNAL_ERROR), never a short body that looks complete.
  */
 import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -47,7 +47,7 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
   #encoder: Encoder | null = null;
   /** In the idle sweeper's set. */
   #watching = false;
-  /** Resumes the paused upstream (undici's `resume`). */
+  /** Resumes the paused upstream (the pool's `resume`). */
   #resume: (() => void) | null = null;
   idleSince = 0;
   /** The upstream's `idle_timeout`; 0 = the client may take as long as it likes. */
@@ -85,7 +85,7 @@ export abstract class ResponseRelay implements IdleWatched, Cancellable, Encoder
     this.ex.status = statusCode;
   }
 
-  /** One body chunk; false when the upstream must wait for 'drain' (undici then pauses it). */
+  /** One body chunk; false when the upstream must wait for 'drain' (the pool then pauses it). */
   protected relayData(chunk: Buffer, clientGone: boolean): boolean {
     const ex = this.ex;
     const encoder = this.#encoder;
@@ -193,7 +193,7 @@ const NOT_TRAILERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', '
  * clients when the response is chunked (Node writes them only then). Invalid ones are dropped, not fatal.
  */
 function relayTrailers(res: ServerResponse, raw: readonly (string | Buffer)[]): void {
-  // Typed as strings, delivered by undici's HTTP/1 parser as raw Buffers.
+  // Strings from our pools; Buffers from a pool that delivers raw bytes (undici's did).
   const text = (x: string | Buffer) => (typeof x === 'string' ? x : x.toString('latin1'));
   const out: Record<string, string> = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {

@@ -1,5 +1,5 @@
 /**
- * @module The request body on its way upstream: the stream undici consumes, its size limit while it streams,
+ * @module The request body on its way upstream: the stream the pool consumes, its size limit while it streams,
  * `Expect: 100-continue` held until an upstream connection is ready, and the upload's inactivity bound. Exists
  * only for requests that have a body.
  */
@@ -15,7 +15,7 @@ export interface Cancellable {
 
 /**
  * Counts the bytes of a request body that is not delimited by Content-Length and fails with
- * `BATON_BODY_TOO_LARGE` once they pass the limit; undici then aborts the upstream request with that error.
+ * `BATON_BODY_TOO_LARGE` once they pass the limit; the pool then aborts the upstream request with that error.
  * Also the HTTP/2 body adapter (a destroyed Http2ServerRequest would reset the stream).
  */
 export class BodyLimit extends Transform {
@@ -66,7 +66,7 @@ export class RequestBody implements IdleWatched {
   /** The client waits for `100 Continue`. */
   #expectsContinue: boolean;
   #sweeper: IdleSweeper | null = null;
-  /** undici wrote the whole body upstream. */
+  /** The pool wrote the whole body upstream. */
   sent = false;
   idleSince = 0;
   idleLimit = 0;
@@ -78,8 +78,8 @@ export class RequestBody implements IdleWatched {
   }
 
   /**
-   * The body as undici consumes it. HTTP/1.1: the request itself (undici detaches its socket before destroying
-   * it). HTTP/2: through a BodyLimit, since destroying an Http2ServerRequest resets the stream; and a body
+   * The body as the pool consumes it. HTTP/1.1: the request itself (the pool detaches its socket before
+   * destroying it). HTTP/2: through a BodyLimit, since destroying an Http2ServerRequest resets the stream; and a body
    * without Content-Length under a `max_body_size` goes through one that counts it.
    */
   get stream(): Readable {
@@ -134,7 +134,7 @@ export class RequestBody implements IdleWatched {
     const sweeper = this.#sweeper;
     if (sweeper === null) return;
     if (this.#req.readableLength > 0) {
-      // Bytes are waiting: the upstream is the one not reading, and undici's response timeout covers it.
+      // Bytes are waiting: the upstream is the one not reading, and the pool's response timeout covers it.
       sweeper.watch(this, now);
       return;
     }

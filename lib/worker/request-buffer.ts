@@ -185,7 +185,7 @@ export class BodyBuffer implements IdleWatched {
 }
 
 /**
- * The temp file from its first byte, by positioned reads on a descriptor it does not own: destroying it (undici
+ * The temp file from its first byte, by positioned reads on a descriptor it does not own: destroying it (the pool
  * does, when it is done with a body) never closes the file, and waits for a read in flight (an `fs.ReadStream`
  * closes its descriptor when destroyed, whatever `autoClose` says).
  */

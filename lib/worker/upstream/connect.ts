@@ -1,6 +1,6 @@
 /**
- * @module How one target is reached: TCP, TLS or a unix socket, as options for undici's connector (HTTP/1.1)
- * and as a connect function of our own (HTTP/2, h2-pool.ts). TLS settings are compiled once per upstream: a
+ * @module How one target is reached: TCP, TLS or a unix socket, as connect functions of our own (HTTP/1.1,
+ * h1-conn.ts; HTTP/2, h2-pool.ts) and as options for undici's connector (the health checks). TLS settings are compiled once per upstream: a
  * secure context holding the extra CA and the client certificate, so that no connection parses certificates again.
  */
 import type https from 'node:https';
@@ -64,9 +64,26 @@ export function endpointOf(up: UpstreamConfig, t: TargetConfig): TargetEndpoint 
   return { kind: secure ? 'tls' : 'tcp', host, port, socketPath: null, tls: secure ? tlsOptions(up, host) : null };
 }
 
-/** `connect` options of an undici Pool or Client for this endpoint (HTTP/1.1). */
+/** `connect` options of an undici Client for this endpoint (the health checks, health.ts). */
 export function undiciConnect(e: TargetEndpoint, timeout: number): Record<string, unknown> {
   return { timeout, ...(e.socketPath !== null ? { socketPath: e.socketPath } : null), ...e.tls };
+}
+
+/** The HTTP/1.1 ALPN id, offered alone on TLS connections of HTTP/1.1 upstreams (as undici does). */
+const ALPN_H1 = ['http/1.1'];
+
+/**
+ * Open a connection for HTTP/1.1 (h1-conn.ts): TCP, a unix socket, or TLS with the upstream's settings, resuming
+ * `session` when there is one (nginx's `proxy_ssl_session_reuse`); `onSession` receives new ones. The socket is
+ * ready on 'connect' (TCP, unix) or 'secureConnect' (TLS), returned beside it.
+ */
+export function connectH1(e: TargetEndpoint, session: Buffer | null, onSession: (s: Buffer) => void): { socket: net.Socket; ready: 'connect' | 'secureConnect' } {
+  if (e.kind === 'tls') {
+    const socket = tlsModule().connect({ ...e.tls, host: e.host, port: e.port, ALPNProtocols: ALPN_H1, ...(session !== null ? { session } : null) });
+    socket.on('session', onSession);
+    return { socket, ready: 'secureConnect' };
+  }
+  return { socket: e.socketPath !== null ? net.connect({ path: e.socketPath }) : net.connect({ host: e.host, port: e.port }), ready: 'connect' };
 }
 
 /**

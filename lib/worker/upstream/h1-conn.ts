@@ -13,11 +13,11 @@
  * does nothing. An idle connection is unref'd (it never keeps a worker alive) and re-checked before reuse.
  */
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { coded } from '../errors.js';
-import type { TargetEndpoint } from './connect.js';
+import { connectH1, type TargetEndpoint } from './connect.js';
 import { Framing, MAX_CHUNK_LINE, MAX_HEAD, parseChunkSize, parseHead, parseTrailers, type ResponseHead } from './h1-parse.js';
 
 /** undici calls onRequestSent too (its types leave it out). */
@@ -32,6 +32,8 @@ export interface ConnOwner {
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
   readonly connectTimeout: number;
+  /** The TLS session to resume on the next connection (https targets), kept from the last handshake. */
+  tlsSession: Buffer | null;
   /** The connection finished a request and may take another (false: it is closing). */
   released(conn: H1Conn, reusable: boolean): void;
   /** The socket closed (or never opened). */
@@ -140,10 +142,10 @@ export class H1Conn {
 
   constructor(owner: ConnOwner, endpoint: TargetEndpoint) {
     this.#owner = owner;
-    const socket = endpoint.socketPath !== null ? net.connect({ path: endpoint.socketPath }) : net.connect({ host: endpoint.host, port: endpoint.port });
+    const { socket, ready } = connectH1(endpoint, owner.tlsSession, (s) => { owner.tlsSession = s; });
     this.socket = socket;
     socket.setNoDelay(true);
-    socket.on('connect', () => this.#onConnect());
+    socket.on(ready, () => this.#onConnect());
     socket.on('data', (buf: Buffer) => this.#onData(buf));
     socket.on('end', () => this.#onEnd());
     socket.on('error', (err: Error) => this.#onError(err));

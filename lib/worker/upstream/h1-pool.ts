@@ -1,9 +1,9 @@
 /**
- * @module HTTP/1.1 to one target over TCP or a unix socket: at most `connections` sockets, one request at a time
+ * @module HTTP/1.1 to one target over TCP, TLS or a unix socket: at most `connections` sockets, one request at a time
  * on each, idle ones kept for `keepalive_timeout` and reused last-in first-out (the most recently used is the
  * least likely to have been closed by the upstream), requests beyond the bound waiting in order. It speaks
- * undici's dispatch handler protocol, so the upstream attempt drives it like the undici Pool it replaces for
- * these targets (https targets keep undici's, for its TLS session reuse). See h1-conn.ts for why.
+ * undici's dispatch handler protocol, so the upstream attempt drives it like the undici Pool it replaces (see
+ * h1-conn.ts for why). TLS connections resume the pool's last session (nginx's `proxy_ssl_session_reuse`).
  */
 import type { UpstreamConfig } from '../../config/types.js';
 import { coded } from '../errors.js';
@@ -17,6 +17,7 @@ export class H1Pool implements TargetPool, ConnOwner {
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
   readonly connectTimeout: number;
+  tlsSession: Buffer | null = null;
   readonly #endpoint: TargetEndpoint;
   readonly #max: number;
   /** Every socket open or opening. */

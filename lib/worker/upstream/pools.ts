@@ -1,17 +1,16 @@
 /**
  * @module The upstreams of one worker: one connection pool per target (we balance ourselves, so no
- * BalancedPool): an undici `Pool` for HTTP/1.1 (TCP, TLS or a unix socket), an H2Pool for HTTP/2; the per-target
+ * BalancedPool): an H1Pool for HTTP/1.1 (TCP, TLS or a unix socket), an H2Pool for HTTP/2; the per-target
  * counters the balancers read, the upstream's queue, and health: passive (nginx's `max_fails` failures within
  * `fail_timeout` take a target out for `fail_timeout`) and active (health.ts sets `checkDown`). Both end up in the
  * one field the balancers read on the hot path, `downUntil`.
  */
-import type { Dispatcher, Pool } from 'undici';
-import { undiciDispatchers } from '../../util/internals.js';
+import type { Dispatcher } from 'undici';
 import type { Config, TargetConfig, UpstreamConfig } from '../../config/types.js';
 import type { Logger } from '../../log/logger.js';
 import { recorder } from '../../metrics/recorder.js';
 import { createBalancer, type BalancedTarget, type Balancer } from './balancer.js';
-import { endpointOf, undiciConnect, type TargetEndpoint } from './connect.js';
+import { endpointOf, type TargetEndpoint } from './connect.js';
 import { H1Pool } from './h1-pool.js';
 import { H2Pool, type TargetPool } from './h2-pool.js';
 import { WaitQueue } from './queue.js';
@@ -44,7 +43,7 @@ export interface Target extends BalancedTarget {
   /** When its health last changed (ms) and why (null: healthy from the start); for /status (health.ts). */
   healthSince: number;
   healthWhy: string | null;
-  /** Replaced if undici ever wedges it (see `replacePool`). */
+  /** Made at the first request or once the worker is ready (PoolOnFirstUse). */
   pool: TargetPool;
 }
 
@@ -58,27 +57,10 @@ export interface Upstream {
   noLiveLoggedAt: number;
 }
 
-export function poolOptions(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnections'>, endpoint: TargetEndpoint): Pool.Options {
-  const keepAlive = up.keepaliveTimeout > 0;
-  return {
-    // Never more connections than requests may be in flight (`max_connections`, counted in attempt.ts).
-    connections: connectionsOf(t),
-    // 1 = keep-alive without pipelining (no head-of-line blocking between clients); 0 = no keep-alive at all.
-    pipelining: keepAlive ? 1 : 0,
-    keepAliveTimeout: keepAlive ? up.keepaliveTimeout : 1,
-    // The upstream's own `Keep-Alive: timeout=` hint must not stretch our configured value.
-    keepAliveMaxTimeout: keepAlive ? up.keepaliveTimeout : 1,
-    connect: undiciConnect(endpoint, up.connectTimeout),
-    headersTimeout: up.responseTimeout,
-    bodyTimeout: up.idleTimeout,
-    strictContentLength: true,
-  };
-}
-
 /**
- * A target's pool until its first request or `warmUpstreams`, whichever comes first: the worker builds its
- * upstreams before it is ready, and undici (with node:http2, which undici loads) would add a third of a worker's
- * start-up CPU (scripts/reload-timing --trace). No connection exists before the first request either way.
+ * A target's pool until its first request or `warmUpstreams`, whichever comes first. Made when undici's pools
+ * (which load node:http2) added a third of a worker's start-up CPU; our own pools load nothing until they
+ * connect (node:tls for https targets, node:http2 for http2 upstreams), so this now only defers small objects.
  */
 class PoolOnFirstUse implements TargetPool {
   readonly #target: Target;
@@ -109,14 +91,9 @@ function connectionsOf(t: Pick<TargetConfig, 'maxConnections'>): number {
   return t.maxConnections > 0 ? Math.min(t.maxConnections, CONNECTIONS_PER_TARGET) : CONNECTIONS_PER_TARGET;
 }
 
-/**
- * A pool for one target, of the upstream's protocol: our own for HTTP/2 and for HTTP/1.1 over TCP or a unix
- * socket (h1-pool.ts), undici's for HTTP/1.1 over TLS (its session reuse and certificate handling).
- */
-export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'origin' | 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
-  if (up.protocol === 'http2') return new H2Pool(up, endpoint);
-  if (endpoint.kind !== 'tls') return new H1Pool(up, endpoint, connectionsOf(t));
-  return new (undiciDispatchers().Pool)(t.origin, poolOptions(up, t, endpoint));
+/** A pool for one target, of the upstream's protocol (both our own: h1-pool.ts, h2-pool.ts). */
+export function createPool(up: UpstreamConfig, t: Pick<TargetConfig, 'maxConnections'>, endpoint: TargetEndpoint): TargetPool {
+  return up.protocol === 'http2' ? new H2Pool(up, endpoint) : new H1Pool(up, endpoint, connectionsOf(t));
 }
 
 function createTarget(up: UpstreamConfig, t: TargetConfig, index: number): Target {
@@ -209,37 +186,14 @@ export function dispatchFresh(target: Target, opts: Dispatcher.DispatchOptions, 
     target.pool.dispatch(opts, handler);
     return;
   }
-  if (target.endpoint.kind !== 'tls') {
-    const pool = new H1Pool(target.upstreamConfig, target.endpoint, 1);
-    pool.dispatch(opts, handler);
-    pool.close().catch(() => {});
-    return;
-  }
-  const { connections: _c, ...options } = poolOptions(target.upstreamConfig, target, target.endpoint);
-  const client = new (undiciDispatchers().Client)(target.origin, { ...options, pipelining: 0 });
-  try {
-    client.dispatch(opts, handler);
-  } finally {
-    client.close().catch(() => {});
-  }
+  const pool = new H1Pool(target.upstreamConfig, target.endpoint, 1);
+  pool.dispatch(opts, handler);
+  pool.close().catch(() => {});
 }
 
 /** The candidates after `first`, healthy ones only, in the balancer's order (allocated only on the failure path). */
 export function nextTargets(up: Upstream, first: number, now: number, key?: string): number[] {
   return up.balancer.fallbacks(first, now, key);
-}
-
-/**
- * Swap in a fresh pool after undici refused a request's arguments: undici 7.30 leaves a never-connected client
- * in the pool for each such request (no client ever connects or leaves), and a bounded pool eventually hangs.
- * Requests already running on the old pool finish there.
- */
-export function replacePool(up: Upstream, target: Target): void {
-  // Our own pools have no such bug to work around.
-  if (up.config.protocol === 'http2' || target.endpoint.kind !== 'tls') return;
-  const old = target.pool;
-  target.pool = createPool(up.config, target, target.endpoint);
-  old.close().catch(() => {});
 }
 
 export async function closeUpstreams(upstreams: Map<string, Upstream>): Promise<void> {

@@ -2,19 +2,22 @@
  * @module H1Pool, our HTTP/1.1 connection pool for plain TCP and unix-socket targets, driven through undici's
  * legacy dispatch-handler protocol against real sockets: raw `net` upstreams on 127.0.0.1 (so every byte on the
  * wire is ours) and `http` ones where that is simpler. Covers the request head and body framing, response framing,
- * keep-alive and idle closing, the connection cap, timeouts and protocol errors, backpressure, abort and close.
+ * keep-alive and idle closing, the connection cap, timeouts and protocol errors, backpressure, abort and close,
+ * and https targets (verification, session resumption).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { H1Pool } from '../../../lib/worker/upstream/h1-pool.js';
-import type { TargetEndpoint } from '../../../lib/worker/upstream/connect.js';
+import { endpointOf, type TargetEndpoint } from '../../../lib/worker/upstream/connect.js';
+import { makeCerts } from '../../helpers/certs.js';
 import { deadOrigin, listen, sleep, until, upstream, type UpstreamOptions } from './config-fixture.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1186,4 +1189,50 @@ t.test('a response that arrives before the upstream read the whole body is deliv
   const next = await fetch(t, pool, { path: '/next' });
   t.equal(next.status, 413, 'the next request is answered');
   t.equal(up.sockets.length, 2, 'on a new connection');
+});
+
+t.test('an https target is verified with tls.ca and server_name, and later connections resume the TLS session', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'baton-h1-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  makeCerts(dir);
+  const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+  const resumed: boolean[] = [];
+  const server = https.createServer({ cert: read('site.crt'), key: read('site.key') }, (_req, res) => {
+    // connection: close, so that every request needs a new connection (and a handshake).
+    res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+    res.end('secure');
+  });
+  server.on('request', (req) => resumed.push((req.socket as import('node:tls').TLSSocket).isSessionReused()));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as net.AddressInfo).port;
+  const tls = { caFile: null, ca: read('ca.crt'), certFile: null, keyFile: null, cert: null, key: null, serverName: 'site.test', verify: true };
+  const up = upstream('s', [`https://127.0.0.1:${port}`], { tls });
+  const pool = new H1Pool(up, endpointOf(up, up.targets[0]!), 4);
+  t.teardown(() => pool.close());
+  for (let i = 0; i < 3; i++) {
+    const ex = await fetch(t, pool);
+    completed(t, ex);
+    t.equal(Buffer.concat(ex.chunks).toString(), 'secure');
+  }
+  t.strictSame(resumed, [false, true, true], 'the first connection makes a session, the next ones resume it');
+});
+
+t.test('an https target whose certificate is not trusted fails with the verification error, nothing sent', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'baton-h1-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  makeCerts(dir);
+  const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+  let requests = 0;
+  const server = https.createServer({ cert: read('site.crt'), key: read('site.key') }, (_req, res) => { requests++; res.end('no'); });
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as net.AddressInfo).port;
+  const up = upstream('s', [`https://127.0.0.1:${port}`], { tls: { caFile: null, ca: null, certFile: null, keyFile: null, cert: null, key: null, serverName: 'site.test', verify: true } });
+  const pool = new H1Pool(up, endpointOf(up, up.targets[0]!), 4);
+  t.teardown(() => pool.close());
+  const ex = await fetch(t, pool);
+  failed(t, ex, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  t.equal(requests, 0, 'the upstream got no request');
 });

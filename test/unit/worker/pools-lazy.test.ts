@@ -1,11 +1,10 @@
 /**
  * @module A worker's upstream pools, made at the first request or when the worker warms up once ready: our own
- * HTTP/1.1 pool for http and unix targets, undici's for https targets.
+ * HTTP/1.1 pool for http, https and unix targets.
  */
 import t from 'tap';
 import { closeUpstreams, createUpstreams, warmUpstreams } from '../../../lib/worker/upstream/pools.js';
 import { H1Pool } from '../../../lib/worker/upstream/h1-pool.js';
-import { undiciDispatchers } from '../../../lib/util/internals.js';
 import { makeConfig, route, startUpstream, upstream } from './config-fixture.js';
 
 t.test('a target has no pool until warmUpstreams, which makes one per target', async (t) => {
@@ -20,11 +19,11 @@ t.test('a target has no pool until warmUpstreams, which makes one per target', a
   t.same(targets.map((x) => x.pool), pools, 'warming again keeps them');
 });
 
-t.test("an https target's pool is undici's", async (t) => {
+t.test("an https target's pool is ours too", async (t) => {
   const ups = createUpstreams(makeConfig([upstream('s', ['https://127.0.0.1:3'])], [route('/', { upstream: 's' })]));
   t.teardown(() => closeUpstreams(ups));
   warmUpstreams(ups);
-  t.ok(ups.get('s')!.targets[0]!.pool instanceof undiciDispatchers().Pool);
+  t.ok(ups.get('s')!.targets[0]!.pool instanceof H1Pool);
 });
 
 t.test("a target's first request makes its pool and is answered on it", async (t) => {
