@@ -34,7 +34,7 @@ export class BodyBuffer implements IdleWatched {
   #ended = false;
   #data: Buffer | null = null;
   /** Readers of the temp file not closed yet: the descriptor outlives them (see FileSlice). */
-  #readers = 0;
+  readonly #slices = new Set<FileSlice>();
   #disposed = false;
   #sweeper: IdleSweeper | null = null;
   idleSince = 0;
@@ -73,10 +73,10 @@ export class BodyBuffer implements IdleWatched {
   /** The body for one upstream attempt, from its first byte: a Buffer, or a stream of the temp file. */
   source(): Buffer | Readable {
     if (this.#fd === -1) return (this.#data ??= this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size));
-    this.#readers++;
     const slice = new FileSlice(this.#fd, this.#size);
+    this.#slices.add(slice);
     slice.once('close', () => {
-      this.#readers--;
+      this.#slices.delete(slice);
       this.#closeFile();
     });
     return slice;
@@ -89,11 +89,15 @@ export class BodyBuffer implements IdleWatched {
     this.dispose();
   }
 
-  /** Free the memory and the temp file (after the last attempt). */
+  /**
+   * Free the memory and the temp file (after the last attempt). A slice an attempt never read (its connect failed,
+   * the pool never started on it) is destroyed here: open, it would hold the file, and its disk space, forever.
+   */
   dispose(): void {
     this.#chunks = [];
     this.#data = null;
     this.#disposed = true;
+    for (const slice of this.#slices) slice.destroy();
     this.#closeFile();
   }
 
@@ -102,7 +106,7 @@ export class BodyBuffer implements IdleWatched {
    * would let the kernel hand the same number to a new socket, which a late read or write would then hit.
    */
   #closeFile(): void {
-    if (!this.#disposed || this.#fd === -1 || this.#writing || this.#readers > 0) return;
+    if (!this.#disposed || this.#fd === -1 || this.#writing || this.#slices.size > 0) return;
     fs.close(this.#fd, () => {});
     this.#fd = -1;
   }

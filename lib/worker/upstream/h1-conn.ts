@@ -227,7 +227,13 @@ export class H1Conn {
       socket.write(head + '\r\n', 'latin1');
       if (body.length > 0) socket.write(body);
       socket.uncork();
-      if (body.length > 0) handler.onBodySent?.(body.length, body.length);
+      if (body.length > 0) {
+        try {
+          handler.onBodySent?.(body.length, body.length);
+        } catch (err) {
+          return this.failRequest(x, err as Error);
+        }
+      }
       this.#sent(x);
     } else {
       if (x.declared === -1) head += 'transfer-encoding: chunked\r\n';
@@ -337,6 +343,12 @@ export class H1Conn {
     this.#parsing = true;
     try {
       this.#parseLoop(x, buf);
+      // Bytes handed back meanwhile (a resume from inside a handler callback): go on with them unless paused.
+      while (this.#pending !== null && this.#x === x && !x.paused) {
+        const more = this.#pending;
+        this.#pending = null;
+        this.#parseLoop(x, more);
+      }
       if (this.#x === x && x.paused) this.socket.pause();
     } catch (err) {
       this.#destroy(err as Error);
@@ -507,8 +519,14 @@ export class H1Conn {
       /* the attempt catches its own bugs */
     }
     const reusable = !this.#noReuse && !this.#closed;
-    if (reusable && this.socket.isPaused()) this.socket.resume();
     if (!reusable) this.#destroy(null);
+    else if (this.socket.isPaused()) {
+      // Read again before it is reused: an end (or reset) the upstream sent behind the response is still in the
+      // socket's buffer, and must be seen before another request goes on this connection.
+      this.socket.resume();
+      setImmediate(() => this.#owner.released(this, this.usable));
+      return;
+    }
     this.#owner.released(this, reusable);
   }
 
@@ -547,8 +565,11 @@ export class H1Conn {
     }
     if (this.#x !== x || x.paused) return;
     if (this.#endPending) {
-      // An until-close body whose end came while it was paused.
-      this.#complete(x, EMPTY, false);
+      // The upstream closed while this response was paused: an until-close body is complete now; any other
+      // framing ends short of its length or last chunk.
+      this.#endPending = false;
+      if (this.#read === Read.UntilClose) this.#complete(x, EMPTY, false);
+      else this.#destroy(coded('UND_ERR_SOCKET', 'other side closed'));
       return;
     }
     this.socket.resume();
@@ -603,20 +624,32 @@ export class H1Conn {
 
   #onEnd(): void {
     const x = this.#x;
-    if (x !== null && this.#read === Read.UntilClose) {
-      // The end of a body delimited by the close; if paused, it completes once the handler resumes.
+    if (x !== null && (x.paused || this.#pending !== null)) {
+      // Bytes of the response still wait for the handler to resume: the end is judged after them (resumeRead).
       this.#noReuse = true;
-      if (!x.paused) this.#complete(x, EMPTY, false);
-      else this.#endPending = true;
+      this.#endPending = true;
+      return;
+    }
+    if (x !== null && this.#read === Read.UntilClose) {
+      this.#noReuse = true;
+      this.#complete(x, EMPTY, false);
       return;
     }
     this.#destroy(x !== null ? coded('UND_ERR_SOCKET', 'other side closed') : null);
   }
 
-  /** The socket ended while an until-close body was paused: completed on resume (`resumeRead`). */
+  /** The socket ended while the response was paused: judged on resume (`resumeRead`). */
   #endPending = false;
 
   #onError(err: Error): void {
+    // An upstream that ends an until-close body with a reset (SO_LINGER 0, unread request bytes) sent it whole,
+    // as undici judges it too.
+    // Likewise a reset while bytes of the response wait for a paused handler: they are judged first.
+    const x = this.#x;
+    if (x !== null && (err as { code?: string }).code === 'ECONNRESET' && (this.#read === Read.UntilClose || x.paused || this.#pending !== null)) {
+      this.#onEnd();
+      return;
+    }
     this.#destroy(err);
   }
 

@@ -101,7 +101,8 @@ export function parseHead(text: string, method: string): ResponseHead {
     framing = lastCoding(te) === 'chunked' ? Framing.Chunked : Framing.Close;
   } else if (length !== -1) framing = Framing.Length;
   else framing = Framing.Close;
-  if (framing === Framing.Close) keepAlive = false;
+  // An HTTP/1.0 message with Transfer-Encoding has faulty framing (RFC 9112 §6.1): close after it.
+  if (framing === Framing.Close || (http10 && te !== null)) keepAlive = false;
   return { status, statusText: m[3] ?? '', headers, framing, length: length === -1 ? 0 : length, keepAlive, keepAliveHint };
 }
 

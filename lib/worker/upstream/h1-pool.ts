@@ -37,7 +37,7 @@ export class H1Pool implements TargetPool, ConnOwner {
     this.headersTimeout = up.responseTimeout;
     this.bodyTimeout = up.idleTimeout;
     this.connectTimeout = up.connectTimeout;
-    this.hostHeader = endpoint.kind === 'unix' ? 'localhost' : hostPort(endpoint.host, endpoint.port);
+    this.hostHeader = endpoint.kind === 'unix' ? 'localhost' : hostPort(endpoint.host, endpoint.port, endpoint.kind === 'tls' ? 443 : 80);
   }
 
   /** Sockets open or opening (for tests and /status). */
@@ -118,7 +118,8 @@ export class H1Pool implements TargetPool, ConnOwner {
   }
 }
 
-function hostPort(host: string, port: number): string {
+/** `host:port` as a Host header, without the scheme's default port (as undici and browsers write it). */
+function hostPort(host: string, port: number, defaultPort: number): string {
   const h = host.includes(':') ? `[${host}]` : host;
-  return port === 80 ? h : `${h}:${port}`;
+  return port === defaultPort ? h : `${h}:${port}`;
 }

@@ -992,6 +992,43 @@ t.test('a paused until-close body completes once resumed, though the upstream cl
   t.equal(ex.body().toString(), 'first part, second part');
 });
 
+/** A client that reads one chunk at a time: pauses on every chunk, resumes 10 ms later, until the end. */
+function slowReader(t: Test, pool: H1Pool): Exchange {
+  const ex = send(t, pool, {}, {
+    onData: (_c, e) => {
+      setTimeout(() => e.resume!(), 10);
+      return false;
+    },
+  });
+  return ex;
+}
+
+for (const [name, head] of [['with connection: close', 'connection: close\r\n'], ['that the upstream closes later (keep-alive)', '']] as const) {
+  t.test(`a chunked response read slowly by a paused client arrives whole, ${name}`, async (t) => {
+    const piece = 'x'.repeat(400);
+    const body = Array.from({ length: 50 }, () => `${piece.length.toString(16)}\r\n${piece}\r\n`).join('') + '0\r\n\r\n';
+    const up = await serve(t, (_r, s) => {
+      s.write(`HTTP/1.1 200 OK\r\n${head}transfer-encoding: chunked\r\n\r\n${body}`);
+      setTimeout(() => s.end(), 50);
+    });
+    const pool = makePool(t, up.port, { idleTimeout: 5000 });
+    const ex = slowReader(t, pool);
+    await ex.done;
+    completed(t, ex);
+    t.equal(ex.body().length, 50 * 400, 'every byte');
+  });
+}
+
+t.test('a body read until close that the upstream ends with a reset is complete', async (t) => {
+  const up = await serve(t, (_r, s) => {
+    s.write('HTTP/1.1 200 OK\r\n\r\nall of it', () => setTimeout(() => s.resetAndDestroy(), 50));
+  });
+  const pool = makePool(t, up.port);
+  const ex = await fetch(t, pool);
+  completed(t, ex);
+  t.equal(ex.body().toString(), 'all of it');
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Abort (onConnect's abort function)
 

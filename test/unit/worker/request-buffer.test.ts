@@ -10,7 +10,7 @@ import net from 'node:net';
 import t, { type Test } from 'tap';
 import { createRequestHandler } from '../../../lib/worker/handler.js';
 import { holdContinue } from '../../../lib/worker/request-body.js';
-import { listen, makeConfig, memoryLogs, raw, route, sleep, startUpstream, until, upstream } from './config-fixture.js';
+import { deadOrigin, listen, makeConfig, memoryLogs, raw, route, sleep, startUpstream, until, upstream } from './config-fixture.js';
 
 interface Seen { requests: number; connections: number; bodies: { length: number; sha: string; contentLength: string | undefined; te: string | undefined }[] }
 
@@ -123,6 +123,22 @@ t.test('a client leaving mid-upload costs nothing upstream and leaves no descrip
   }
   await until(() => fds() <= before, 5000, 'descriptors (sockets and temp files) to be closed');
   t.equal(up.seen.connections, 0);
+});
+
+t.test('a body in a temp file whose upstream cannot be reached gets a 502 and leaves no descriptor open', async (t) => {
+  const { port } = await front(t, await deadOrigin(), { requestBufferSize: 1024 });
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 3; i++) {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/refused', agent: false, headers: { 'content-length': 64 * 1024 } }, (res) => { res.resume(); resolve(res.statusCode!); });
+      req.on('error', reject);
+      req.end(Buffer.alloc(64 * 1024, 7));
+    });
+    t.equal(status, 502, 'refused upstream: 502');
+  }
+  await until(() => fds() <= before, 5000, 'descriptors (sockets and temp files) to be closed');
+  t.pass('no temp file left open');
 });
 
 t.test('bodies read back from temp files while connections come and go all arrive intact (the descriptor is never closed under a reader)', async (t) => {
