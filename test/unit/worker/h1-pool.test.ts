@@ -487,18 +487,23 @@ t.test('a stream body shorter than its declared content-length fails with UND_ER
   await allClosed(up, 3000, 'the connection to be closed, not kept');
 });
 
-t.test("a body stream that errors fails the request with that error's code", async (t) => {
-  const up = await rawUpstream(t, () => {});
-  const pool = makePool(t, up.port);
+/** A body that sends 'abc', then is destroyed 20 ms later (with `err`, or without one: closed before its end). */
+function brokenBody(err?: Error): Readable {
   let sent = false;
-  const body = new Readable({
+  return new Readable({
     read() {
       if (sent) return;
       sent = true;
       this.push('abc');
-      setTimeout(() => this.destroy(Object.assign(new Error('client went away'), { code: 'E_BODY_BOOM' })), 20);
+      setTimeout(() => this.destroy(err), 20);
     },
   });
+}
+
+t.test("a body stream that errors fails the request with that error's code", async (t) => {
+  const up = await rawUpstream(t, () => {});
+  const pool = makePool(t, up.port);
+  const body = brokenBody(Object.assign(new Error('client went away'), { code: 'E_BODY_BOOM' }));
   const ex = await fetch(t, pool, { method: 'POST', body });
   failed(t, ex, 'E_BODY_BOOM');
   await allClosed(up, 3000, 'the connection to be closed, not kept');
@@ -507,15 +512,7 @@ t.test("a body stream that errors fails the request with that error's code", asy
 t.test('a body stream that closes without ending fails with UND_ERR_ABORTED and sends no last-chunk', async (t) => {
   const up = await rawUpstream(t, () => {});
   const pool = makePool(t, up.port);
-  let sent = false;
-  const body = new Readable({
-    read() {
-      if (sent) return;
-      sent = true;
-      this.push('abc');
-      setTimeout(() => this.destroy(), 20);
-    },
-  });
+  const body = brokenBody();
   const ex = await fetch(t, pool, { method: 'POST', body });
   failed(t, ex, 'UND_ERR_ABORTED');
   await allClosed(up, 3000, 'the connection to be closed, not kept');
