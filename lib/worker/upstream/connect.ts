@@ -1,7 +1,8 @@
 /**
  * @module How one target is reached: TCP, TLS or a unix socket, as connect functions of our own (HTTP/1.1,
- * h1-conn.ts; HTTP/2, h2-pool.ts) and as options for undici's connector (the health checks). TLS settings are compiled once per upstream: a
- * secure context holding the extra CA and the client certificate, so that no connection parses certificates again.
+ * h1-conn.ts; HTTP/2, h2-pool.ts) and as options for undici's connector (the health checks). TLS settings are
+ * compiled once per upstream: a secure context holding the extra CA and the client certificate, so that no
+ * connection parses certificates again.
  */
 import type https from 'node:https';
 import net from 'node:net';
