@@ -166,7 +166,7 @@ function trimOws(line: string, from: number): string {
   let e = line.length;
   while (s < e && (line.charCodeAt(s) === 32 || line.charCodeAt(s) === 9)) s++;
   while (e > s && (line.charCodeAt(e - 1) === 32 || line.charCodeAt(e - 1) === 9)) e--;
-  return s === from && e === line.length ? line.slice(from) : line.slice(s, e);
+  return line.slice(s, e);
 }
 
 function hasToken(list: string, token: string): boolean {
