@@ -2,6 +2,7 @@
  * @module The CLI's commands that act on a running master: -s, reload and upgrade. Each finds the master through
  * its pid file (checked: a live baton master) before it signals anything.
  */
+import fs from 'node:fs';
 import type { Config } from '../config/types.js';
 import { signalForVerb } from '../control/signals.js';
 import { oldbinPath, processAlive, readPidFile } from '../control/pid-file.js';
@@ -46,9 +47,19 @@ export async function reloadCommand(config: Config, out: Out, err: Out): Promise
   }
 }
 
+/** The pid file's inode change time: a rename (to .oldbin and back) changes it even when the content does not. */
+function pidFileChanged(path: string): number | null {
+  try {
+    return fs.statSync(path).ctimeMs;
+  } catch {
+    return null;
+  }
+}
+
 export async function upgradeCommand(config: Config, out: Out, err: Out): Promise<number> {
   const old = runningMaster(config.pidFile, err);
   if (old === null) return EXIT.NOT_RUNNING;
+  const stamp = pidFileChanged(config.pidFile);
   process.kill(old, 'SIGUSR2');
   out(`USR2 sent to master ${old}; waiting for the new master`);
   const oldbin = oldbinPath(config.pidFile);
@@ -58,6 +69,9 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
     return ob.ok && ob.pid === old ? true : undefined;
   });
   if (!renamed) {
+    // A new master that fails at once can come and go between two looks: the old master renamed its pid file and
+    // put it back, which the file's change time still shows.
+    if (pidFileChanged(config.pidFile) !== stamp) return upgradeFailed(config, old, err, '');
     err(`upgrade refused by master ${old} (an upgrade already in progress, or it is itself a new binary whose old master still runs); see the error log`);
     return EXIT.OPERATION_FAILED;
   }
@@ -69,12 +83,7 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
     if (!processAlive(old)) return { ok: false as const };
     return undefined;
   });
-  if (!outcome || !outcome.ok) {
-    err(`upgrade failed: the new master did not become ready${outcome ? '' : ' in time'}; master ${old} keeps serving`);
-    const reason = await lastUpgradeFailure(config);
-    err(reason !== null ? `  reason: ${reason}` : '  the error log says why');
-    return EXIT.OPERATION_FAILED;
-  }
+  if (!outcome || !outcome.ok) return upgradeFailed(config, old, err, outcome ? '' : ' in time');
   out(`new master ${outcome.pid} is serving`);
   process.kill(old, 'SIGWINCH');
   out(`WINCH sent to old master ${old}; waiting for its workers to drain`);
@@ -90,4 +99,11 @@ export async function upgradeCommand(config: Config, out: Out, err: Out): Promis
   }
   out(`upgrade done: master ${outcome.pid}`);
   return EXIT.OK;
+}
+
+async function upgradeFailed(config: Config, old: number, err: Out, late: string): Promise<number> {
+  err(`upgrade failed: the new master did not become ready${late}; master ${old} keeps serving`);
+  const reason = await lastUpgradeFailure(config);
+  err(reason !== null ? `  reason: ${reason}` : '  the error log says why');
+  return EXIT.OPERATION_FAILED;
 }
