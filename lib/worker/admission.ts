@@ -9,6 +9,7 @@
 import type http from 'node:http';
 import type { ClientLimits } from '../config/types.js';
 import type { VariableSource } from '../util/template.js';
+import { TOKEN } from '../util/http-token.js';
 import type { TrustedProxies } from './client-address.js';
 import { applyHeaderRules } from './header-rules.js';
 import { BadRequest, buildUpstreamHead, type UpstreamHead } from './headers.js';
@@ -37,8 +38,6 @@ export const enum Arrival {
 
 /** Characters no request-target may carry (controls, space, non-latin1): refused before anything goes upstream. */
 const INVALID_PATH = /[^\u0021-\u00ff]/;
-/** RFC 9110 §5.6.2 token: the only shape a method may have (HTTP/2 sends it as a plain header value). */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Node's own test for a 100-continue expectation (checkContinue). */
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 const EMPTY: string[] = [];
@@ -107,6 +106,7 @@ export function admit<A extends Admission>(gate: Gate, req: http.IncomingMessage
   // requests come from the http2 compat layer (they have a stream).
   const h2 = req.httpVersionMajor === 2 && (req as { stream?: unknown }).stream !== undefined;
   if (req.httpVersionMajor !== 1 && !h2) return a.refuse(505, 'unsupported HTTP version');
+  // A token is the only shape a method may have (HTTP/2 sends it as a plain header value).
   if (h2 && !TOKEN.test(method)) return a.refuse(400, 'invalid method');
   if (arrival === Arrival.Tunnel && method !== 'GET') return a.refuse(405, 'a WebSocket handshake is a GET');
   if (headersExceeded(req, gate.limits)) return a.refuse(431, 'too many or too large request headers');

@@ -6,10 +6,9 @@ import { isScalar, isSeq } from 'yaml';
 import { optional, type Cursor, type Reader } from '../reader.js';
 import type { HashKey, QueueConfig, RetryCondition, RetryConfig } from '../types.js';
 import { readDuration } from './limits.js';
+import { TOKEN } from '../../util/http-token.js';
 
 const HASH_KEY_FORMAT = 'client_ip, path, header:NAME or cookie:NAME';
-/** RFC 9110 §5.6.2 token: header names and methods. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** RFC 6265 cookie-name: a token too. */
 const COOKIE = TOKEN;
 

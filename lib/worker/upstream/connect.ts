@@ -65,6 +65,12 @@ export function endpointOf(up: UpstreamConfig, t: TargetConfig): TargetEndpoint 
   return { kind: secure ? 'tls' : 'tcp', host, port, socketPath: null, tls: secure ? tlsOptions(up, host) : null };
 }
 
+/** `host:port` for a Host header or an HTTP/2 authority, IPv6 in brackets; the port left out when it is `defaultPort`. */
+export function hostPort(host: string, port: number, defaultPort = -1): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return port === defaultPort ? h : `${h}:${port}`;
+}
+
 /** `connect` options of an undici Client for this endpoint (the health checks, health.ts). */
 export function undiciConnect(e: TargetEndpoint, timeout: number): Record<string, unknown> {
   return { timeout, ...(e.socketPath !== null ? { socketPath: e.socketPath } : null), ...e.tls };

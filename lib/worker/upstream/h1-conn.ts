@@ -95,7 +95,7 @@ export class H1Request {
     this.handler = handler;
   }
 
-  /** Fails before it reached a connection (a connect error, a closed pool). */
+  /** Fails: onError, once (a connect error, a closed pool, or anything that ended its connection). */
   fail(err: Error): void {
     if (this.done) return;
     this.done = true;
@@ -121,7 +121,6 @@ export class H1Conn {
 
   // -- response reading
   #read = Read.Head;
-  #head: ResponseHead | null = null;
   /** Bytes of an incomplete head (or trailer block, or chunk-size line) from earlier reads. */
   #partial: Buffer | null = null;
   #remaining = 0;
@@ -167,7 +166,7 @@ export class H1Conn {
   start(x: H1Request): void {
     this.#x = x;
     x.conn = this;
-    if (this.#idleArmed) this.#idleArmed = false;
+    this.#idleArmed = false;
     if (this.#unrefd) {
       this.#unrefd = false;
       this.socket.ref();
@@ -243,9 +242,9 @@ export class H1Conn {
     }
   }
 
+  /** The whole request is written (the response-head timer, armed when the head went, counts from here). */
   #sent(x: H1Request): void {
     x.sent = true;
-    if (this.#headersArmed) this.#headersTimer!.refresh();
     try {
       x.handler.onRequestSent?.();
     } catch (err) {
@@ -298,6 +297,7 @@ export class H1Conn {
       if (!chunked && x.bodyBytes !== x.declared) return finish(coded('UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'request body is shorter than its content-length'));
       if (chunked) socket.write('0\r\n\r\n', 'latin1');
       finish(null);
+      if (this.#headersArmed) this.#headersTimer!.refresh();
       this.#sent(x);
     };
     const onError = (err: Error): void => finish(err);
@@ -466,7 +466,7 @@ export class H1Conn {
       return;
     }
     this.#headersArmed = false;
-    this.#head = head;
+    this.hint = head.keepAliveHint;
     if (!head.keepAlive) this.#noReuse = true;
     const goOn = x.handler.onHeaders!(status, head.headers as unknown as Buffer[], x.resume, head.statusText);
     if (this.#x !== x || x.done) return;
@@ -497,11 +497,9 @@ export class H1Conn {
 
   /** The response is complete. `extra`: bytes followed it, which no request asked for. */
   #complete(x: H1Request, trailers: string[], extra: boolean): void {
-    this.hint = this.#head?.keepAliveHint ?? -1;
     this.#x = null;
     x.done = true;
     this.#read = Read.Head;
-    this.#head = null;
     this.#partial = null;
     this.#pending = null;
     this.#endPending = false;
@@ -547,7 +545,7 @@ export class H1Conn {
     return true;
   }
 
-  /** The keep-alive hint of the response just completed (read by the pool in `released`). */
+  /** The `Keep-Alive: timeout=` hint of the current or last response, ms or -1 (read by the pool in `released`). */
   hint = -1;
 
   resumeRead(x: H1Request): void {
@@ -666,13 +664,8 @@ export class H1Conn {
     const x = this.#x;
     if (x !== null && err !== null && !x.done) {
       this.#x = null;
-      x.done = true;
       x.bodyFinish?.(null, true);
-      try {
-        x.handler.onError!(err);
-      } catch {
-        /* the attempt catches its own bugs */
-      }
+      x.fail(err);
     } else if (x !== null && err === null && !x.done) {
       // Closed under a request for no reason of its own (a pool closing, stray bytes): report it.
       return this.#destroy(coded('UND_ERR_SOCKET', 'connection closed'));

@@ -5,6 +5,7 @@
  * Content-Lengths, Content-Length beside Transfer-Encoding, an obsolete line fold, a bare CR) refuses the response
  * (502) rather than guessing. Errors carry llhttp's `HPE_*` codes, which errors.ts classifies as protocol failures.
  */
+import { TOKEN } from '../../util/http-token.js';
 import { coded } from '../errors.js';
 
 /** The largest response head accepted (undici's and Node's default `maxHeaderSize`). */
@@ -36,7 +37,6 @@ export interface ResponseHead {
   readonly keepAliveHint: number;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Control characters other than HTAB are not allowed in a field value (RFC 9110 §5.5); CR and LF above all. */
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;

@@ -7,7 +7,7 @@
  */
 import type { UpstreamConfig } from '../../config/types.js';
 import { coded } from '../errors.js';
-import type { TargetEndpoint } from './connect.js';
+import { hostPort, type TargetEndpoint } from './connect.js';
 import { H1Conn, H1Request, type ConnOwner, type Handler, type Options } from './h1-conn.js';
 import type { TargetPool } from './h2-pool.js';
 
@@ -37,6 +37,7 @@ export class H1Pool implements TargetPool, ConnOwner {
     this.headersTimeout = up.responseTimeout;
     this.bodyTimeout = up.idleTimeout;
     this.connectTimeout = up.connectTimeout;
+    // Without the scheme's default port, as undici and browsers write Host.
     this.hostHeader = endpoint.kind === 'unix' ? 'localhost' : hostPort(endpoint.host, endpoint.port, endpoint.kind === 'tls' ? 443 : 80);
   }
 
@@ -116,10 +117,4 @@ export class H1Pool implements TargetPool, ConnOwner {
     for (const conn of this.#conns) conn.close();
     return new Promise((resolve) => { this.#whenClosed.push(resolve); });
   }
-}
-
-/** `host:port` as a Host header, without the scheme's default port (as undici and browsers write it). */
-function hostPort(host: string, port: number, defaultPort: number): string {
-  const h = host.includes(':') ? `[${host}]` : host;
-  return port === defaultPort ? h : `${h}:${port}`;
 }

@@ -15,7 +15,7 @@ import type net from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
 import { coded } from '../errors.js';
-import { connectH2, type TargetEndpoint } from './connect.js';
+import { connectH2, hostPort, type TargetEndpoint } from './connect.js';
 import { Conn, Exchange, INITIAL_STREAMS, type ExchangePool } from './h2-exchange.js';
 
 
@@ -159,8 +159,4 @@ export class H2Pool implements TargetPool, ExchangePool {
     }
     await Promise.all(closing);
   }
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
