@@ -796,7 +796,7 @@ t.test('a connect that never completes fails with UND_ERR_CONNECT_TIMEOUT', asyn
   const ex = await fetch(t, pool);
   const took = Date.now() - start;
   failed(t, ex, 'UND_ERR_CONNECT_TIMEOUT');
-  t.ok(took >= 200 && took < 5000, `after about 300 ms (${took} ms)`);
+  t.ok(took >= 200, `not before the 300 ms connect timeout (${took} ms)`);
 });
 
 t.test('no response head within responseTimeout fails with UND_ERR_HEADERS_TIMEOUT', async (t) => {
@@ -806,7 +806,7 @@ t.test('no response head within responseTimeout fails with UND_ERR_HEADERS_TIMEO
   const ex = await fetch(t, pool);
   const took = Date.now() - start;
   failed(t, ex, 'UND_ERR_HEADERS_TIMEOUT');
-  t.ok(took >= 150 && took < 5000, `after about 200 ms (${took} ms)`);
+  t.ok(took >= 150, `not before the 200 ms response timeout (${took} ms)`);
   await allClosed(up, 3000, 'the timed-out connection to be closed');
 });
 
@@ -818,7 +818,7 @@ t.test('a response body stalled longer than idleTimeout fails with UND_ERR_BODY_
   const took = Date.now() - headersAt;
   failed(t, ex, 'UND_ERR_BODY_TIMEOUT');
   t.equal(ex.body().toString(), 'abc', 'what came was delivered');
-  t.ok(took >= 150 && took < 5000, `after about 200 ms of silence (${took} ms)`);
+  t.ok(took >= 150, `not before 200 ms of silence (${took} ms)`);
   await allClosed(up, 3000, 'the timed-out connection to be closed');
 });
 
