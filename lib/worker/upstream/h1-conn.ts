@@ -14,7 +14,7 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { coded } from '../errors.js';
 import { connectH1, type TargetEndpoint } from './connect.js';
@@ -38,6 +38,8 @@ export interface ConnOwner {
   released(conn: H1Conn, reusable: boolean): void;
   /** The socket closed (or never opened). */
   gone(conn: H1Conn): void;
+  /** A request the connection gives back before writing any of it: to go on another connection. */
+  retry(x: H1Request): void;
 }
 
 /** undici subtracts this from an upstream's `Keep-Alive: timeout=` hint: the upstream's clock runs first. */
@@ -58,6 +60,28 @@ const enum Read {
   ChunkEnd,
   Trailers,
   UntilClose,
+}
+
+/**
+ * The body as a connection writes it: a Buffer, a stream, or null. The proxy passes Buffers and streams; the rest of
+ * what undici's dispatch takes (a string, a Uint8Array, an iterable) is converted, and anything else fails the
+ * request instead of throwing from a socket event.
+ */
+function requestBody(body: unknown): Buffer | Readable | null | Error {
+  if (body === null || body === undefined) return null;
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (body instanceof Readable) return body;
+  const it = body as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+  if (typeof it[Symbol.asyncIterator] === 'function' || typeof it[Symbol.iterator] === 'function') return Readable.from(it as AsyncIterable<unknown>, { objectMode: false });
+  return coded('UND_ERR_INVALID_ARG', 'the request body is not a Buffer, a string, a stream or an iterable');
+}
+
+/** An LF without its CR in `buf` from `from` (an LF right at `from` has none: the head starts there). */
+function hasBareLf(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(10, from); i !== -1; i = buf.indexOf(10, i + 1)) if (i === from || buf[i - 1] !== 13) return true;
+  return false;
 }
 
 /** Methods whose request carries a body by definition: no body is sent as `content-length: 0` (as undici does). */
@@ -118,6 +142,10 @@ export class H1Conn {
   #unrefd = false;
   /** Something makes the connection unusable after the current response (close, extra bytes, early answer). */
   #noReuse = false;
+  /** A response completed on it: a request given to it later waits one event-loop turn first (`start`). */
+  #used = false;
+  /** That turn, while it runs: the request is the connection's, nothing of it is written yet. */
+  #check: NodeJS.Immediate | null = null;
 
   // -- response reading
   #read = Read.Head;
@@ -162,7 +190,13 @@ export class H1Conn {
     return !this.#closed && !this.socket.destroyed && !this.socket.readableEnded && this.#x === null;
   }
 
-  /** Take a request: now if connected, once connected otherwise. */
+  /**
+   * Take a request: once connected for a new connection; after one event-loop turn for one that served before.
+   * Bytes, an end or a reset the upstream sent while the connection sat idle may be waiting in this very turn's
+   * poll results, behind the event that brought the request: written at once, the request would take them for its
+   * response (a stray response given to the wrong client), or fail on the end. The turn lets them arrive first;
+   * then the request goes on another connection (`retry`). undici waits the same turn (GHSA-35p6-xmwp-9g52).
+   */
   start(x: H1Request): void {
     this.#x = x;
     x.conn = this;
@@ -171,7 +205,31 @@ export class H1Conn {
       this.#unrefd = false;
       this.socket.ref();
     }
-    if (this.#connected) this.#send(x);
+    if (!this.#connected) return;
+    if (this.#used) this.#check = setImmediate(this.#checked);
+    else this.#send(x);
+  }
+
+  /** The turn is over and nothing came: send. (The socket's events during it go to `#giveBack`.) */
+  readonly #checked = (): void => {
+    this.#check = null;
+    const x = this.#x;
+    if (x === null || x.done) return;
+    this.#send(x);
+  };
+
+  /**
+   * The connection turned out closed or dirty before any of its request was written: the request goes back to the
+   * pool, first in line, and the connection goes.
+   */
+  #giveBack(): void {
+    const x = this.#x!;
+    clearImmediate(this.#check!);
+    this.#check = null;
+    this.#x = null;
+    x.conn = null;
+    this.#owner.retry(x);
+    this.#destroy(null);
   }
 
   #onConnect(): void {
@@ -195,7 +253,8 @@ export class H1Conn {
     }
     if (x.done) return;
     const { method, path, headers } = x.opts;
-    const body = x.opts.body as Buffer | Readable | null | undefined;
+    const body = requestBody(x.opts.body);
+    if (body instanceof Error) return this.failRequest(x, body);
     let head = `${method} ${path} HTTP/1.1\r\n`;
     let hasHost = false;
     const list = headers as string[];
@@ -325,6 +384,7 @@ export class H1Conn {
   // ---- the response -----------------------------------------------------------------------------------------
 
   #onData(buf: Buffer): void {
+    if (this.#check !== null) return this.#giveBack();
     const x = this.#x;
     if (x === null || x.done) {
       // Bytes nobody asked for (a misbehaving upstream, or the rest of an abandoned response): never reused.
@@ -371,11 +431,16 @@ export class H1Conn {
         case Read.Head: {
           if (this.#partial !== null) return this.#rejoin(x, buf, off);
           const end = buf.indexOf(CRLF2, off, 'latin1');
-          if (end === -1) return this.#keep(buf, off, MAX_HEAD, 'UND_ERR_HEADERS_OVERFLOW');
+          if (end === -1) {
+            // A head with bare LF line ends would never show its CRLFCRLF: fail now, not at the response timeout.
+            if (hasBareLf(buf, off)) throw coded('HPE_CR_EXPECTED', 'the upstream sent a response head with bare LF line ends');
+            // Up to 3 bytes of the blank line may be here already: they do not count against the head's size.
+            return this.#keep(buf, off, MAX_HEAD + 3, 'UND_ERR_HEADERS_OVERFLOW');
+          }
           if (end - off > MAX_HEAD) throw coded('UND_ERR_HEADERS_OVERFLOW', 'the upstream response head is too large');
           const head = parseHead(buf.toString('latin1', off, end), x.opts.method);
           off = end + 4;
-          this.#onHead(x, head);
+          this.#onHead(x, head, off < len);
           break;
         }
         case Read.Length: {
@@ -456,7 +521,8 @@ export class H1Conn {
     this.#partial = Buffer.from(buf.subarray(off));
   }
 
-  #onHead(x: H1Request, head: ResponseHead): void {
+  /** `extra`: bytes follow the head in this read (the body, or bytes nobody asked for after a bodiless response). */
+  #onHead(x: H1Request, head: ResponseHead, extra: boolean): void {
     const status = head.status;
     if (status < 200) {
       // 100 was never asked for (Expect is not forwarded), 101 never offered (no Upgrade on this path).
@@ -473,9 +539,9 @@ export class H1Conn {
     if (goOn === false) x.paused = true;
     switch (head.framing) {
       case Framing.None:
-        return this.#complete(x, EMPTY, false);
+        return this.#complete(x, EMPTY, extra);
       case Framing.Length:
-        if (head.length === 0) return this.#complete(x, EMPTY, false);
+        if (head.length === 0) return this.#complete(x, EMPTY, extra);
         this.#remaining = head.length;
         this.#read = Read.Length;
         break;
@@ -498,6 +564,7 @@ export class H1Conn {
   /** The response is complete. `extra`: bytes followed it, which no request asked for. */
   #complete(x: H1Request, trailers: string[], extra: boolean): void {
     this.#x = null;
+    this.#used = true;
     x.done = true;
     this.#read = Read.Head;
     this.#partial = null;
@@ -615,12 +682,17 @@ export class H1Conn {
     if (this.#x === x) {
       this.#x = null;
       this.#headersArmed = false;
+      if (this.#check !== null) {
+        clearImmediate(this.#check);
+        this.#check = null;
+      }
       this.#owner.released(this, this.usable);
     }
     x.fail(err);
   }
 
   #onEnd(): void {
+    if (this.#check !== null) return this.#giveBack();
     const x = this.#x;
     if (x !== null && (x.paused || this.#pending !== null)) {
       // Bytes of the response still wait for the handler to resume: the end is judged after them (resumeRead).
@@ -640,6 +712,10 @@ export class H1Conn {
   #endPending = false;
 
   #onError(err: Error): void {
+    if (this.#check !== null) {
+      this.#error ??= err;
+      return this.#giveBack();
+    }
     // An upstream that ends an until-close body with a reset (SO_LINGER 0, unread request bytes) sent it whole,
     // as undici judges it too.
     // Likewise a reset while bytes of the response wait for a paused handler: they are judged first.
@@ -652,6 +728,7 @@ export class H1Conn {
   }
 
   #onClose(): void {
+    if (this.#check !== null) return this.#giveBack();
     if (this.#endPending && this.#x !== null) {
       this.#shut();
       return;

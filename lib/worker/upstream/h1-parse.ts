@@ -97,14 +97,19 @@ export function parseHead(text: string, method: string): ResponseHead {
   let framing: Framing;
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = Framing.None;
   else if (te !== null) {
-    // Chunked must be the final coding; any other final coding runs until the close (RFC 9112 §6.3 item 4).
-    framing = lastCoding(te) === 'chunked' ? Framing.Chunked : Framing.Close;
+    // Only chunked, as nginx has it: the proxy removes the chunking and drops the header, so a body in any other
+    // transfer coding (`gzip, chunked`) would reach the client coded, with nothing saying so.
+    if (te.trim().toLowerCase() !== 'chunked') throw coded('HPE_INVALID_TRANSFER_ENCODING', `the upstream sent Transfer-Encoding: ${te} (only chunked is relayed)`);
+    framing = Framing.Chunked;
   } else if (length !== -1) framing = Framing.Length;
   else framing = Framing.Close;
   // An HTTP/1.0 message with Transfer-Encoding has faulty framing (RFC 9112 §6.1): close after it.
   if (framing === Framing.Close || (http10 && te !== null)) keepAlive = false;
   return { status, statusText: m[3] ?? '', headers, framing, length: length === -1 ? 0 : length, keepAlive, keepAliveHint };
 }
+
+/** 2^48: far beyond any body; one more digit on top of it is still exact in a double. */
+const MAX_CHUNK_SIZE = 2 ** 48;
 
 /**
  * The size in a chunk-size line (without its CRLF): hex digits, then optional extensions (`;name=value`, with
@@ -116,8 +121,9 @@ export function parseChunkSize(line: string): number {
   for (; i < line.length; i++) {
     const d = hexDigit(line.charCodeAt(i));
     if (d === -1) break;
-    if (i >= 12) throw coded('HPE_INVALID_CHUNK_SIZE', 'the upstream sent a chunk size that is too large');
     size = size * 16 + d;
+    // The value is bounded, not the digits: leading zeros are allowed (as llhttp and nginx allow them).
+    if (size > MAX_CHUNK_SIZE) throw coded('HPE_INVALID_CHUNK_SIZE', 'the upstream sent a chunk size that is too large');
   }
   if (i === 0) throw coded('HPE_INVALID_CHUNK_SIZE', 'the upstream sent an invalid chunk size');
   if (i < line.length) {
@@ -173,9 +179,4 @@ function hasToken(list: string, token: string): boolean {
   if (list.length === token.length) return list.toLowerCase() === token;
   for (const part of list.split(',')) if (part.trim().toLowerCase() === token) return true;
   return false;
-}
-
-function lastCoding(te: string): string {
-  const i = te.lastIndexOf(',');
-  return (i === -1 ? te : te.slice(i + 1)).trim().toLowerCase();
 }

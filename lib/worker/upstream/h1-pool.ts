@@ -87,6 +87,12 @@ export class H1Pool implements TargetPool, ConnOwner {
     this.#pump();
   }
 
+  /** A request its connection gave back unwritten (found closed or dirty before the write): first in line again. */
+  retry(x: H1Request): void {
+    this.#queue.unshift(x);
+    this.#pump();
+  }
+
   gone(conn: H1Conn): void {
     if (!this.#conns.delete(conn)) return;
     const i = this.#idle.lastIndexOf(conn);

@@ -471,6 +471,25 @@ t.test('onBodySent reports every body chunk and onRequestSent fires once, before
 // ---------------------------------------------------------------------------------------------------------------
 // Request body failures
 
+t.test('a string, a Uint8Array and an iterable body are sent; any other body fails with UND_ERR_INVALID_ARG', async (t) => {
+  const up = await serve(t, (r) => response(r.body.toString()));
+  const pool = makePool(t, up.port);
+  const bodies: [string, unknown, string][] = [
+    ['a string', 'hello', 'hello'],
+    ['a Uint8Array view', new Uint8Array(Buffer.from('xxhiyy')).subarray(2, 4), 'hi'],
+    ['an async iterable', (async function* () { yield Buffer.from('it'); yield Buffer.from('er'); })(), 'iter'],
+  ];
+  for (const [what, body, want] of bodies) {
+    const ex = await fetch(t, pool, { method: 'POST', body: body as Buffer });
+    completed(t, ex, what);
+    t.equal(ex.body().toString(), want, `${what}: the upstream got the bytes`);
+  }
+  const bad = await fetch(t, pool, { method: 'POST', body: 42 as unknown as Buffer });
+  failed(t, bad, 'UND_ERR_INVALID_ARG', 'a number as the body');
+  const after = await fetch(t, pool, { path: '/after' });
+  completed(t, after, 'the connection serves the next request');
+});
+
 t.test('a stream body longer than its declared content-length fails with UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', async (t) => {
   const up = await rawUpstream(t, () => {});
   const pool = makePool(t, up.port);
@@ -712,6 +731,53 @@ t.test('an idle connection the upstream closed is not reused: the next request s
   t.equal(up.sockets.length, 2);
 });
 
+t.test('bytes an idle connection received in the same turn as a new request send that request to another connection', async (t) => {
+  const up = await serve(t, (r) => response(r.path));
+  const pool = makePool(t, up.port);
+  completed(t, await fetch(t, pool, { path: '/a' }));
+  await sleep(50);
+  // On the wire before the request is dispatched, read by the pool only in the event loop's next poll: written at
+  // once, the request would take them for its response.
+  up.sockets[0]!.write(response('STRAY!'));
+  const b = await fetch(t, pool, { path: '/b' });
+  completed(t, b);
+  t.equal(b.body().toString(), '/b', 'the answer to /b, not the stray response');
+  t.equal(up.sockets.length, 2, 'sent on a new connection');
+  t.equal(up.seen.filter((r) => r.conn === 0).length, 1, 'nothing more was written on the dirty connection');
+});
+
+t.test('an idle connection the upstream ended in the same turn as a new request sends it to another connection', async (t) => {
+  const up = await serve(t, (r) => response(r.path));
+  const pool = makePool(t, up.port);
+  completed(t, await fetch(t, pool, { path: '/a' }));
+  await sleep(50);
+  up.sockets[0]!.end();
+  const b = await fetch(t, pool, { path: '/b', method: 'POST', body: Buffer.from('x') });
+  completed(t, b, 'a POST, which the proxy would not retry, completes');
+  t.equal(b.body().toString(), '/b');
+  t.equal(up.sockets.length, 2, 'sent on a new connection');
+});
+
+t.test('bytes after a bodiless response in the same read make the connection unusable', async (t) => {
+  const cases: [string, string, string][] = [
+    ['HEAD answered with a body', 'HEAD', 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nEVIL'],
+    ['a 204 followed by a second response', 'GET', 'HTTP/1.1 204 No Content\r\n\r\n' + response('EVIL')],
+    ['content-length: 0 followed by a second response', 'GET', 'HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n' + response('EVIL')],
+  ];
+  for (const [what, method, wire] of cases) {
+    await t.test(what, async (t) => {
+      let n = 0;
+      const up = await serve(t, () => (++n === 1 ? wire : response('second')));
+      const pool = makePool(t, up.port);
+      completed(t, await fetch(t, pool, { method }), 'the first request');
+      const b = await fetch(t, pool);
+      completed(t, b, 'the next request');
+      t.equal(b.body().toString(), 'second', 'the next request gets its own answer');
+      t.equal(up.sockets.length, 2, 'on a new connection');
+    });
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // The connection cap
 
@@ -884,6 +950,56 @@ t.test('malformed responses fail with an HPE_ code', async (t) => {
       const pool = makePool(t, up.port);
       failed(t, await fetch(t, pool), /^HPE_/);
       await allClosed(up, 3000, 'the connection to be closed');
+    });
+  }
+});
+
+t.test('a transfer-encoding other than chunked fails with HPE_INVALID_TRANSFER_ENCODING', async (t) => {
+  // Relayed de-chunked without its header, a gzip-coded body would reach the client coded with nothing saying so.
+  for (const te of ['gzip, chunked', 'chunked, gzip', 'gzip']) {
+    await t.test(te, async (t) => {
+      const up = await serve(t, () => `HTTP/1.1 200 OK\r\ntransfer-encoding: ${te}\r\n\r\n2\r\nok\r\n0\r\n\r\n`);
+      const pool = makePool(t, up.port);
+      failed(t, await fetch(t, pool), 'HPE_INVALID_TRANSFER_ENCODING');
+    });
+  }
+});
+
+t.test('a response head with bare LF line ends fails with HPE_CR_EXPECTED, not at the response timeout', async (t) => {
+  for (const wire of ['HTTP/1.1 200 OK\ncontent-length: 2\n\nok', 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\nok']) {
+    await t.test(JSON.stringify(wire), async (t) => {
+      const up = await serve(t, () => wire);
+      const pool = makePool(t, up.port, { responseTimeout: 60_000 });
+      failed(t, await fetch(t, pool, {}, {}, 30_000), 'HPE_CR_EXPECTED');
+    });
+  }
+});
+
+t.test('chunk sizes with leading zeros are accepted; one above 2^48 fails with HPE_INVALID_CHUNK_SIZE', async (t) => {
+  const up = await serve(t, (r) => r.path === '/big'
+    ? 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1000000000001\r\nx\r\n'
+    : 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0000000000000005\r\nhello\r\n00000000000000000\r\n\r\n');
+  const pool = makePool(t, up.port);
+  const ex = await fetch(t, pool);
+  completed(t, ex);
+  t.equal(ex.body().toString(), 'hello');
+  failed(t, await fetch(t, pool, { path: '/big' }), 'HPE_INVALID_CHUNK_SIZE');
+});
+
+t.test('a head just under 16 KiB is accepted whether its blank line comes in one read or split', async (t) => {
+  const start = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-pad: ';
+  const head = start + 'a'.repeat(16383 - start.length);
+  for (const split of [false, true]) {
+    await t.test(split ? 'split before its last LF' : 'in one read', async (t) => {
+      const up = await serve(t, (_r, s) => {
+        if (!split) return `${head}\r\n\r\nok`;
+        s.write(`${head}\r\n\r`);
+        setTimeout(() => { if (!s.destroyed) s.write('\nok'); }, 30);
+      });
+      const pool = makePool(t, up.port);
+      const ex = await fetch(t, pool);
+      completed(t, ex);
+      t.equal(ex.body().toString(), 'ok');
     });
   }
 });
