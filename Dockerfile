@@ -11,7 +11,14 @@ COPY bin ./bin
 COPY lib ./lib
 COPY conf ./conf
 COPY scripts ./scripts
-RUN npm ci --no-audit --no-fund \
+COPY native ./native
+# gcc and libc headers, in this stage only: the build compiles native/malloc-trim.c (what a quiet worker calls to give
+# glibc's freed memory back; README "Memory") against the image's Node headers. The runtime image gets the result.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/* \
+ && npm ci --no-audit --no-fund \
+ && test -f dist/native/malloc-trim.node \
  && scripts/release --no-build --out /pkg \
  && npm install -g --prefix /opt/baton --no-audit --no-fund /pkg/baton-proxy-*.tgz
 

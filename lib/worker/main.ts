@@ -20,6 +20,7 @@ import { loadedBuiltins, loadedPackages, missingInternals } from '../util/intern
 import { leases } from './rate-limit.js';
 import { traceRole, traceStep } from '../util/startup-trace.js';
 import { QuietCollector, exposedGc } from './quiet-gc.js';
+import { mallocTrim } from './malloc-trim.js';
 
 traceRole('worker');
 traceStep('worker modules loaded');
@@ -68,14 +69,18 @@ const receiver = new HandoffReceiver({
 });
 const sampler = new ProcessSampler();
 const gc = exposedGc();
-/** The collection a worker makes when it goes quiet after work, with a debug line of what it gave back. */
+/**
+ * The collection a worker makes when it goes quiet after work, then glibc's trim of what the collection and the load
+ * freed (malloc-trim.ts), with a debug line of what they gave back.
+ */
 const quiet = gc
   ? new QuietCollector(() => {
       const before = process.memoryUsage.rss();
       const started = performance.now();
       gc();
+      const trimmed = mallocTrim()?.() ?? null;
       const ms = Math.round(performance.now() - started);
-      logs?.error.debug({ rssBefore: before, rssAfter: process.memoryUsage.rss(), ms }, 'quiet: collected garbage');
+      logs?.error.debug({ rssBefore: before, rssAfter: process.memoryUsage.rss(), ms, trimmed }, 'quiet: collected garbage');
     })
   : null;
 /** Non-zero once the worker retires after an uncaught exception. */

@@ -60,7 +60,7 @@ async function installGlobal(prefix: string, tarball: string): Promise<void> {
 const tarEntries = async (tarball: string) => (await run('tar', ['-tzf', tarball])).stdout.split('\n').filter(Boolean);
 
 /** What a server needs: the bin, compiled lib and its bundles (no maps, no test-only code), example conf, metadata. */
-const SHIPPED = /^package\/(bin\/baton|conf\/[^/]+|dist\/(lib|bundle)\/.+\.js|README\.md|package\.json|npm-shrinkwrap\.json)$/;
+const SHIPPED = /^package\/(bin\/baton|conf\/[^/]+|dist\/(lib|bundle)\/.+\.js|dist\/native\/malloc-trim\.node|README\.md|package\.json|npm-shrinkwrap\.json)$/;
 
 t.test('npm pack --dry-run lists only what a server needs', async (t) => {
   const r = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']);
@@ -69,6 +69,7 @@ t.test('npm pack --dry-run lists only what a server needs', async (t) => {
   t.same(files.filter((f) => !SHIPPED.test(f) || f.endsWith('/metrics/parse.js')), [], 'no tests, sources, maps or test helpers');
   t.ok(files.includes('package/dist/lib/cli/main.js') && files.includes('package/bin/baton'), 'the compiled code and the bin');
   t.ok(files.includes('package/dist/bundle/cli.js') && files.includes('package/dist/bundle/worker/main.js'), 'the bundles bin/baton and the master start from');
+  t.equal(files.includes('package/dist/native/malloc-trim.node'), fs.existsSync(path.join(ROOT, 'dist/native/malloc-trim.node')), 'the malloc_trim module, when the build made one');
 });
 
 t.test('a released tarball installs globally; its baton runs -v, -t, serves, and upgrades to a newer tarball with baton upgrade', async (t) => {
