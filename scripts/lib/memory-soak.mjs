@@ -37,8 +37,8 @@ then sends --requests requests through baton from --concurrency concurrent clien
   80%  GET /ok             100 B, 4 KiB or 32 KiB answers           expect 200
   10%  GET /stream         a 1 MiB answer the client aborts after the first chunk
   10%  failing upstreams   3% refused (502), 3% reset before headers (502 after the retry),
-                           3% reset mid-body (a broken response), 1% no answer (504: response_timeout
-                           200ms, ~1 s in practice: undici's header timer has a 1 s resolution)
+                           3% reset mid-body (a broken response), 1% no answer (504 at response_timeout,
+                           200ms)
   every 500th request      POST /upload of 1 MiB instead (half Content-Length, half chunked)  expect 200
 
 and prints the RSS of every worker (VmRSS from /proc/PID/status) after a warm-up, every tenth of the run, at the
@@ -105,7 +105,7 @@ function kindOf(i) {
   const r = i % 100;
   if (r < 80) return 'ok';
   if (r < 90) return 'abort';
-  // A timed-out request holds its client for ~1 s (undici's header timer has 1 s resolution): 1 in 100.
+  // A timed-out request holds its client for response_timeout (200 ms): 1 in 100.
   return r < 93 ? 'refused' : r < 96 ? 'reset' : r < 99 ? 'midbody' : 'timeout';
 }
 

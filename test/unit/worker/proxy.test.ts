@@ -230,7 +230,7 @@ t.test('a refused connection is a 502 with a log line naming upstream, target, r
 
 t.test('no response headers within response_timeout is a 504', async (t) => {
   // The upstream never answers: only response_timeout can end the request, so the 504 is the witness (how soon
-  // it comes depends on the machine's load and undici's timer resolution; that is for scripts to print).
+  // it comes depends on the machine's load; that is for scripts to print).
   const up = await startUpstream(t, () => {});
   const p = await startProxy(t, makeConfig([upstream('app', [up.origin], { responseTimeout: 200 })], [route('/', { upstream: 'app' })]));
   const r = await request(p.port);
