@@ -31,7 +31,7 @@ else {
   else {
     fs.mkdirSync(path.dirname(out), { recursive: true });
     try {
-      execFileSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', '-Wall', '-Werror', `-I${include}`, '-o', out, source], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', out, source], { stdio: ['ignore', 'ignore', 'pipe'] });
     } catch (err) {
       const detail = err.code === 'ENOENT' ? `no C compiler (${cc})` : `${cc} failed: ${String(err.stderr ?? err.message).trim().split('\n')[0]}`;
       skip(detail);
