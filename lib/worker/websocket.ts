@@ -40,6 +40,29 @@ type WsTarget = TunnelTarget;
 const requireHere = createRequire(import.meta.url);
 let httpProxyModule: typeof httpProxy | null = null;
 
+/**
+ * http-proxy, loaded with `util._extend` swapped for a copy that does not warn. http-proxy takes `util._extend` when
+ * it loads and calls it for every tunnel; Node 22 and 24 deprecate it at run time (DEP0060), so each worker's first
+ * WebSocket logged a process warning that no operator can act on. Put back once loaded: nothing else sees the swap.
+ */
+export function loadHttpProxy(): typeof httpProxy {
+  const util = requireHere('node:util') as { _extend: unknown };
+  const deprecated = util._extend;
+  util._extend = extend;
+  try {
+    return requireHere('http-proxy') as typeof httpProxy;
+  } finally {
+    util._extend = deprecated;
+  }
+}
+
+/** What `util._extend` does: `source`'s own enumerable string keys copied onto `target`. */
+function extend(target: Record<string, unknown>, source: unknown): Record<string, unknown> {
+  if (source === null || typeof source !== 'object') return target;
+  for (const key of Object.keys(source)) target[key] = (source as Record<string, unknown>)[key];
+  return target;
+}
+
 
 export class Tunnels {
   readonly #ctx: HandlerContext;
@@ -55,7 +78,7 @@ export class Tunnels {
   /** The http-proxy server, made at the first tunnel. */
   #proxyServer(): httpProxy {
     if (this.#proxy !== null) return this.#proxy;
-    httpProxyModule ??= requireHere('http-proxy') as typeof httpProxy;
+    httpProxyModule ??= loadHttpProxy();
     // prependPath false + our own path; no xfwd (we add X-Forwarded-* ourselves); Host kept from the client.
     const proxy = httpProxyModule.createProxyServer({ ws: true, xfwd: false, prependPath: false, changeOrigin: false });
     // Only reached if a callback-less path ever fires: without a listener http-proxy throws (process crash).

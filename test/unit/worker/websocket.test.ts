@@ -1,4 +1,5 @@
 /** @module WebSocket tunnels through the handler's `upgrade()`, against real upstream sockets. */
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
@@ -174,4 +175,30 @@ t.test('an upgrade other than websocket (h2c) is answered as the plain HTTP requ
   t.match(got, /plain \/x upgrade=none$/);
   const r = await request(p.port, { path: '/after' });
   t.equal(r.status, 200, 'the server is fine afterwards');
+});
+
+t.test('http-proxy is loaded and used without a deprecation warning, and util._extend is left as it was', async (t) => {
+  // In a child: a module registry of its own, where http-proxy is not loaded yet.
+  const moduleUrl = new URL('../../../lib/worker/websocket.js', import.meta.url).href;
+  const script = `
+    import util from 'node:util';
+    import { createRequire } from 'node:module';
+    const before = util._extend;
+    const warnings = [];
+    process.on('warning', (w) => warnings.push(w.code ?? w.name));
+    const { loadHttpProxy } = await import(${JSON.stringify(moduleUrl)});
+    loadHttpProxy();
+    const common = createRequire(${JSON.stringify(moduleUrl)})('http-proxy/lib/http-proxy/common.js');
+    const out = {};
+    common.setupOutgoing(out, { target: { protocol: 'http:', host: '127.0.0.1', port: 1 }, headers: { 'x-a': '1' } }, { headers: { host: 'h', 'x-b': '2' }, url: '/p', method: 'GET' });
+    await new Promise((r) => setTimeout(r, 50));
+    console.log(JSON.stringify({ warnings, restored: util._extend === before, headers: out.headers }));
+  `;
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+  });
+  const r = JSON.parse(out) as { warnings: string[]; restored: boolean; headers: Record<string, string> };
+  t.same(r.warnings, [], 'no process warning');
+  t.ok(r.restored, "util._extend is Node's own again");
+  t.match(r.headers, { host: 'h', 'x-b': '2', 'x-a': '1' }, 'headers copied as util._extend copies them');
 });
