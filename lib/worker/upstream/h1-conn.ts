@@ -7,7 +7,7 @@
  * Why not undici's Client: for a small keep-alive response it cost about 8 µs of CPU per request here, a quarter
  * of a worker's whole budget (one worker, wrk -c64, CPU from /proc: a bare proxy 32 µs per request with it, 24
  * with a minimal client of its own): a request object validated again, llhttp in WebAssembly with a callback and a
- * Buffer per header field, the socket handed back one event-loop turn later. baton has validated what it sends.
+ * Buffer per header field. baton has validated what it sends.
  *
  * Timers are per connection, made once and re-armed with `refresh()`: a timer that fires while it is not armed
  * does nothing. An idle connection is unref'd (it never keeps a worker alive) and re-checked before reuse.
