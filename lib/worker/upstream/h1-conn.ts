@@ -525,10 +525,13 @@ export class H1Conn {
   #onHead(x: H1Request, head: ResponseHead, extra: boolean): void {
     const status = head.status;
     if (status < 200) {
-      // 100 was never asked for (Expect is not forwarded), 101 never offered (no Upgrade on this path).
-      if (status === 100 || status === 101) throw coded('UND_ERR_SOCKET', `the upstream sent an unexpected ${status}`);
+      // 101 was never offered (no Upgrade on this path): the connection is no longer HTTP.
+      if (status === 101) throw coded('UND_ERR_SOCKET', 'the upstream switched protocols unasked (101)');
       if (this.#headersArmed) this.#headersTimer!.refresh();
-      x.handler.onHeaders!(status, head.headers as unknown as Buffer[], x.resume, head.statusText);
+      // A 100 nobody asked for (Expect is not forwarded) is read past: a client must be able to parse 1xx responses
+      // it did not expect (RFC 9110 §15.2). undici fails the request on one (a 502 here before). The other 1xx go
+      // to the handler, which relays none of them.
+      if (status !== 100) x.handler.onHeaders!(status, head.headers as unknown as Buffer[], x.resume, head.statusText);
       return;
     }
     this.#headersArmed = false;

@@ -1020,13 +1020,25 @@ t.test('a 12 KiB response head is accepted', async (t) => {
   t.equal(ex.header('x-filler-11')[0]?.length, 1000);
 });
 
-t.test('an unsolicited 100 Continue fails the request and is not relayed', async (t) => {
-  const up = await serve(t, () => 'HTTP/1.1 100 Continue\r\n\r\n' + response());
+t.test('unsolicited 100 Continue responses are read past: the final response is delivered and the connection reused', async (t) => {
+  const up = await serve(t, (r) => (r.method === 'POST' ? 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\ncontent-length: 3\r\n\r\n' : '') + response(r.path));
   const pool = makePool(t, up.port);
-  const ex = await fetch(t, pool);
-  t.ok(ex.error !== null, 'onError', { got: ex.events.join(' ') });
+  const ex = await fetch(t, pool, { method: 'POST', path: '/up', body: Buffer.from('data') });
+  completed(t, ex);
+  t.equal(ex.status, 200);
+  t.equal(ex.body().toString(), '/up', 'the final response, its body read from the right place (a 1xx has none)');
   t.notOk(ex.heads.some((h) => h.status === 100), 'no onHeaders(100)');
-  t.notOk(ex.events.includes('complete'), 'no onComplete');
+  const next = await fetch(t, pool, { path: '/next' });
+  completed(t, next);
+  t.equal(next.body().toString(), '/next');
+  t.equal(up.sockets.length, 1, 'one connection throughout');
+});
+
+t.test('an unsolicited 101 fails the request: the connection is no longer HTTP', async (t) => {
+  const up = await serve(t, () => 'HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n' + response());
+  const pool = makePool(t, up.port);
+  failed(t, await fetch(t, pool), 'UND_ERR_SOCKET');
+  await allClosed(up, 3000, 'the connection to be closed');
 });
 
 // ---------------------------------------------------------------------------------------------------------------
