@@ -527,7 +527,8 @@ export class H1Conn {
     if (status < 200) {
       // 101 was never offered (no Upgrade on this path): the connection is no longer HTTP.
       if (status === 101) throw coded('UND_ERR_SOCKET', 'the upstream switched protocols unasked (101)');
-      if (this.#headersArmed) this.#headersTimer!.refresh();
+      // The response-head timer is not re-armed: `response_timeout` bounds the wait for the final head, which an
+      // upstream sending 1xx after 1xx would otherwise put off for ever.
       // A 100 nobody asked for (Expect is not forwarded) is read past: a client must be able to parse 1xx responses
       // it did not expect (RFC 9110 §15.2). undici fails the request on one (a 502 here before). The other 1xx go
       // to the handler, which relays none of them.

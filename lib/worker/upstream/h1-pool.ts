@@ -75,7 +75,10 @@ export class H1Pool implements TargetPool, ConnOwner {
   released(conn: H1Conn, reusable: boolean): void {
     if (reusable && this.#conns.has(conn)) {
       if (this.#queue.length > 0) {
-        conn.start(this.#queue.shift()!);
+        // Released from inside the read that completed its response: an end or reset the upstream sent right behind
+        // it is read only at the event loop's next poll, which `start`'s one-turn check alone would not wait for
+        // (its immediate runs before that poll). One turn here puts that poll between the two.
+        setImmediate(() => this.#reuse(conn));
         return;
       }
       if (!this.#closed && conn.parkIdle(conn.hint)) {
@@ -85,6 +88,17 @@ export class H1Pool implements TargetPool, ConnOwner {
       conn.close();
     }
     this.#pump();
+  }
+
+  /** A connection released while requests waited, one turn later: the first still waiting, or the idle list. */
+  #reuse(conn: H1Conn): void {
+    if (!this.#conns.has(conn)) return this.#pump();
+    if (!conn.usable) return conn.close(); // gone() then pumps
+
+    let x = this.#queue.shift();
+    while (x !== undefined && x.done) x = this.#queue.shift();
+    if (x === undefined) this.released(conn, true);
+    else conn.start(x);
   }
 
   /** A request its connection gave back unwritten (found closed or dirty before the write): first in line again. */

@@ -758,6 +758,22 @@ t.test('an idle connection the upstream ended in the same turn as a new request 
   t.equal(up.sockets.length, 2, 'sent on a new connection');
 });
 
+t.test('a queued request is not written on a connection the upstream ended right behind the previous response', async (t) => {
+  // connections: 1, so /b waits for /a's connection; the end comes in the same write as /a's answer.
+  const up = await serve(t, (r, s) => {
+    if (r.path !== '/a') return response(r.path);
+    s.end(response('/a'));
+  });
+  const pool = makePool(t, up.port, {}, 1);
+  const a = send(t, pool, { path: '/a' });
+  const b = send(t, pool, { path: '/b', method: 'POST', body: Buffer.from('x') });
+  await Promise.all([a.done, b.done]);
+  completed(t, a);
+  completed(t, b, 'the queued POST, which the proxy would not retry, completes');
+  t.equal(b.body().toString(), '/b');
+  t.equal(up.sockets.length, 2, 'on a new connection');
+});
+
 t.test('bytes after a bodiless response in the same read make the connection unusable', async (t) => {
   const cases: [string, string, string][] = [
     ['HEAD answered with a body', 'HEAD', 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nEVIL'],
@@ -1032,6 +1048,16 @@ t.test('unsolicited 100 Continue responses are read past: the final response is 
   completed(t, next);
   t.equal(next.body().toString(), '/next');
   t.equal(up.sockets.length, 1, 'one connection throughout');
+});
+
+t.test('1xx responses do not put off responseTimeout', async (t) => {
+  const timers: NodeJS.Timeout[] = [];
+  t.teardown(() => { for (const i of timers) clearInterval(i); });
+  const up = await rawUpstream(t, (s) => {
+    timers.push(setInterval(() => { if (!s.destroyed) s.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n'); }, 50));
+  });
+  const pool = makePool(t, up.port, { responseTimeout: 300 });
+  failed(t, await fetch(t, pool, {}, {}, 10_000), 'UND_ERR_HEADERS_TIMEOUT');
 });
 
 t.test('an unsolicited 101 fails the request: the connection is no longer HTTP', async (t) => {
