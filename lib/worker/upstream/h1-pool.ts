@@ -94,7 +94,6 @@ export class H1Pool implements TargetPool, ConnOwner {
   #reuse(conn: H1Conn): void {
     if (!this.#conns.has(conn)) return this.#pump();
     if (!conn.usable) return conn.close(); // gone() then pumps
-
     let x = this.#queue.shift();
     while (x !== undefined && x.done) x = this.#queue.shift();
     if (x === undefined) this.released(conn, true);

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { upgradeCommand } from '../../../lib/cli/commands.js';
 import type { Config } from '../../../lib/config/types.js';
 
@@ -38,25 +38,25 @@ function configFor(pidFile: string): Config {
   return { pidFile, upgradeTimeout: 2000, shutdownTimeout: 1000, admin: null } as unknown as Config;
 }
 
-t.test('a new master that failed before the command saw the pid file renamed is reported as a failed upgrade, exit 5', async (t) => {
+/** `baton upgrade` against a fake master in a temp dir: its pid, the exit code and what went to stderr. */
+async function upgradeAgainst(t: Test, renameBack: boolean): Promise<{ pid: number; code: number; err: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-upgrade-cmd-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const pidFile = path.join(dir, 'baton.pid');
-  const pid = await fakeMaster(pidFile, true);
-  const out: string[] = [];
+  const pid = await fakeMaster(pidFile, renameBack);
   const err: string[] = [];
-  const code = await upgradeCommand(configFor(pidFile), (l) => out.push(l), (l) => err.push(l));
+  const code = await upgradeCommand(configFor(pidFile), () => {}, (l) => err.push(l));
+  return { pid, code, err: err.join('\n') };
+}
+
+t.test('a new master that failed before the command saw the pid file renamed is reported as a failed upgrade, exit 5', async (t) => {
+  const { pid, code, err } = await upgradeAgainst(t, true);
   t.equal(code, 5);
-  t.match(err.join('\n'), `upgrade failed: the new master did not become ready; master ${pid} keeps serving`);
+  t.match(err, `upgrade failed: the new master did not become ready; master ${pid} keeps serving`);
 });
 
 t.test('a master that never renames its pid file refused the upgrade, exit 5', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-upgrade-cmd-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const pidFile = path.join(dir, 'baton.pid');
-  const pid = await fakeMaster(pidFile, false);
-  const err: string[] = [];
-  const code = await upgradeCommand(configFor(pidFile), () => {}, (l) => err.push(l));
+  const { pid, code, err } = await upgradeAgainst(t, false);
   t.equal(code, 5);
-  t.match(err.join('\n'), `upgrade refused by master ${pid}`);
+  t.match(err, `upgrade refused by master ${pid}`);
 });

@@ -2,21 +2,22 @@
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { mallocTrim } from '../../../lib/worker/malloc-trim.js';
 
 const ROOT = path.resolve(fileURLToPath(import.meta.url), '../../../../..');
 const MODULE = path.join(ROOT, 'dist/native/malloc-trim.node');
 
-/** What scripts/lib/build-native.mjs needs to build it: a C compiler and Node's headers. */
+/** What scripts/lib/build-native.mjs needs to build it: its C compiler and Node's headers, found as it finds them. */
+const native = (await import(pathToFileURL(path.join(ROOT, 'scripts/lib/build-native.mjs')).href)) as { includeDir(): string | null; compiler(): string };
 function canBuild(): boolean {
   try {
-    execFileSync(process.env.CC || 'cc', ['--version'], { stdio: 'ignore' });
+    execFileSync(native.compiler(), ['--version'], { stdio: 'ignore' });
   } catch {
     return false;
   }
-  return [path.resolve(path.dirname(process.execPath), '../include/node'), '/usr/local/include/node', '/usr/include/node'].some((d) => fs.existsSync(path.join(d, 'node_api.h')));
+  return native.includeDir() !== null;
 }
 
 const glibc = process.platform === 'linux' && Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
