@@ -85,6 +85,66 @@ t.test('h2c upstream: 30 concurrent uploads are multiplexed on one connection', 
   t.equal(up.connections(), 1, 'one HTTP/2 connection carried every request');
 });
 
+t.test('an h2c upstream that closes each connection after 10 requests (GOAWAY) fails none of 40 concurrent requests', async (t) => {
+  // nginx's keepalive_requests (1000 by default) for HTTP/2: after the Nth stream of a connection it sends GOAWAY
+  // with that stream's id, which refuses the streams already on their way, then closes once it has answered.
+  const server = http2.createServer();
+  const sessions = new Map<http2.Http2Session, http2.ServerHttp2Stream[]>();
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    const session = stream.session!;
+    const seen = sessions.get(session) ?? [];
+    sessions.set(session, seen);
+    seen.push(stream);
+    // Past the connection's 10th stream: refused with the GOAWAY below (nghttp2 refuses them so on its side).
+    if (seen.length > 10) return;
+    // The GOAWAY leaves a little later, so that the proxy has streams past the 10th on their way.
+    if (seen.length === 10) {
+      setTimeout(() => {
+        session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
+        for (const s of seen.slice(10)) s.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      }, 20);
+    }
+    let bytes = 0;
+    stream.on('data', (c: Buffer) => { bytes += c.length; });
+    stream.on('end', () => setTimeout(() => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200 });
+      stream.end(`${String(headers[':method'])} ${String(headers[':path'])} ${bytes} bytes\n`);
+      if (seen.indexOf(stream) === 9) session.close();
+    }, 30));
+  });
+  const up = await serve(t, server, null);
+  const { d, port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 40 });
+  t.teardown(() => agent.destroy());
+  const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => i % 2 === 0
+    ? request(port, `/g${i}`, { agent })
+    : request(port, `/p${i}`, { method: 'POST', body: 'x'.repeat(100 + i), agent })));
+  t.strictSame(replies.map((r) => `${r.status} ${r.body}`), replies.map((_, i) => (i % 2 === 0 ? `200 GET /g${i} 0 bytes\n` : `200 POST /p${i} ${100 + i} bytes\n`)));
+  t.ok(up.connections() >= 4, `the upstream closed its connections after 10 streams (${up.connections()} connections)`);
+  const lines = d.lines();
+  t.ok(lines.some((l) => l.msg === 'upstream refused the stream unprocessed, trying again'), 'streams past a GOAWAY were refused, and tried again');
+  t.same(lines.filter((l) => l.msg === 'upstream request failed').map((l) => `${String(l.code)}: ${String(l.error)}`), [], 'no request failed');
+});
+
+t.test('an h2c upstream that refuses every stream gets 6 tries of a request, then the client gets 502', async (t) => {
+  const server = http2.createServer();
+  let streams = 0;
+  server.on('stream', (stream) => {
+    streams++;
+    stream.on('error', () => {});
+    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+  });
+  const up = await serve(t, server, null);
+  const { d, port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
+  t.equal((await request(port, '/r')).status, 502);
+  const failed = await d.waitForLine('the failure', (l) => l.msg === 'upstream request failed');
+  t.equal(failed.code, 'BATON_H2_REFUSED_STREAM');
+  t.equal(d.lines().filter((l) => l.msg === 'upstream refused the stream unprocessed, trying again').length, 5, 'tried again 5 times');
+  t.equal(streams, 6, 'the upstream saw 6 streams');
+});
+
 t.test('health checks reach a unix-socket target (and an h2c one) the way requests do', async (t) => {
   const d = new Daemon(t);
   const seen: string[] = [];
