@@ -5,7 +5,7 @@
  * object per request carries both, as the relay does.
  */
 import type { Exchange } from './exchange.js';
-import { H2_REFUSED, type Failure } from './errors.js';
+import type { Failure } from './errors.js';
 import { ResponseRelay } from './relay.js';
 import type { RequestLog } from './request-log.js';
 import { recorder } from '../metrics/recorder.js';
@@ -13,9 +13,6 @@ import { anyUp, usable } from './upstream/balancer.js';
 import { hashKeyOf } from './upstream/hash-key.js';
 import { markDown, nextTargets, type Target, type Upstream } from './upstream/pools.js';
 import { conditionOf, mayRetry, statusCondition } from './upstream/retry.js';
-
-/** Tries after refused HTTP/2 streams: a target that keeps refusing on new connections is answered for (502). */
-const MAX_REFUSALS = 5;
 
 export abstract class UpstreamFailover extends ResponseRelay {
   protected declare readonly ex: Exchange;
@@ -31,8 +28,6 @@ export abstract class UpstreamFailover extends ResponseRelay {
   protected fresh = false;
   /** A retry after a 502/503/504 answer: the target to try next. */
   protected statusRetryTo = -1;
-  /** HTTP/2 streams the targets refused unprocessed (REFUSED_STREAM, or past a GOAWAY) so far. */
-  #refusals = 0;
   /** The targets to try after the first one, computed at the first failure. */
   #fallback: number[] | null = null;
   #fallbackPos = 0;
@@ -132,19 +127,10 @@ export abstract class UpstreamFailover extends ResponseRelay {
     let next = this.#nextCandidate(now);
     // The keep-alive race: with no other target, the same one again, on a new connection.
     if (next === -1 && condition === 'reset' && this.retries === 0) next = target.index;
-    // A refused HTTP/2 stream was never processed. Most come from a target closing a connection after so many
-    // requests (nginx's keepalive_requests, 1000 by default): its GOAWAY refuses the streams already on their
-    // way. With no other target, the same one again: the pool opens a new connection past a GOAWAY.
-    const refused = failure.code === H2_REFUSED;
-    if (next === -1 && refused && this.#refusals < MAX_REFUSALS) next = target.index;
     if (next === -1) return -1;
-    if (refused) this.#refusals++;
     if (condition !== 'connect_failure') this.retries++;
     if (condition === 'reset') this.fresh = true;
-    // Routine behind a target with a per-connection request limit (1.5% of requests behind nginx's default under
-    // load): debug, not a warning per request.
-    if (refused) this.logFailure('debug', failure, err, 'upstream refused the stream unprocessed, trying again');
-    else this.logFailure('warn', failure, err, condition === 'connect_failure' ? 'upstream connect failed, trying the next target' : 'upstream connection reset before the response, retrying');
+    this.logFailure('warn', failure, err, condition === 'connect_failure' ? 'upstream connect failed, trying the next target' : 'upstream connection reset before the response, retrying');
     return next;
   }
 
@@ -171,7 +157,7 @@ export abstract class UpstreamFailover extends ResponseRelay {
     this.ex.ctx.log.error.error({ upstream: c.name, target: target.address, max_fails: c.maxFails, fail_timeout: c.failTimeout }, 'upstream target taken out for fail_timeout after max_fails failures');
   }
 
-  protected logFailure(level: 'debug' | 'info' | 'warn' | 'error', failure: Failure, err: Error, msg: string): void {
+  protected logFailure(level: 'info' | 'warn' | 'error', failure: Failure, err: Error, msg: string): void {
     const ex = this.ex;
     ex.ctx.log.failure(level, failure, err, { upstream: this.upstream.config.name, target: this.target.address }, ex, msg);
   }

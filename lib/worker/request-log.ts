@@ -97,7 +97,7 @@ export class RequestLog {
   }
 
   /** An upstream failure of one request. */
-  failure(level: 'debug' | 'info' | 'warn' | 'error', failure: Failure, err: Error, peer: Peer, facts: RequestFacts, msg: string): void {
+  failure(level: 'info' | 'warn' | 'error', failure: Failure, err: Error, peer: Peer, facts: RequestFacts, msg: string): void {
     this.error[level]({
       code: failure.code === 'UNKNOWN' || failure.code === 'HPE' || failure.code === 'ERR_SSL' ? errorCode(err) : failure.code,
       error: err.message,

@@ -10,6 +10,11 @@ import type { UpstreamConfig } from '../../config/types.js';
 import { H2_REFUSED, H2_RESET, coded } from '../errors.js';
 
 
+/** Tries again after refused streams, per request: a target refusing every new stream is answered for (502). */
+export const MAX_REFUSALS = 5;
+/** The streamed request body kept for a try again after a refusal; a longer one cannot be sent twice. */
+const REPLAY_LIMIT = 64 * 1024;
+
 /** Streams per connection until the target's SETTINGS say otherwise (nghttp2's and Node's default is 100). */
 export const INITIAL_STREAMS = 100;
 /** Request headers that are connection-specific, hence illegal in HTTP/2 (RFC 9113 §8.2.2). */
@@ -28,6 +33,8 @@ export interface ExchangePool {
   readonly upstream: UpstreamConfig;
   /** A stream of `conn` ended (or never opened): its slot is free. */
   released(conn: Conn): void;
+  /** Start `ex` again on a connection that is not closing (its stream was refused unprocessed). */
+  again(ex: Exchange): void;
 }
 
 /** One connection (session) and the streams it carries or has promised to carry. */
@@ -56,6 +63,13 @@ export class Exchange {
   #trailers: string[] | null = null;
   #responded = false;
   #done = false;
+  /** Refused streams so far (REFUSED_STREAM, or past a GOAWAY): each was tried again on another connection. */
+  #refusals = 0;
+  /** A streamed body's chunks written so far, while they fit in REPLAY_LIMIT (null once they do not). */
+  #written: Buffer[] | null = [];
+  #writtenBytes = 0;
+  /** A streamed body's end was read (and written). */
+  #bodyEnded = false;
 
   constructor(pool: ExchangePool, opts: Options, handler: Handler) {
     this.#pool = pool;
@@ -66,14 +80,23 @@ export class Exchange {
   /** The connection is ready: open the stream (unless the request was given up while it waited). */
   start(conn: Conn): void {
     this.#conn = conn;
-    const handler = this.#handler;
-    try {
-      handler.onConnect!((err?: Error) => this.#abort(err));
-    } catch (err) {
-      this.fail(err as Error);
+    // The handler hears of one connection, whatever the tries again after refusals.
+    if (this.#refusals === 0) {
+      try {
+        this.#handler.onConnect!((err?: Error) => this.#abort(err));
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+    }
+    if (this.#done) {
+      // Given up while it waited for the connection of a try again (the first: fail() gave the slot back).
+      if (this.#conn !== null) {
+        this.#conn = null;
+        this.#pool.released(conn);
+      }
       return;
     }
-    if (this.#done) return;
     const session = conn.session!;
     const opts = this.#opts;
     let stream: http2.ClientHttp2Stream;
@@ -83,7 +106,11 @@ export class Exchange {
       stream = session.request(this.#headers(), { endStream: body === null || body === undefined });
     } catch (err) {
       const e = err as Error & { code?: string };
-      this.fail(e.code === H2_REFUSED || e.code === 'ERR_HTTP2_GOAWAY_SESSION' || e.code === 'ERR_HTTP2_INVALID_SESSION' ? coded(H2_REFUSED, e.message) : coded('UND_ERR_INVALID_ARG', e.message));
+      if (e.code === H2_REFUSED || e.code === 'ERR_HTTP2_GOAWAY_SESSION' || e.code === 'ERR_HTTP2_INVALID_SESSION') {
+        this.#conn = null;
+        this.#pool.released(conn);
+        this.#refused(coded(H2_REFUSED, e.message));
+      } else this.fail(coded('UND_ERR_INVALID_ARG', e.message));
       return;
     }
     this.#stream = stream;
@@ -174,13 +201,27 @@ export class Exchange {
     }
     const readable = body as Readable;
     this.#body = readable;
-    let sent = 0;
+    // A try again after a refusal: what the refused stream took first.
+    if (this.#refusals > 0) {
+      this.#detachBody(); // the error listener of the wait
+      for (const chunk of this.#written!) stream.write(chunk);
+      if (this.#bodyEnded) {
+        stream.end();
+        return;
+      }
+    }
     const onData = (chunk: Buffer) => {
-      sent += chunk.length;
-      handler.onBodySent?.(chunk.length, sent);
+      const written = this.#written;
+      if (written !== null) {
+        if (this.#writtenBytes + chunk.length > REPLAY_LIMIT) this.#written = null;
+        else written.push(chunk);
+      }
+      this.#writtenBytes += chunk.length;
+      handler.onBodySent?.(chunk.length, this.#writtenBytes);
       if (!stream.write(chunk)) readable.pause();
     };
     const onEnd = () => {
+      this.#bodyEnded = true;
       this.#detachBody();
       stream.end();
       handler.onRequestSent?.();
@@ -198,6 +239,7 @@ export class Exchange {
       stream.off('drain', onDrain);
     };
     if (readable.readableEnded) onEnd();
+    else if (this.#refusals > 0) readable.resume();
   }
 
   #detach: (() => void) | null = null;
@@ -211,6 +253,8 @@ export class Exchange {
   #response(headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number): void {
     if (this.#done) return;
     this.#responded = true;
+    // Answered: never refused now, so nothing to send again (a long gRPC call would hold it to its end).
+    this.#written = null;
     const stream = this.#stream!;
     const status = Number(headers[':status']);
     const up = this.#pool.upstream;
@@ -261,13 +305,44 @@ export class Exchange {
     const stream = this.#stream!;
     const rst = stream.rstCode ?? 0;
     if (rst === NGHTTP2_REFUSED_STREAM && !this.#responded) {
-      this.fail(coded(H2_REFUSED, 'the upstream refused the stream (REFUSED_STREAM): not processed'));
+      this.#refused(coded(H2_REFUSED, 'the upstream refused the stream (REFUSED_STREAM): not processed'));
       return;
     }
     const cause = this.#streamError ?? conn?.error ?? null;
     const causeCode = (cause as { code?: string } | null)?.code;
     if (causeCode !== undefined && /^E[A-Z]+$/.test(causeCode)) this.fail(cause!);
     else this.fail(coded(H2_RESET, rst !== 0 ? `the upstream reset the stream (HTTP/2 error code ${rst})` : `the upstream connection closed the stream${cause !== null ? `: ${cause.message}` : ''}`));
+  }
+
+  /**
+   * The stream was refused unprocessed, most often by a target that closes each connection after so many requests
+   * (nginx's keepalive_requests, 1000 by default): its GOAWAY refuses the streams already on their way. Whatever
+   * the method, the request goes again on a connection that is not closing, its body (or up to REPLAY_LIMIT of a
+   * streamed one) sent again from the start; after MAX_REFUSALS, or with more of a streamed body gone than was
+   * kept, the attempt hears of the refusal (another target, or 502).
+   */
+  #refused(err: Error): void {
+    const body = this.#opts.body;
+    const streamed = body !== null && body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string' && !(body instanceof Uint8Array);
+    if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && this.#written === null)) {
+      this.fail(err);
+      return;
+    }
+    this.#refusals++;
+    this.#detachBody();
+    if (streamed && !this.#bodyEnded) {
+      // Paused, or what it reads until the next stream is ready would go nowhere; and an error meanwhile (the
+      // client gone, a body over max_body_size) must find a listener.
+      const readable = body as Readable;
+      readable.pause();
+      const onError = (e: Error) => this.#abort(e);
+      readable.once('error', onError);
+      this.#detach = () => readable.off('error', onError);
+    }
+    this.#stream = null;
+    this.#trailers = null;
+    this.#streamError = null;
+    this.#pool.again(this);
   }
 
   #timedOut(): void {

@@ -58,6 +58,16 @@ export class H2Pool implements TargetPool, ExchangePool {
       queueMicrotask(() => ex.fail(coded('UND_ERR_CLOSED', 'the upstream pool is closed')));
       return true;
     }
+    this.#assign(ex);
+    return true;
+  }
+
+  again(ex: Exchange): void {
+    if (this.#closed) return ex.fail(coded('UND_ERR_CLOSED', 'the upstream pool is closed'));
+    this.#assign(ex);
+  }
+
+  #assign(ex: Exchange): void {
     const conn = this.#pick();
     conn.streams++;
     if (conn.idleTimer !== null) {
@@ -66,7 +76,6 @@ export class H2Pool implements TargetPool, ExchangePool {
     }
     if (conn.session === null) conn.waiting.push(ex);
     else ex.start(conn);
-    return true;
   }
 
   #pick(): Conn {
