@@ -127,8 +127,11 @@ export class UpstreamAttempt extends UpstreamFailover implements Dispatcher.Disp
     this.#state = State.Waiting;
     this.#abort = null;
     if (this.dispatchedAt === 0) this.dispatchedAt = performance.now();
-    const body = this.#buffer !== null ? this.#buffer.source() : this.body === null ? null : this.body.stream;
-    const opts = { path: ex.target, method: ex.method, headers: ex.headers, body };
+    const buffer = this.#buffer;
+    const body = buffer !== null ? buffer.source() : this.body === null ? null : this.body.stream;
+    // A body buffered in a file is a stream the HTTP/2 pool can ask again for, should its stream be refused.
+    const replay = buffer !== null && !Buffer.isBuffer(body) ? () => buffer.source() : undefined;
+    const opts = { path: ex.target, method: ex.method, headers: ex.headers, body, replay };
     if (this.fresh) {
       this.fresh = false;
       dispatchFresh(target, opts, this);

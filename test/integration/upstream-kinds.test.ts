@@ -85,7 +85,9 @@ t.test('h2c upstream: 30 concurrent uploads are multiplexed on one connection', 
   t.equal(up.connections(), 1, 'one HTTP/2 connection carried every request');
 });
 
-for (const buffering of ['on', 'off']) t.test(`an h2c upstream that closes each connection after 10 requests (GOAWAY) fails none of 40 concurrent requests (request_buffering ${buffering})`, async (t) => {
+// Bodies: buffered past request_buffer_size (64k: in a file), buffered in memory, streamed (up to 64 KiB is kept
+// for a try again).
+for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] as const) t.test(`an h2c upstream that closes each connection after 10 requests (GOAWAY) fails none of 40 concurrent requests (request_buffering ${buffering}, ${size}-byte bodies)`, async (t) => {
   // nginx's keepalive_requests (1000 by default) for HTTP/2: after the Nth stream of a connection it sends GOAWAY
   // with that stream's id, which refuses the streams already on their way, then closes once it has answered.
   const server = http2.createServer();
@@ -122,8 +124,8 @@ for (const buffering of ['on', 'off']) t.test(`an h2c upstream that closes each 
   t.teardown(() => agent.destroy());
   const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => i % 2 === 0
     ? request(port, `/g${i}`, { agent })
-    : request(port, `/p${i}`, { method: 'POST', body: 'x'.repeat(100 + i), agent })));
-  t.strictSame(replies.map((r) => `${r.status} ${r.body}`), replies.map((_, i) => (i % 2 === 0 ? `200 GET /g${i} 0 bytes\n` : `200 POST /p${i} ${100 + i} bytes\n`)));
+    : request(port, `/p${i}`, { method: 'POST', body: 'x'.repeat(size + i), agent })));
+  t.strictSame(replies.map((r) => `${r.status} ${r.body}`), replies.map((_, i) => (i % 2 === 0 ? `200 GET /g${i} 0 bytes\n` : `200 POST /p${i} ${size + i} bytes\n`)));
   t.ok(up.connections() >= 4, `the upstream closed its connections after 10 streams (${up.connections()} connections)`);
   const refused = [...sessions.values()].reduce((n, seen) => n + Math.max(0, seen.length - 10), 0);
   t.ok(refused > 0, `streams past a GOAWAY were refused (${refused}), and went again on another connection`);
@@ -144,6 +146,28 @@ t.test('an h2c upstream that refuses every stream gets 6 tries of a request, the
   const failed = await d.waitForLine('the failure', (l) => l.msg === 'upstream request failed');
   t.equal(failed.code, 'BATON_H2_REFUSED_STREAM');
   t.equal(streams, 6, 'the upstream saw 6 streams');
+});
+
+t.test('a stream refused on a connection with keepalive_timeout 0 goes again on a new connection', async (t) => {
+  // The refused stream was its connection's only one, so the pool closes that connection at once: the try again
+  // must not be put on it.
+  const server = http2.createServer();
+  let streams = 0;
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    if (++streams === 1) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    stream.end('second stream\n');
+  });
+  const up = await serve(t, server, null);
+  const { port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2\n    keepalive_timeout: 0s');
+  const r = await request(port, '/k');
+  t.equal(r.status, 200);
+  t.equal(r.body, 'second stream\n');
+  t.ok(up.connections() >= 2, `a new connection (${up.connections()})`);
 });
 
 t.test('health checks reach a unix-socket target (and an h2c one) the way requests do', async (t) => {

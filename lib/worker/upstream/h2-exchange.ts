@@ -24,7 +24,11 @@ const GRPC_TRAILERS: ReadonlySet<string> = new Set(['grpc-status', 'grpc-message
 
 /** undici calls onRequestSent too (its types leave it out). */
 type Handler = Dispatcher.DispatchHandler & { onRequestSent?(): void };
-type Options = Dispatcher.DispatchOptions;
+/**
+ * `replay`: a new copy of a body that can be read again from its start (a buffered one in a file), for a request
+ * sent again after a refusal; the attempt gives it, undici's pools ignore it.
+ */
+export type Options = Dispatcher.DispatchOptions & { replay?: () => Buffer | Readable };
 
 /** What an exchange needs of its pool. */
 export interface ExchangePool {
@@ -70,11 +74,16 @@ export class Exchange {
   #writtenBytes = 0;
   /** A streamed body's end was read (and written). */
   #bodyEnded = false;
+  /** The body this try sends: the request's, or a new copy from `replay` after a refusal. */
+  #source: unknown;
+  /** This try sends first the chunks `#written` kept of the same streamed body. */
+  #resend = false;
 
   constructor(pool: ExchangePool, opts: Options, handler: Handler) {
     this.#pool = pool;
     this.#opts = opts;
     this.#handler = handler;
+    this.#source = opts.body;
   }
 
   /** The connection is ready: open the stream (unless the request was given up while it waited). */
@@ -102,11 +111,13 @@ export class Exchange {
     let stream: http2.ClientHttp2Stream;
     try {
       if (session.closed || session.destroyed) throw coded(H2_REFUSED, 'the connection closed before the request was sent');
-      const body = opts.body;
+      const body = this.#source;
       stream = session.request(this.#headers(), { endStream: body === null || body === undefined });
     } catch (err) {
       const e = err as Error & { code?: string };
       if (e.code === H2_REFUSED || e.code === 'ERR_HTTP2_GOAWAY_SESSION' || e.code === 'ERR_HTTP2_INVALID_SESSION') {
+        // Not picked again for the try again below ('close' may not have come yet).
+        conn.closing = true;
         this.#conn = null;
         this.#pool.released(conn);
         this.#refused(coded(H2_REFUSED, e.message));
@@ -185,7 +196,7 @@ export class Exchange {
   }
 
   #sendBody(stream: http2.ClientHttp2Stream): void {
-    const body = this.#opts.body;
+    const body = this.#source;
     const handler = this.#handler;
     if (body === null || body === undefined) {
       handler.onRequestSent?.();
@@ -193,7 +204,8 @@ export class Exchange {
     }
     if (Buffer.isBuffer(body) || typeof body === 'string' || body instanceof Uint8Array) {
       const buf = body as Buffer;
-      stream.end(buf, () => {
+      stream.end(buf, (err?: Error | null) => {
+        if (err) return; // the stream's 'close' reports it
         handler.onBodySent?.(buf.length, buf.length);
         handler.onRequestSent?.();
       });
@@ -201,9 +213,9 @@ export class Exchange {
     }
     const readable = body as Readable;
     this.#body = readable;
-    // A try again after a refusal: what the refused stream took first.
-    if (this.#refusals > 0) {
-      this.#detachBody(); // the error listener of the wait
+    this.#detachBody(); // the error listener of the wait for this try's connection, if any
+    // A try again after a refusal, with the same streamed body: what the refused stream took first.
+    if (this.#resend) {
       for (const chunk of this.#written!) stream.write(chunk);
       if (this.#bodyEnded) {
         stream.end();
@@ -239,7 +251,7 @@ export class Exchange {
       stream.off('drain', onDrain);
     };
     if (readable.readableEnded) onEnd();
-    else if (this.#refusals > 0) readable.resume();
+    else if (this.#resend) readable.resume();
   }
 
   #detach: (() => void) | null = null;
@@ -322,15 +334,28 @@ export class Exchange {
    * kept, the attempt hears of the refusal (another target, or 502).
    */
   #refused(err: Error): void {
-    const body = this.#opts.body;
+    const body = this.#source;
     const streamed = body !== null && body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string' && !(body instanceof Uint8Array);
-    if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && this.#written === null)) {
+    const replay = streamed ? this.#opts.replay : undefined;
+    if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && replay === undefined && this.#written === null)) {
       this.fail(err);
       return;
     }
     this.#refusals++;
     this.#detachBody();
-    if (streamed && !this.#bodyEnded) {
+    this.#stream = null;
+    this.#trailers = null;
+    this.#streamError = null;
+    if (replay !== undefined) {
+      // A buffered body: a new copy from its start (taken before the old one is let go, which keeps its file open).
+      this.#source = replay();
+      (body as Readable).destroy();
+      this.#written = [];
+      this.#writtenBytes = 0;
+      this.#bodyEnded = false;
+      this.#resend = false;
+    } else this.#resend = streamed;
+    if (streamed && replay === undefined && !this.#bodyEnded) {
       // Paused, or what it reads until the next stream is ready would go nowhere; and an error meanwhile (the
       // client gone, a body over max_body_size) must find a listener.
       const readable = body as Readable;
@@ -339,9 +364,6 @@ export class Exchange {
       readable.once('error', onError);
       this.#detach = () => readable.off('error', onError);
     }
-    this.#stream = null;
-    this.#trailers = null;
-    this.#streamError = null;
     this.#pool.again(this);
   }
 

@@ -130,6 +130,7 @@ export class H2Pool implements TargetPool, ExchangePool {
     if (conn.streams > 0 || conn.session === null) return;
     const session = conn.session;
     if (this.#closed || conn.closing || this.#up.keepaliveTimeout === 0) {
+      conn.closing = true;
       session.close();
       return;
     }
