@@ -185,6 +185,41 @@ t.test('an h2c upstream may send 1 MiB per stream and 64 MiB per connection befo
   t.equal(connection, 64 * 1024 * 1024, 'the connection window baton announced');
 });
 
+t.test('POSTs past the last stream of a GOAWAY with an error go again on a new connection', async (t) => {
+  // The first connection answers its first stream, then sends GOAWAY(INTERNAL_ERROR, that stream) and closes:
+  // Node tears the connection down with every stream on it, but those past the GOAWAY's last were not processed.
+  const server = http2.createServer();
+  let first: http2.Http2Session | null = null;
+  let onFirst = 0;
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    const session = stream.session!;
+    first ??= session;
+    const answer = (): void => {
+      stream.respond({ ':status': 200 });
+      stream.end(`${String(headers[':path'])}\n`);
+    };
+    if (session !== first) return void stream.on('end', answer).resume();
+    if (++onFirst > 1) return; // never answered: the GOAWAY below leaves them out
+    stream.resume();
+    // Its answer goes out whole first (GOAWAY is a control frame: nghttp2 would send it ahead of the DATA).
+    stream.on('close', () => {
+      session.goaway(http2.constants.NGHTTP2_INTERNAL_ERROR, stream.id);
+      setTimeout(() => session.destroy(), 20);
+    });
+    setTimeout(answer, 100);
+  });
+  const up = await serve(t, server, null);
+  const d = new Daemon(t);
+  await d.start({ body: config(`http://127.0.0.1:${up.port}`, '\n    protocol: http2') });
+  const port = await d.port();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+  t.teardown(() => agent.destroy());
+  const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => request(port, `/p${i}`, { method: 'POST', body: 'x'.repeat(100), agent })));
+  t.strictSame(replies.map((r) => `${r.status} ${r.body}`), replies.map((_, i) => `200 /p${i}\n`));
+  t.ok(onFirst >= 2, `streams past the GOAWAY's last were on the first connection (${onFirst - 1})`);
+});
+
 t.test('health checks reach a unix-socket target (and an h2c one) the way requests do', async (t) => {
   const d = new Daemon(t);
   const seen: string[] = [];

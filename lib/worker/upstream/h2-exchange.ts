@@ -49,6 +49,8 @@ export class Conn {
   maxStreams = INITIAL_STREAMS;
   /** GOAWAY received, closing, or closed: no new streams. */
   closing = false;
+  /** The last stream id the target's GOAWAY says it may have processed (streams above it were not). */
+  goawayLast = 2 ** 31;
   /** Requests waiting for the connection to be ready. */
   waiting: Exchange[] = [];
   idleTimer: NodeJS.Timeout | null = null;
@@ -316,8 +318,12 @@ export class Exchange {
     if (this.#done) return;
     const stream = this.#stream!;
     const rst = stream.rstCode ?? 0;
-    if (rst === NGHTTP2_REFUSED_STREAM && !this.#responded) {
-      this.#refused(coded(H2_REFUSED, 'the upstream refused the stream (REFUSED_STREAM): not processed'));
+    // Past the last stream of a GOAWAY: unprocessed too, also when the GOAWAY carried an error and Node tore the
+    // connection down with every stream on it (nghttp2 would have refused these).
+    const id = stream.id;
+    const pastGoaway = conn !== null && id !== undefined && id > conn.goawayLast;
+    if ((rst === NGHTTP2_REFUSED_STREAM || pastGoaway) && !this.#responded) {
+      this.#refused(coded(H2_REFUSED, rst === NGHTTP2_REFUSED_STREAM ? 'the upstream refused the stream (REFUSED_STREAM): not processed' : 'the stream was past the last one of the upstream\'s GOAWAY: not processed'));
       return;
     }
     const cause = this.#streamError ?? conn?.error ?? null;

@@ -120,7 +120,10 @@ export class H2Pool implements TargetPool, ExchangePool {
     session.on('remoteSettings', (s) => {
       conn.maxStreams = Math.max(1, Math.min(s.maxConcurrentStreams ?? INITIAL_STREAMS, MAX_STREAMS));
     });
-    session.on('goaway', () => { conn.closing = true; });
+    session.on('goaway', (_code: number, lastStreamId: number) => {
+      conn.closing = true;
+      conn.goawayLast = Math.min(conn.goawayLast, lastStreamId);
+    });
     session.on('error', (e: Error) => { conn.error = e; });
     session.on('close', () => {
       conn.closing = true;
