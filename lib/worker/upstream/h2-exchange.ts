@@ -4,6 +4,7 @@
  */
 import type http2 from 'node:http2';
 import { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } from '../h2-codes.js';
+import type { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
@@ -145,31 +146,22 @@ export class Exchange {
    * collection every 0.4 s under load.
    */
   #listen(stream: http2.ClientHttp2Stream): void {
-    const onResponse = (headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => this.#response(headers, flags);
-    const onData = (chunk: Buffer) => this.#data(chunk);
-    const onTrailers = (headers: http2.IncomingHttpHeaders) => { this.#trailers = flatten(headers, false); };
-    const onEnd = () => this.#end();
-    const onError = (e: Error) => { this.#streamError = e; };
-    const onTimeout = () => this.#timedOut();
-    const onClose = () => {
-      stream.off('response', onResponse);
-      stream.off('data', onData);
-      stream.off('trailers', onTrailers);
-      stream.off('end', onEnd);
-      stream.off('error', onError);
-      stream.off('timeout', onTimeout);
-      stream.off('close', onClose);
-      // Node emits nothing after 'close'; should that change, an 'error' must still find a listener.
-      stream.on('error', ignore);
-      this.#closed();
-    };
-    stream.on('response', onResponse);
-    stream.on('data', onData);
-    stream.on('trailers', onTrailers);
-    stream.on('end', onEnd);
-    stream.on('error', onError);
-    stream.on('timeout', onTimeout);
-    stream.on('close', onClose);
+    const emitter = stream as EventEmitter;
+    const listeners: [string, Listener][] = [
+      ['response', (headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => this.#response(headers, flags)],
+      ['data', (chunk: Buffer) => this.#data(chunk)],
+      ['trailers', (headers: http2.IncomingHttpHeaders) => { this.#trailers = flatten(headers, false); }],
+      ['end', () => this.#end()],
+      ['error', (e: Error) => { this.#streamError = e; }],
+      ['timeout', () => this.#timedOut()],
+      ['close', () => {
+        for (const [event, fn] of listeners) emitter.off(event, fn);
+        // Node emits nothing after 'close'; should that change, an 'error' must still find a listener.
+        stream.on('error', ignore);
+        this.#closed();
+      }],
+    ];
+    for (const [event, fn] of listeners) emitter.on(event, fn);
   }
 
   #streamError: Error | null = null;
@@ -399,6 +391,9 @@ export class Exchange {
     this.#handler.onError!(err);
   }
 }
+
+/** A stream listener, whatever its event's arguments (typed where it is written). */
+type Listener = Parameters<EventEmitter['on']>[1];
 
 /** The 'error' listener a closed stream keeps: it reaches nothing. */
 function ignore(): void {}
