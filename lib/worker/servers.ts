@@ -117,16 +117,6 @@ function h1Server(handlers: Handlers, limits: ClientLimits, clientError: Handler
 }
 
 /**
- * How much of its request bodies a client may send before baton has read it: HTTP/2's default, 64 KiB per stream
- * and per connection, held an upload to 64 KiB per round trip (1.7 MiB/s at 20 ms, measured through a relay
- * adding 10 ms each way). These are Go's server's per stream, and twice its per connection: a client whose body
- * baton does not read (an upstream not reading) has at most 2 MiB of it held in the worker, as an HTTP/1.1 socket
- * has its kernel buffer.
- */
-const CLIENT_STREAM_WINDOW = 1024 * 1024;
-const CLIENT_CONNECTION_WINDOW = 2 * 1024 * 1024;
-
-/**
  * The HTTP/2 server of a listener. SETTINGS_MAX_CONCURRENT_STREAMS is advertised: nghttp2 refuses the streams
  * over it (REFUSED_STREAM while the client has not acknowledged the setting; a connection error once it has);
  * the guard (h2-guard.ts) adds the limits nghttp2 lacks: resets, and streams per client. nghttp2 resets a stream
@@ -136,7 +126,7 @@ const CLIENT_CONNECTION_WINDOW = 2 * 1024 * 1024;
 function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): http2.Http2Server {
   const server = http2Module().createServer({
     maxHeaderListPairs: h2MaxHeaderPairs(limits),
-    settings: { maxConcurrentStreams: limits.http2MaxConcurrentStreams, initialWindowSize: CLIENT_STREAM_WINDOW },
+    settings: { maxConcurrentStreams: limits.http2MaxConcurrentStreams },
   });
   guard.attach(server);
   const request = (req: AnyRequest, res: AnyResponse) => {
@@ -154,7 +144,6 @@ function h2Server(handlers: Handlers, limits: ClientLimits, guard: H2Guard): htt
   server.on('sessionError', ignore);
   server.on('session', (session: http2.ServerHttp2Session) => {
     session.on('error', ignore);
-    session.setLocalWindowSize(CLIENT_CONNECTION_WINDOW);
     exposeClient(session);
   });
   closeIdleSessions(server, limits.keepaliveTimeout);

@@ -294,18 +294,3 @@ routes:
     t.notOk(mine.some((e) => e.includes('reset')), `${kind}: nothing reset`);
   }
 });
-
-t.test('an HTTP/2 client may send 1 MiB per stream and 2 MiB per connection of request bodies before baton reads any', async (t) => {
-  // HTTP/2's default windows (64 KiB) would hold an upload to 64 KiB per round trip.
-  const up = await upstream(t, (_req, res) => res.end('ok'));
-  const { client } = await h2cDaemon(t, up.url);
-  await new Promise<void>((resolve, reject) => {
-    const s = client.request({ ':path': '/w' });
-    s.on('error', reject);
-    s.resume();
-    s.on('end', () => resolve());
-  });
-  // The connection's WINDOW_UPDATE went out before the response.
-  t.equal(client.remoteSettings.initialWindowSize, 1024 * 1024, 'the stream window');
-  t.equal(client.state.remoteWindowSize, 2 * 1024 * 1024, 'the connection window');
-});
