@@ -170,21 +170,6 @@ t.test('a stream refused on a connection with keepalive_timeout 0 goes again on 
   t.ok(up.connections() >= 2, `a new connection (${up.connections()})`);
 });
 
-t.test('an h2c upstream may send 1 MiB per stream and 64 MiB per connection before baton reads any (not 64 KiB)', async (t) => {
-  // HTTP/2's default receive windows would hold a download to 64 KiB per round trip.
-  const server = http2.createServer();
-  server.on('stream', (stream) => {
-    const session = stream.session!;
-    stream.respond({ ':status': 200 });
-    stream.end(`${session.remoteSettings.initialWindowSize} ${session.state.remoteWindowSize}\n`);
-  });
-  const up = await serve(t, server, null);
-  const { port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
-  const [stream, connection] = (await request(port, '/w')).body.trim().split(' ').map(Number);
-  t.equal(stream, 1024 * 1024, 'the stream window baton announced');
-  t.equal(connection, 64 * 1024 * 1024, 'the connection window baton announced');
-});
-
 t.test('POSTs past the last stream of a GOAWAY with an error go again on a new connection', async (t) => {
   // The first connection answers its first stream, then sends GOAWAY(INTERNAL_ERROR, that stream) and closes:
   // Node tears the connection down with every stream on it, but those past the GOAWAY's last were not processed.

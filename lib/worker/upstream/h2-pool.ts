@@ -21,14 +21,6 @@ import { Conn, Exchange, INITIAL_STREAMS, type ExchangePool } from './h2-exchang
 
 /** Never more than this per connection, whatever the target allows: spread over more connections instead. */
 const MAX_STREAMS = 1000;
-/**
- * How much a target may send before we say we have read it: HTTP/2's default (64 KiB per stream and per
- * connection) holds every download on a connection to 64 KiB per round trip, 3 MiB/s at 20 ms (measured through a
- * relay adding 10 ms each way). A stream paused for a slow client keeps at most its window here, as a socket keeps
- * its kernel buffer; the connection's is large enough that a few such streams do not stall the others.
- */
-const STREAM_WINDOW = 1024 * 1024;
-const CONNECTION_WINDOW = 64 * 1024 * 1024;
 
 type Handler = Dispatcher.DispatchHandler;
 type Options = Dispatcher.DispatchOptions;
@@ -113,9 +105,8 @@ export class H2Pool implements TargetPool, ExchangePool {
   #ready(conn: Conn, socket: net.Socket): void {
     const session = http2Module().connect(`${this.#scheme}://${this.#authority}`, {
       createConnection: () => socket,
-      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
+      settings: { enablePush: false },
     });
-    session.setLocalWindowSize(CONNECTION_WINDOW);
     conn.session = session;
     session.on('remoteSettings', (s) => {
       conn.maxStreams = Math.max(1, Math.min(s.maxConcurrentStreams ?? INITIAL_STREAMS, MAX_STREAMS));
