@@ -85,11 +85,12 @@ t.test('h2c upstream: 30 concurrent uploads are multiplexed on one connection', 
   t.equal(up.connections(), 1, 'one HTTP/2 connection carried every request');
 });
 
-// Bodies: buffered past request_buffer_size (64k: in a file), buffered in memory, streamed (up to 64 KiB is kept
-// for a try again).
-for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] as const) t.test(`an h2c upstream that closes each connection after 10 requests (GOAWAY) fails none of 40 concurrent requests (request_buffering ${buffering}, ${size}-byte bodies)`, async (t) => {
-  // nginx's keepalive_requests (1000 by default) for HTTP/2: after the Nth stream of a connection it sends GOAWAY
-  // with that stream's id, which refuses the streams already on their way, then closes once it has answered.
+/**
+ * nginx's keepalive_requests (1000 by default) for HTTP/2, at 10: after the 10th stream of a connection it sends
+ * GOAWAY with that stream's id, which refuses the streams already on their way, then closes once it has answered.
+ * Answers "METHOD PATH N bytes"; `sessions` lists the streams each connection saw, in order.
+ */
+function goawayAfter10(): { server: http2.Http2Server; sessions: Map<http2.Http2Session, http2.ServerHttp2Stream[]> } {
   const server = http2.createServer();
   const sessions = new Map<http2.Http2Session, http2.ServerHttp2Stream[]>();
   server.on('stream', (stream, headers) => {
@@ -116,6 +117,13 @@ for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] a
       if (seen.indexOf(stream) === 9) session.close();
     }, 30));
   });
+  return { server, sessions };
+}
+
+// Bodies: buffered past request_buffer_size (64k: in a file), buffered in memory, streamed (up to 64 KiB is kept
+// for a try again).
+for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] as const) t.test(`an h2c upstream that closes each connection after 10 requests (GOAWAY) fails none of 40 concurrent requests (request_buffering ${buffering}, ${size}-byte bodies)`, async (t) => {
+  const { server, sessions } = goawayAfter10();
   const up = await serve(t, server, null);
   const d = new Daemon(t);
   await d.start({ body: `limits: { request_buffering: ${buffering} }\n${config(`http://127.0.0.1:${up.port}`, '\n    protocol: http2')}` });
@@ -130,6 +138,24 @@ for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] a
   const refused = [...sessions.values()].reduce((n, seen) => n + Math.max(0, seen.length - 10), 0);
   t.ok(refused > 0, `streams past a GOAWAY were refused (${refused}), and went again on another connection`);
   t.same(d.lines().filter((l) => l.msg === 'upstream request failed').map((l) => `${String(l.code)}: ${String(l.error)}`), [], 'no request failed');
+});
+
+t.test('once two connections ended at 10 streams with more cut off, a new one carries at most 10 and none is refused', async (t) => {
+  const { server, sessions } = goawayAfter10();
+  const up = await serve(t, server, null);
+  const { port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 40 });
+  t.teardown(() => agent.destroy());
+  const batch = async (tag: string): Promise<string[]> => (await Promise.all(Array.from({ length: 40 }, (_, i) => request(port, `/${tag}${i}`, { agent })))).map((r) => `${r.status} ${r.body}`);
+  const expected = (tag: string): string[] => Array.from({ length: 40 }, (_, i) => `200 GET /${tag}${i} 0 bytes\n`);
+  t.strictSame(await batch('a'), expected('a'), 'the first 40, learning');
+  const before = new Set(sessions.keys());
+  t.ok([...sessions.values()].filter((seen) => seen.length > 10).length >= 2, 'two connections had streams cut off');
+  t.strictSame(await batch('b'), expected('b'));
+  t.strictSame(await batch('c'), expected('c'));
+  const later = [...sessions].filter(([s]) => !before.has(s)).map(([, seen]) => seen.length);
+  t.ok(later.length >= 8, `new connections for the next 80 (${later.length})`);
+  t.same(later.filter((n) => n > 10), [], 'none was given more than 10 streams: none was refused');
 });
 
 t.test('an h2c upstream that refuses every stream gets 6 tries of a request, then the client gets 502', async (t) => {

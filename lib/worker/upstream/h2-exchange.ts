@@ -47,6 +47,8 @@ export class Conn {
   session: http2.ClientHttp2Session | null = null;
   /** Streams open or reserved by requests waiting for the connection. */
   streams = 0;
+  /** Streams given to the connection since it opened (refused ones included). */
+  total = 0;
   maxStreams = INITIAL_STREAMS;
   /** GOAWAY received, closing, or closed: no new streams. */
   closing = false;

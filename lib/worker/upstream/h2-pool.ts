@@ -17,6 +17,7 @@ import type { UpstreamConfig } from '../../config/types.js';
 import { coded } from '../errors.js';
 import { connectH2, hostPort, type TargetEndpoint } from './connect.js';
 import { Conn, Exchange, INITIAL_STREAMS, type ExchangePool } from './h2-exchange.js';
+import { NGHTTP2_NO_ERROR } from '../h2-codes.js';
 
 
 /** Never more than this per connection, whatever the target allows: spread over more connections instead. */
@@ -39,6 +40,15 @@ export class H2Pool implements TargetPool, ExchangePool {
   readonly #conns = new Set<Conn>();
   #tlsSession: Buffer | null = null;
   #closed = false;
+  /**
+   * Streams the target takes per connection, learned from its GOAWAYs (0: unknown). A target that closes each
+   * connection after so many requests (nginx's keepalive_requests) refuses what is on its way past them; once two
+   * connections in a row ended at the same count with streams cut off, each new connection carries that many and
+   * no more, so nothing is refused (or sent twice) any more.
+   */
+  #perConnection = 0;
+  /** The count of the last connection a GOAWAY ended with streams cut off (-1: none yet). */
+  #lastCut = -1;
 
   constructor(up: UpstreamConfig, endpoint: TargetEndpoint) {
     this.#up = up;
@@ -70,6 +80,8 @@ export class H2Pool implements TargetPool, ExchangePool {
   #assign(ex: Exchange): void {
     const conn = this.#pick();
     conn.streams++;
+    // The target's last stream on this connection: none after it (the connection closes once they are done).
+    if (++conn.total === this.#perConnection) conn.closing = true;
     if (conn.idleTimer !== null) {
       clearTimeout(conn.idleTimer);
       conn.idleTimer = null;
@@ -111,9 +123,14 @@ export class H2Pool implements TargetPool, ExchangePool {
     session.on('remoteSettings', (s) => {
       conn.maxStreams = Math.max(1, Math.min(s.maxConcurrentStreams ?? INITIAL_STREAMS, MAX_STREAMS));
     });
-    session.on('goaway', (_code: number, lastStreamId: number) => {
+    session.on('goaway', (code: number, lastStreamId: number) => {
       conn.closing = true;
       conn.goawayLast = Math.min(conn.goawayLast, lastStreamId);
+      // Client streams have odd ids from 1: `taken` streams reached the target, `conn.total` were given to it.
+      const taken = (lastStreamId + 1) / 2;
+      if (code !== NGHTTP2_NO_ERROR || lastStreamId >= 2 ** 31 - 1 || conn.total <= taken) return;
+      if (taken === this.#lastCut && taken > 0) this.#perConnection = taken;
+      this.#lastCut = taken;
     });
     session.on('error', (e: Error) => { conn.error = e; });
     session.on('close', () => {
