@@ -42,13 +42,15 @@ export class H2Pool implements TargetPool, ExchangePool {
   #closed = false;
   /**
    * Streams the target takes per connection, learned from its GOAWAYs (0: unknown). A target that closes each
-   * connection after so many requests (nginx's keepalive_requests) refuses what is on its way past them; once two
-   * connections in a row ended at the same count with streams cut off, each new connection carries that many and
-   * no more, so nothing is refused (or sent twice) any more.
+   * connection after so many requests (nginx's keepalive_requests) refuses what is on its way past them; once
+   * three connections in a row ended at the same count with streams cut off, each new connection carries that many
+   * and no more, so nothing is refused (or sent twice) any more. Three, not two: a reload of the target also ends
+   * connections with streams cut off, at counts that two connections may share by chance.
    */
   #perConnection = 0;
-  /** The count of the last connection a GOAWAY ended with streams cut off (-1: none yet). */
+  /** The count at which the last connections a GOAWAY ended with streams cut off, and how many in a row. */
   #lastCut = -1;
+  #cutRun = 0;
 
   constructor(up: UpstreamConfig, endpoint: TargetEndpoint) {
     this.#up = up;
@@ -129,8 +131,9 @@ export class H2Pool implements TargetPool, ExchangePool {
       // Client streams have odd ids from 1: `taken` streams reached the target, `conn.total` were given to it.
       const taken = (lastStreamId + 1) / 2;
       if (code !== NGHTTP2_NO_ERROR || lastStreamId >= 2 ** 31 - 1 || conn.total <= taken) return;
-      if (taken === this.#lastCut && taken > 0) this.#perConnection = taken;
+      this.#cutRun = taken === this.#lastCut ? this.#cutRun + 1 : 1;
       this.#lastCut = taken;
+      if (this.#cutRun >= 3 && taken > 0) this.#perConnection = taken;
     });
     session.on('error', (e: Error) => { conn.error = e; });
     session.on('close', () => {
