@@ -140,7 +140,7 @@ for (const [buffering, size] of [['on', 100_000], ['on', 1000], ['off', 1000]] a
   t.same(d.lines().filter((l) => l.msg === 'upstream request failed').map((l) => `${String(l.code)}: ${String(l.error)}`), [], 'no request failed');
 });
 
-t.test('once three connections ended at 10 streams with more cut off, a new one carries at most 10 and none is refused', async (t) => {
+t.test('once three connections ended at 10 streams with first tries cut off, a new one carries at most 10 and none is refused', async (t) => {
   const { server, sessions } = goawayAfter10();
   const up = await serve(t, server, null);
   const { port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
@@ -148,12 +148,13 @@ t.test('once three connections ended at 10 streams with more cut off, a new one 
   t.teardown(() => agent.destroy());
   const batch = async (tag: string): Promise<string[]> => (await Promise.all(Array.from({ length: 40 }, (_, i) => request(port, `/${tag}${i}`, { agent })))).map((r) => `${r.status} ${r.body}`);
   const expected = (tag: string): string[] => Array.from({ length: 40 }, (_, i) => `200 GET /${tag}${i} 0 bytes\n`);
-  t.strictSame(await batch('a'), expected('a'), 'the first 40, learning');
+  // Each burst's first connection has first tries cut off; the streams sent again after it teach nothing.
+  for (const tag of ['a', 'b', 'c']) t.strictSame(await batch(tag), expected(tag), `40 more (${tag}), learning`);
   const before = new Set(sessions.keys());
   // (The server sees only the streams that reached it before its GOAWAY left; baton counts those it sent.)
   t.ok([...sessions.values()].some((seen) => seen.length > 10), 'streams were cut off while it learned');
-  t.strictSame(await batch('b'), expected('b'));
-  t.strictSame(await batch('c'), expected('c'));
+  t.strictSame(await batch('d'), expected('d'));
+  t.strictSame(await batch('e'), expected('e'));
   const later = [...sessions].filter(([s]) => !before.has(s)).map(([, seen]) => seen.length);
   t.ok(later.length >= 8, `new connections for the next 80 (${later.length})`);
   t.same(later.filter((n) => n > 10), [], 'none was given more than 10 streams: none was refused');

@@ -47,8 +47,9 @@ export class Conn {
   session: http2.ClientHttp2Session | null = null;
   /** Streams open or reserved by requests waiting for the connection. */
   streams = 0;
-  /** Streams given to the connection since it opened (refused ones included). */
+  /** Streams given to the connection since it opened (refused ones included); which of them was the last first try. */
   total = 0;
+  lastFirstTry = 0;
   maxStreams = INITIAL_STREAMS;
   /** GOAWAY received, closing, or closed: no new streams. */
   closing = false;

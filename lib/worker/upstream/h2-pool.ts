@@ -22,6 +22,8 @@ import { NGHTTP2_NO_ERROR } from '../h2-codes.js';
 
 /** Never more than this per connection, whatever the target allows: spread over more connections instead. */
 const MAX_STREAMS = 1000;
+/** How long a learned count of streams per connection holds (see H2Pool.#perConnection). */
+const LEARNED_FOR = 60_000;
 
 type Handler = Dispatcher.DispatchHandler;
 type Options = Dispatcher.DispatchOptions;
@@ -43,12 +45,15 @@ export class H2Pool implements TargetPool, ExchangePool {
   /**
    * Streams the target takes per connection, learned from its GOAWAYs (0: unknown). A target that closes each
    * connection after so many requests (nginx's keepalive_requests) refuses what is on its way past them; once
-   * three connections in a row ended at the same count with streams cut off, each new connection carries that many
-   * and no more, so nothing is refused (or sent twice) any more. Three, not two: a reload of the target also ends
-   * connections with streams cut off, at counts that two connections may share by chance.
+   * three connections in a row ended at the same count with first tries cut off, each new connection carries that
+   * many and no more, so nothing is refused (or sent twice) any more. Three, not two: a reload of the target also
+   * ends connections with streams cut off, at counts that two connections may share by chance. First tries only:
+   * the streams one cut sends again would otherwise count as the next connections' cuts. Forgotten after
+   * LEARNED_FOR, since a connection closed at the count never shows that the target now takes more.
    */
   #perConnection = 0;
-  /** The count at which the last connections a GOAWAY ended with streams cut off, and how many in a row. */
+  #learnedAt = 0;
+  /** The count at which the last connections a GOAWAY ended with first tries cut off, and how many in a row. */
   #lastCut = -1;
   #cutRun = 0;
 
@@ -76,14 +81,17 @@ export class H2Pool implements TargetPool, ExchangePool {
 
   again(ex: Exchange): void {
     if (this.#closed) return ex.fail(coded('UND_ERR_CLOSED', 'the upstream pool is closed'));
-    this.#assign(ex);
+    this.#assign(ex, true);
   }
 
-  #assign(ex: Exchange): void {
+  #assign(ex: Exchange, again = false): void {
+    if (this.#perConnection > 0 && Date.now() - this.#learnedAt > LEARNED_FOR) this.#perConnection = 0;
     const conn = this.#pick();
     conn.streams++;
+    conn.total++;
+    if (!again) conn.lastFirstTry = conn.total;
     // The target's last stream on this connection: none after it (the connection closes once they are done).
-    if (++conn.total === this.#perConnection) conn.closing = true;
+    if (conn.total === this.#perConnection) conn.closing = true;
     if (conn.idleTimer !== null) {
       clearTimeout(conn.idleTimer);
       conn.idleTimer = null;
@@ -130,10 +138,19 @@ export class H2Pool implements TargetPool, ExchangePool {
       conn.goawayLast = Math.min(conn.goawayLast, lastStreamId);
       // Client streams have odd ids from 1: `taken` streams reached the target, `conn.total` were given to it.
       const taken = (lastStreamId + 1) / 2;
-      if (code !== NGHTTP2_NO_ERROR || lastStreamId >= 2 ** 31 - 1 || conn.total <= taken) return;
+      if (code !== NGHTTP2_NO_ERROR || lastStreamId >= 2 ** 31 - 1 || !Number.isInteger(taken)) return;
+      if (conn.total <= taken) {
+        this.#cutRun = 0; // nothing cut off: not in a row any more
+        return;
+      }
+      // Only streams sent again were cut off (streams go out in the order they are given): it says nothing new.
+      if (conn.lastFirstTry <= taken || taken < 2) return;
       this.#cutRun = taken === this.#lastCut ? this.#cutRun + 1 : 1;
       this.#lastCut = taken;
-      if (this.#cutRun >= 3 && taken > 0) this.#perConnection = taken;
+      if (this.#cutRun >= 3) {
+        this.#perConnection = taken;
+        this.#learnedAt = Date.now();
+      }
     });
     session.on('error', (e: Error) => { conn.error = e; });
     session.on('close', () => {
