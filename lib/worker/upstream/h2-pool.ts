@@ -139,11 +139,7 @@ export class H2Pool implements TargetPool, ExchangePool {
       // Client streams have odd ids from 1: `taken` streams reached the target, `conn.total` were given to it.
       const taken = (lastStreamId + 1) / 2;
       if (code !== NGHTTP2_NO_ERROR || lastStreamId >= 2 ** 31 - 1 || !Number.isInteger(taken)) return;
-      if (conn.total <= taken) {
-        this.#cutRun = 0; // nothing cut off: not in a row any more
-        return;
-      }
-      // Only streams sent again were cut off (streams go out in the order they are given): it says nothing new.
+      // Nothing cut off, or only streams sent again (streams go out in the order they are given): nothing new.
       if (conn.lastFirstTry <= taken || taken < 2) return;
       this.#cutRun = taken === this.#lastCut ? this.#cutRun + 1 : 1;
       this.#lastCut = taken;
