@@ -106,10 +106,7 @@ export class Exchange {
     }
     if (this.#done) {
       // Given up while it waited for the connection of a try again (the first: fail() gave the slot back).
-      if (this.#conn !== null) {
-        this.#conn = null;
-        this.#pool.released(conn);
-      }
+      this.#giveBack();
       return;
     }
     const session = conn.session!;
@@ -124,8 +121,7 @@ export class Exchange {
       if (e.code === H2_REFUSED || e.code === 'ERR_HTTP2_GOAWAY_SESSION' || e.code === 'ERR_HTTP2_INVALID_SESSION') {
         // Not picked again for the try again below ('close' may not have come yet).
         conn.closing = true;
-        this.#conn = null;
-        this.#pool.released(conn);
+        this.#giveBack();
         this.#refused(coded(H2_REFUSED, e.message));
       } else this.fail(coded('UND_ERR_INVALID_ARG', e.message));
       return;
@@ -199,7 +195,7 @@ export class Exchange {
       handler.onRequestSent?.();
       return;
     }
-    if (Buffer.isBuffer(body) || typeof body === 'string' || body instanceof Uint8Array) {
+    if (isBytes(body)) {
       const buf = body as Buffer;
       stream.end(buf, (err?: Error | null) => {
         if (err) return; // the stream's 'close' reports it
@@ -305,11 +301,7 @@ export class Exchange {
   }
 
   #closed(): void {
-    const conn = this.#conn;
-    if (conn !== null) {
-      this.#conn = null;
-      this.#pool.released(conn);
-    }
+    const conn = this.#giveBack();
     if (this.#done) return;
     const stream = this.#stream!;
     const rst = stream.rstCode ?? 0;
@@ -336,7 +328,7 @@ export class Exchange {
    */
   #refused(err: Error): void {
     const body = this.#source;
-    const streamed = body !== null && body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string' && !(body instanceof Uint8Array);
+    const streamed = body !== null && body !== undefined && !isBytes(body);
     const replay = streamed ? this.#opts.replay : undefined;
     if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && replay === undefined && this.#written === null)) {
       this.fail(err);
@@ -386,17 +378,28 @@ export class Exchange {
     if (this.#done) return;
     this.#done = true;
     this.#detachBody();
-    if (this.#stream === null && this.#conn !== null) {
-      const conn = this.#conn;
+    if (this.#stream === null) this.#giveBack();
+    this.#handler.onError!(err);
+  }
+
+  /** The stream slot this exchange holds on its connection, given back (once): that connection, or null. */
+  #giveBack(): Conn | null {
+    const conn = this.#conn;
+    if (conn !== null) {
       this.#conn = null;
       this.#pool.released(conn);
     }
-    this.#handler.onError!(err);
+    return conn;
   }
 }
 
 /** A stream listener, whatever its event's arguments (typed where it is written). */
 type Listener = Parameters<EventEmitter['on']>[1];
+
+/** A body given whole (written with one `end`), not as a stream. */
+function isBytes(body: unknown): body is Buffer | string | Uint8Array {
+  return Buffer.isBuffer(body) || typeof body === 'string' || body instanceof Uint8Array;
+}
 
 /** The 'error' listener a closed stream keeps: it reaches nothing. */
 function ignore(): void {}
