@@ -191,7 +191,7 @@ t.test('http-proxy is loaded and used without a deprecation warning, and util._e
     const common = createRequire(${JSON.stringify(moduleUrl)})('http-proxy/lib/http-proxy/common.js');
     const out = {};
     common.setupOutgoing(out, { target: { protocol: 'http:', host: '127.0.0.1', port: 1 }, headers: { 'x-a': '1' } }, { headers: { host: 'h', 'x-b': '2' }, url: '/p', method: 'GET' });
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise(setImmediate); // a warning is emitted on the next tick
     console.log(JSON.stringify({ warnings, restored: util._extend === before, headers: out.headers }));
   `;
   const out = await new Promise<string>((resolve, reject) => {
