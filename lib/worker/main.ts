@@ -21,9 +21,11 @@ import { leases } from './rate-limit.js';
 import { traceRole, traceStep } from '../util/startup-trace.js';
 import { QuietCollector, exposedGc } from './quiet-gc.js';
 import { mallocTrim } from './malloc-trim.js';
+import { installAsyncBind } from './async-bind.js';
 
 traceRole('worker');
 traceStep('worker modules loaded');
+installAsyncBind();
 
 const STATS_INTERVAL_MS = 1000;
 

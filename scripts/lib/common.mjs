@@ -457,12 +457,13 @@ export const TEXT_PAGE = Array.from({ length: 160 }, (_, i) => `<li><a href="/it
 
 /** A loopback nginx (1 worker) answering 200 "hello\n" on `port` (and TEXT_PAGE as text/html at /text), its files
  * in `dir`: the upstream of the A/B and profiling scripts, which measure the proxy, not the upstream. */
-export function startHelloNginx(dir, port) {
+/** `http2`: the upstream speaks HTTP/2 only (h2c, "listen http2"), for baton's `protocol: http2`. */
+export function startHelloNginx(dir, port, { http2 = false } = {}) {
   fs.writeFileSync(`${dir}/text.html`, TEXT_PAGE);
   fs.writeFileSync(`${dir}/up.conf`, `daemon off; worker_processes 1; pid ${dir}/up.pid; error_log ${dir}/up-error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tmp')}
-  server { listen ${HOST}:${port}; location / { default_type text/plain; return 200 "hello\\n"; }
+  server { listen ${HOST}:${port}${http2 ? ' http2' : ''}; location / { default_type text/plain; return 200 "hello\\n"; }
     location = /text { default_type text/html; alias ${dir}/text.html; } } }\n`);
   return spawnTracked('nginx', ['-p', dir + '/', '-c', `${dir}/up.conf`], { cwd: dir });
 }
@@ -470,9 +471,10 @@ http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tm
 /**
  * baton's config in front of an upstream on `upPort` (startHelloNginx, or a script's own): one listener, access log
  * on. `h2c`: HTTP/1.1 and h2c on that port (default) or HTTP/1.1 only; `compress`: the route's compress key
- * (default false; null leaves it to baton's default); `top`: more top-level lines (e.g. "shutdown_timeout: 5s").
+ * (default false; null leaves it to baton's default); `top`: more top-level lines (e.g. "shutdown_timeout: 5s");
+ * `http2`: the upstream is spoken to over HTTP/2 (`protocol: http2`).
  */
-export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort, h2c = true, compress = false, top = '' }) {
+export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort, h2c = true, compress = false, top = '', http2 = false }) {
   const logs = name === 'baton' ? { error: 'error.log', access: 'access.log' } : { error: `${name}-error.log`, access: `${name}-access.log` };
   return `pid_file: ${name}.pid
 workers: ${workers}
@@ -482,7 +484,7 @@ listeners:
   - listen: ${HOST}:${port}
 ${h2c ? '    h2c: true\n' : ''}upstreams:
   app:
-    targets: [ { url: "http://${HOST}:${upPort}" } ]
+${http2 ? '    protocol: http2\n' : ''}    targets: [ { url: "http://${HOST}:${upPort}" } ]
 routes:
   - path: /
     upstream: app

@@ -1,4 +1,4 @@
-// scripts/cpu-profile [--mode keepalive|close|h2c] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]] [--bare]
+// scripts/cpu-profile [--mode keepalive|close|h2c] [--upstream http1|http2] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]] [--bare]
 // One baton worker behind a loopback nginx upstream (return 200 "hello\n"), profiling itself (cpu-prof-preload.cjs); wrk (keep-alive
 // or Connection: close) or h2load (h2c -c16 -m10) for N seconds; the worker stops gracefully so that V8 writes its
 // profile. Prints the worker's self time by owner (baton; bundle: baton with pino and http-proxy, when the worker
@@ -6,6 +6,7 @@
 // request goes, and what baton does beyond a bare proxy.
 // --syscalls: no profile; instead `strace -c -f` on the worker while h2load sends exactly N requests (--h1 for
 // keepalive and close, h2c otherwise): system calls per request by name, a deterministic count.
+// --upstream http2: the upstream leg over HTTP/2 (nginx "listen http2", baton `protocol: http2`).
 // --bare: the same, of the bare undici proxy (scripts/lib/bare-proxy.mjs, one worker) instead of baton: what the
 // floor spends, function by function, beside what baton spends (HTTP/1.1 modes only).
 import fs from 'node:fs';
@@ -32,13 +33,14 @@ const dir = mkTempDir('baton-prof-');
 const profDir = `${dir}/prof`;
 fs.mkdirSync(profDir);
 const [upPort, port, admin] = await freePorts(3);
-startHelloNginx(dir, upPort);
-fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, upPort }));
+const http2 = opt('upstream', 'http1') === 'http2';
+startHelloNginx(dir, upPort, { http2 });
+fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, upPort, http2 }));
 const preload = path.join(path.dirname(new URL(import.meta.url).pathname), 'cpu-prof-preload.cjs');
 const syscalls = args.includes('--syscalls');
 const env = syscalls ? process.env : { ...process.env, NODE_OPTIONS: `--require ${preload}`, BATON_CPU_PROF_DIR: profDir };
 const bare = args.includes('--bare');
-if (bare && mode === 'h2c') throw new Error('--bare: the bare proxy speaks HTTP/1.1 only (--mode keepalive or close)');
+if (bare && (mode === 'h2c' || http2)) throw new Error('--bare: the bare proxy speaks HTTP/1.1 only (--mode keepalive or close)');
 const baton = bare
   ? spawnTracked(node, [path.join(path.dirname(preload), 'bare-proxy.mjs'), String(port), `http://${HOST}:${upPort}`, '1'], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` })
   : spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/baton.yaml`], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
