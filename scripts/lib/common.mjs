@@ -472,9 +472,10 @@ http { access_log off; keepalive_requests 1000000; ${NGINX_TEMP_PATHS(dir + '/tm
  * baton's config in front of an upstream on `upPort` (startHelloNginx, or a script's own): one listener, access log
  * on. `h2c`: HTTP/1.1 and h2c on that port (default) or HTTP/1.1 only; `compress`: the route's compress key
  * (default false; null leaves it to baton's default); `top`: more top-level lines (e.g. "shutdown_timeout: 5s");
- * `http2`: the upstream is spoken to over HTTP/2 (`protocol: http2`).
+ * `http2`: the upstream is spoken to over HTTP/2 (`protocol: http2`); `tls`: {cert, key} (makeCert) for a TLS listener
+ * (HTTP/2 or HTTP/1.1 by ALPN) instead of a cleartext one.
  */
-export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort, h2c = true, compress = false, top = '', http2 = false }) {
+export function helloBatonYaml({ name = 'baton', workers, port, admin, upPort, h2c = true, compress = false, top = '', http2 = false, tls = null }) {
   const logs = name === 'baton' ? { error: 'error.log', access: 'access.log' } : { error: `${name}-error.log`, access: `${name}-access.log` };
   return `pid_file: ${name}.pid
 workers: ${workers}
@@ -482,7 +483,7 @@ ${top ? `${top.trimEnd()}\n` : ''}log: { level: info, error: ${logs.error}, acce
 admin: { listen: ${HOST}:${admin} }
 listeners:
   - listen: ${HOST}:${port}
-${h2c ? '    h2c: true\n' : ''}upstreams:
+${tls ? `    tls: { cert: "${tls.cert}", key: "${tls.key}" }\n` : h2c ? '    h2c: true\n' : ''}upstreams:
   app:
 ${http2 ? '    protocol: http2\n' : ''}    targets: [ { url: "http://${HOST}:${upPort}" } ]
 routes:

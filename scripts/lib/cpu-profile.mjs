@@ -1,6 +1,6 @@
-// scripts/cpu-profile [--mode keepalive|close|h2c] [--upstream http1|http2] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]] [--bare]
+// scripts/cpu-profile [--mode keepalive|close|h2c|tls] [--upstream http1|http2] [--seconds N] [--top N] [--dist DIR] [--keep] [--syscalls [--requests N]] [--bare]
 // One baton worker behind a loopback nginx upstream (return 200 "hello\n"), profiling itself (cpu-prof-preload.cjs); wrk (keep-alive
-// or Connection: close) or h2load (h2c -c16 -m10) for N seconds; the worker stops gracefully so that V8 writes its
+// or Connection: close) or h2load (h2c, or HTTP/2 over TLS with --mode tls: -c16 -m10) for N seconds; the worker stops gracefully so that V8 writes its
 // profile. Prints the worker's self time by owner (baton; bundle: baton with pino and http-proxy, when the worker
 // runs from dist/bundle; undici, node internals, GC, idle) and the top functions by self time: where CPU per
 // request goes, and what baton does beyond a bare proxy.
@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST, REPO_DIR, helloBatonYaml, startHelloNginx, childrenOf, cleanup, sleep, freePorts, httpGet, log, mkTempDir, runCapture, signal, spawnTracked, waitExit, waitFor } from './common.mjs';
+import { HOST, REPO_DIR, helloBatonYaml, makeCert, startHelloNginx, childrenOf, cleanup, sleep, freePorts, httpGet, log, mkTempDir, runCapture, signal, spawnTracked, waitExit, waitFor } from './common.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -35,21 +35,27 @@ fs.mkdirSync(profDir);
 const [upPort, port, admin] = await freePorts(3);
 const http2 = opt('upstream', 'http1') === 'http2';
 startHelloNginx(dir, upPort, { http2 });
-fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, upPort, http2 }));
+const tls = mode === 'tls' ? await makeCert(dir) : null;
+fs.writeFileSync(`${dir}/baton.yaml`, helloBatonYaml({ workers: 1, port, admin, upPort, http2, tls }));
 const preload = path.join(path.dirname(new URL(import.meta.url).pathname), 'cpu-prof-preload.cjs');
 const syscalls = args.includes('--syscalls');
 const env = syscalls ? process.env : { ...process.env, NODE_OPTIONS: `--require ${preload}`, BATON_CPU_PROF_DIR: profDir };
 const bare = args.includes('--bare');
-if (bare && (mode === 'h2c' || http2)) throw new Error('--bare: the bare proxy speaks HTTP/1.1 only (--mode keepalive or close)');
+const h2 = mode === 'h2c' || mode === 'tls';
+if (bare && (h2 || http2)) throw new Error('--bare: the bare proxy speaks HTTP/1.1 only (--mode keepalive or close)');
 const baton = bare
   ? spawnTracked(node, [path.join(path.dirname(preload), 'bare-proxy.mjs'), String(port), `http://${HOST}:${upPort}`, '1'], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` })
   : spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/baton.yaml`], { cwd: dir, env, stdout: `${dir}/baton.out`, stderr: `${dir}/baton.out` });
 // baton's workers leave on QUIT after their requests; the bare proxy's primary passes TERM on to its worker.
 const stopSignal = bare ? 'SIGTERM' : 'SIGQUIT';
-if (!(await waitFor(async () => (await httpGet(port, '/'))?.status === 200, 30_000, 200))) throw new Error(`${bare ? 'the bare proxy' : 'baton'} did not start (${dir})`);
-const url = `http://${HOST}:${port}/`;
-const load = (s) => mode === 'h2c'
-  ? runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), url], { timeoutMs: s * 1000 + 30_000 })
+const url = `${tls ? 'https' : 'http'}://${HOST}:${port}/`;
+// The TLS listener answers only TLS: h2load's one request is the probe.
+const up = tls
+  ? async () => /1 succeeded/.test((await runCapture('h2load', ['-n1', '-c1', url], { timeoutMs: 10_000 })).stdout)
+  : async () => (await httpGet(port, '/'))?.status === 200;
+if (!(await waitFor(up, 30_000, 200))) throw new Error(`${bare ? 'the bare proxy' : 'baton'} did not start (${dir})`);
+const load = (s) => h2
+  ? runCapture('h2load', ['-c16', '-m10', '-t1', '-D', String(s), ...(tls ? ['--tls13-ciphers', 'TLS_AES_128_GCM_SHA256'] : []), url], { timeoutMs: s * 1000 + 30_000 })
   : runCapture('wrk', ['-t2', '-c64', `-d${s}s`, ...(mode === 'close' ? ['-H', 'Connection: close'] : []), url], { timeoutMs: s * 1000 + 30_000 });
 await load(2);
 if (syscalls) {
@@ -58,7 +64,7 @@ if (syscalls) {
   const out = `${dir}/strace.txt`;
   const st = spawnTracked('strace', ['-c', '-f', '-o', out, '-p', String(pid)], { cwd: dir });
   await sleep(1000); // attached
-  const h = await runCapture('h2load', [...(mode === 'h2c' ? ['-m10'] : ['--h1']), '-c16', '-t1', '-n', String(n),
+  const h = await runCapture('h2load', [...(h2 ? ['-m10'] : ['--h1']), '-c16', '-t1', '-n', String(n),
     ...(mode === 'close' ? ['-H', 'Connection: close'] : []), url], { timeoutMs: 300_000 });
   const done = Number(/requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded/.exec(h.stdout)?.[2] ?? 0);
   signal(st.pid, 'SIGINT');
