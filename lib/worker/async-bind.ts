@@ -25,7 +25,9 @@ function deprecated(): void {
 type Bound = ((...args: unknown[]) => unknown) & { [kResource]: AsyncResource };
 
 /** One accessor for every bound function: it reads the resource from the function it is called on. */
-const accessor: PropertyDescriptor = {
+const accessor = {
+  // As Node's: a descriptor that inherits nothing (a polluted Object.prototype.value would make it invalid).
+  __proto__: null,
   configurable: true,
   enumerable: true,
   get(this: Bound): AsyncResource {
@@ -36,7 +38,7 @@ const accessor: PropertyDescriptor = {
     deprecated();
     this[kResource] = value;
   },
-};
+} as PropertyDescriptor;
 
 let installed = false;
 
@@ -51,11 +53,11 @@ export function installAsyncBind(): void {
     const f = fn as (...args: unknown[]) => unknown;
     const resource = this;
     const bound = (thisArg === undefined
-      ? function (this: unknown, ...args: unknown[]) {
+      ? function bound(this: unknown, ...args: unknown[]) {
           return resource.runInAsyncScope(f, this, ...args);
         }
       : resource.runInAsyncScope.bind(resource, f, thisArg)) as unknown as Bound;
-    Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, writable: false, value: f.length });
+    Object.defineProperty(bound, 'length', { __proto__: null, configurable: true, enumerable: false, writable: false, value: f.length } as PropertyDescriptor);
     bound[kResource] = resource;
     Object.defineProperty(bound, 'asyncResource', accessor);
     return bound;
