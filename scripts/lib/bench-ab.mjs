@@ -7,12 +7,14 @@
 // BENCH_A_OPTIONS / BENCH_B_OPTIONS add to NODE_OPTIONS of that side's processes (the same build twice with two
 // settings, e.g. a preload that sets a V8 flag); BENCH_GZIP=1 sends wrk's requests for /text (8 KiB of HTML) with
 // "Accept-Encoding: gzip" to a baton that compresses (gzip, as scripts/bench's gzip row), BENCH_BR=1 the same with
-// brotli. The listener has `h2c: true` (HTTP/1.1 and h2c on one port).
+// brotli; BENCH_UPSTREAM_H2=1 speaks HTTP/2 to the upstream (nginx "listen http2", baton `protocol: http2`).
+// The listener has `h2c: true` (HTTP/1.1 and h2c on one port). Each round also prints the workers' RSS as the
+// load ends.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOST, cleanup, helloBatonYaml, startHelloNginx, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor, withNodeOptions } from './common.mjs';
-import { median, treeCpu } from './bench-cpu.mjs';
+import { HOST, childrenOf, cleanup, helloBatonYaml, startHelloNginx, freePorts, httpGet, log, mkTempDir, parseH2load, parseWrk, runCapture, spawnTracked, waitFor, withNodeOptions } from './common.mjs';
+import { median, rssMiB, treeCpu } from './bench-cpu.mjs';
 
 const [a, b, rounds = '3', secs = '8', conns = '64'] = process.argv.slice(2);
 const node = process.env.BENCH_NODE || process.execPath;
@@ -21,13 +23,14 @@ const close = !h2 && process.env.BENCH_CLOSE === '1';
 /** The coding the compressed runs ask for and baton is configured with, or null. */
 const coding = h2 ? null : process.env.BENCH_GZIP === '1' ? 'gzip' : process.env.BENCH_BR === '1' ? 'br' : null;
 const urlPath = coding ? '/text' : '/';
+const upstreamH2 = process.env.BENCH_UPSTREAM_H2 === '1';
 cleanup.install();
 const dir = mkTempDir('baton-ab-');
 const [upPort, pa, pb, aa, ab] = await freePorts(5);
-startHelloNginx(dir, upPort);
+startHelloNginx(dir, upPort, { http2: upstreamH2 });
 const start = (name, root, port, admin) => {
   const compression = coding ? { compress: true, top: `compression: { algorithms: [${coding}], min_size: 1k }` } : {};
-  fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort, ...compression }));
+  fs.writeFileSync(`${dir}/${name}.yaml`, helloBatonYaml({ name, workers: 2, port, admin, upPort, http2: upstreamH2, ...compression }));
   const extra = process.env[`BENCH_${name}_OPTIONS`];
   const env = extra ? withNodeOptions(extra) : process.env;
   return spawnTracked(node, [path.join(root, 'bin/baton'), '-c', `${dir}/${name}.yaml`], { cwd: dir, env, stdout: `${dir}/${name}.out`, stderr: `${dir}/${name}.out` });
@@ -47,17 +50,18 @@ const run = async (t, s) => {
     : await runCapture('wrk', ['-t2', `-c${conns}`, `-d${s}s`, '--latency', ...(close ? ['-H', 'Connection: close'] : []),
       ...(coding ? ['-H', `Accept-Encoding: ${coding}`] : []), `http://${HOST}:${t.port}${urlPath}`], { timeoutMs: s * 1000 + 30_000 });
   const cpu = treeCpu(t.cp.pid) - cpu0;
+  const rss = childrenOf(t.cp.pid).map((pid) => rssMiB(pid)?.toFixed(0) ?? '-').join('/');
   const p = h2 ? parseH2load(r.stdout) : parseWrk(r.stdout);
   const n = h2 ? p.done : p.requests;
-  return { rps: p.rps, cpu1k: n ? cpu / (n / 1000) : NaN, p99: p.p99 ?? null };
+  return { rps: p.rps, cpu1k: n ? cpu / (n / 1000) : NaN, p99: p.p99 ?? null, rss };
 };
 for (const t of targets) await run(t, 2);
-log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}${close ? ' Connection: close' : ''}${coding ? ` GET /text ${coding}` : ''}`} ${secs}s x ${rounds} rounds, node ${node}`);
+log(`load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${h2 ? 'h2load -c16 -m10 h2c' : `wrk -t2 -c${conns}${close ? ' Connection: close' : ''}${coding ? ` GET /text ${coding}` : ''}`}${upstreamH2 ? ', HTTP/2 upstream' : ''} ${secs}s x ${rounds} rounds, node ${node}`);
 for (let r = 1; r <= Number(rounds); r++) {
   for (const t of r % 2 ? targets : [...targets].reverse()) {
     const x = await run(t, Number(secs));
     t.runs.push(x);
-    log(`round ${r} ${t.name}: ${x.rps} req/s, ${x.cpu1k.toFixed(4)} CPU s/1000${x.p99 === null ? '' : `, p99 ${x.p99.toFixed(2)} ms`}`);
+    log(`round ${r} ${t.name}: ${x.rps} req/s, ${x.cpu1k.toFixed(4)} CPU s/1000${x.p99 === null ? '' : `, p99 ${x.p99.toFixed(2)} ms`}, workers' RSS ${x.rss} MiB`);
   }
 }
 for (const t of targets) {
