@@ -68,25 +68,9 @@ const OVERRIDABLE: readonly (readonly [RegExp, string])[] = [
   [/(^|\s)--v8[-_]pool[-_]size\b/, '--v8-pool-size=1'],
 ];
 
-/**
- * Given when the config has an HTTP/2 upstream: V8 lets the old generation grow to at most 1.5 times what its last
- * full collection kept (by default up to 4 times, when collections look cheap). Node's http2 client streams, and
- * what each holds, are freed only by full collections, and a pause grows with the streams closed since the last
- * one (`--trace-gc-nvp`: most of a 249 ms pause was evacuation and the external string table); V8's growth
- * heuristic sees none of the native state. With a small live heap a worker went seconds between full collections
- * and then paused for all that had piled up: 237 and 255 ms with `--trace-gc` once some per-request garbage was cut,
- * 15-50 ms before. Measured with scripts/lib/bench-ab.mjs (BENCH_UPSTREAM_H2=1, 8 alternating rounds, with the
- * flag against without): Node 24 workers' RSS under load 118-123 against 163-171 MiB and wrk's p99 9.4 against 11.8
- * ms (CPU per request 0.96, with async-bind.ts); Node 20 RSS 99-103 against 107-126 MiB, p99 10.0 against 11.4 ms
- * (CPU 0.84). Not for every worker: on HTTP/1.1 alone it cost 3.6 % more CPU per request (Node 20 and 24) and saved
- * no memory. NODE_OPTIONS cannot carry it (Node refuses it there).
- */
-const HTTP2_UPSTREAMS = '--heap-growing-percent=50';
-
-export function workerFlags(nodeOptions: string | undefined = process.env.NODE_OPTIONS, config?: Pick<Config, 'upstreams'>): string[] {
+export function workerFlags(nodeOptions: string | undefined = process.env.NODE_OPTIONS): string[] {
   const flags = [...ALWAYS];
   for (const [set, flag] of OVERRIDABLE) if (!set.test(nodeOptions ?? '')) flags.push(flag);
-  if (config !== undefined && Object.values(config.upstreams).some((u) => u.protocol === 'http2')) flags.push(HTTP2_UPSTREAMS);
   return flags;
 }
 
@@ -144,7 +128,7 @@ export class WorkerHandle {
     let child: ChildProcess | null = null;
     traceStep('spawn worker', { slot: spec.slot, generation: spec.generation });
     try {
-      child = (spec.spawn ?? spawn)(process.execPath, [...workerFlags(process.env.NODE_OPTIONS, spec.config), workerEntry()], {
+      child = (spec.spawn ?? spawn)(process.execPath, [...workerFlags(), workerEntry()], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...spec.listeners.map((l) => l.handle.fd)],
         env,
         ...spec.identity,

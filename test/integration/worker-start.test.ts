@@ -52,24 +52,6 @@ t.test('workers start from the bundle when it is as new as the compiled entry, a
   t.equal((await request(port, '/')).body, 'hi\n', 'served by the unbundled worker');
 });
 
-t.test('workers of a config with an HTTP/2 upstream run with a tighter old generation, and lose it on a reload to a config without one', async (t) => {
-  const d = new Daemon(t);
-  // The target is never asked: the flag follows the config alone.
-  const withH2 = `${RETURN}upstreams:
-  grpc:
-    protocol: http2
-    targets: [ { url: "http://127.0.0.1:9" } ]
-`;
-  await d.start({ body: withH2, workers: 1 });
-  const [first] = await newGeneration(d, null);
-  t.match(cmdline(first!), '--heap-growing-percent=50');
-  const g = (await d.status()).generation;
-  d.writeConfig({ body: RETURN, workers: 1 });
-  d.signal('SIGHUP');
-  const [second] = await newGeneration(d, g);
-  t.notMatch(cmdline(second!), '--heap-growing-percent');
-});
-
 t.test('with BATON_STARTUP_TRACE a reload traces each step from the signal to the new generation, in the master and each worker', async (t) => {
   const d = new Daemon(t);
   const trace = path.join(d.dir, 'trace.jsonl');

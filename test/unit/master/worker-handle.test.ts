@@ -1,7 +1,6 @@
 /** @module One worker process, with a fake spawn: its states, its messages, and spawns that fail. */
 import t from 'tap';
 import { WorkerHandle, workerFlags, type WorkerSpec } from '../../../lib/master/worker-handle.js';
-import type { Config } from '../../../lib/config/types.js';
 import type { WorkerToMaster } from '../../../lib/ipc/messages.js';
 import { fakeSpawn, masterConfig, until, type SpawnPlan } from './fixture.js';
 
@@ -85,13 +84,4 @@ t.test("workers get their memory flags, each left out when the service's NODE_OP
   t.same(workerFlags('--v8-pool-size=4'), [...always, '--max-semi-space-size=16'], "the operator's thread count is left to apply");
   t.same(workerFlags('--enable-source-maps --max_semi_space_size=8 --v8_pool_size=2'), always, 'options may be spelled with underscores');
   t.same(workerFlags('--my-max-semi-space-size=8'), [...always, '--max-semi-space-size=16', '--v8-pool-size=1'], 'only the option itself counts');
-});
-
-t.test('workers of a config with an HTTP/2 upstream get a tighter old generation; others do not', async (t) => {
-  const up = (protocol: 'http1' | 'http2') => ({ protocol }) as unknown as Config['upstreams'][string];
-  const flags = (protocols: ('http1' | 'http2')[]) => workerFlags('', { upstreams: Object.fromEntries(protocols.map((p, i) => [`u${i}`, up(p)])) });
-  t.ok(flags(['http1', 'http2']).includes('--heap-growing-percent=50'));
-  t.notOk(flags(['http1', 'http1']).some((f) => f.startsWith('--heap-growing-percent')));
-  t.notOk(flags([]).some((f) => f.startsWith('--heap-growing-percent')));
-  t.notOk(workerFlags('').some((f) => f.startsWith('--heap-growing-percent')), 'no config: none');
 });
