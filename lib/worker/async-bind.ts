@@ -6,7 +6,13 @@
  * 6 of the 63 µs a worker spent per request behind an HTTP/2 upstream (`scripts/cpu-profile --upstream http2`,
  * `deprecate` and `bind` were 8.6% of its samples). This `bind` behaves the same way (the bound function runs `fn`
  * in the resource's async scope, with the caller's `this` or `thisArg`; it has `fn`'s length and an
- * `asyncResource` accessor that warns DEP0172 once) with one shared accessor: 0.7 µs on both.
+ * `asyncResource` accessor that warns DEP0172 once) with one shared accessor: 0.6–0.85 µs on both.
+ *
+ * The trade, measured (scripts/lib/bench-ab.mjs, BENCH_UPSTREAM_H2=1): CPU per request behind an HTTP/2 upstream
+ * 0.79 (Node 20) and 0.86–0.93 (Node 24), wrk's p99 5% and 20% higher. The likely cause, seen with `--trace-gc`
+ * for a like change (request options, measured and not kept): V8's scavenges never free an http2 stream, so less
+ * garbage per request fills the old generation more slowly, full collections come further apart, and each pause
+ * frees more streams.
  *
  * Installed once, by the worker only (the master makes no HTTP/2 requests). Node throws its own errors: anything
  * but a function goes to Node's `bind`.
