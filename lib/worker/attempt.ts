@@ -131,7 +131,10 @@ export class UpstreamAttempt extends UpstreamFailover implements Dispatcher.Disp
     const body = buffer !== null ? buffer.source() : this.body === null ? null : this.body.stream;
     // A body buffered in a file is a stream the HTTP/2 pool can ask again for, should its stream be refused.
     const replay = buffer !== null && !Buffer.isBuffer(body) ? () => buffer.source() : undefined;
-    const opts = { path: ex.target, method: ex.method, headers: ex.headers, body, replay };
+    // The retry budget (`retry.timeout`) also ends the HTTP/2 pool's own tries after refused streams.
+    const budget = this.upstream.config.retry.timeout;
+    const retryUntil = budget > 0 ? this.dispatchedAt + budget : undefined;
+    const opts = { path: ex.target, method: ex.method, headers: ex.headers, body, replay, retryUntil };
     if (this.fresh) {
       this.fresh = false;
       dispatchFresh(target, opts, this);

@@ -188,6 +188,36 @@ t.test('an h2c upstream that refuses every stream gets 6 tries of a request, the
   t.equal(streams, 6, 'the upstream saw 6 streams');
 });
 
+t.test('a stream refused after the retry budget (retry.timeout) is spent is not sent again: 502; within it, it is', async (t) => {
+  // Each connection's first stream waits 400 ms, then is refused (REFUSED_STREAM: nothing was processed). Later
+  // streams are answered at once.
+  const server = http2.createServer();
+  let streams = 0;
+  server.on('stream', (stream) => {
+    streams++;
+    stream.on('error', () => {});
+    const session = stream.session as http2.ServerHttp2Session & { refusedOne?: boolean };
+    if (session.refusedOne !== true) {
+      session.refusedOne = true;
+      setTimeout(() => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM), 400);
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    stream.end('answered\n');
+  });
+  const up = await serve(t, server, null);
+  const { d, port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2\n    retry: { timeout: 200ms }');
+  t.equal((await request(port, '/spent')).status, 502, 'refused at 400 ms, with a budget of 200 ms');
+  const failed = await d.waitForLine('the failure', (l) => l.msg === 'upstream request failed');
+  t.equal(failed.code, 'BATON_H2_REFUSED_STREAM');
+  t.equal(streams, 1, 'not sent again');
+
+  const within = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2\n    retry: { timeout: 5s }');
+  const r = await request(within.port, '/within');
+  t.equal(r.status, 200, 'refused at 400 ms, with a budget of 5 s: sent again');
+  t.equal(r.body, 'answered\n');
+});
+
 t.test('a stream refused on a connection with keepalive_timeout 0 goes again on a new connection', async (t) => {
   // The refused stream was its connection's only one, so the pool closes that connection at once: the try again
   // must not be put on it.

@@ -27,9 +27,10 @@ const GRPC_TRAILERS: ReadonlySet<string> = new Set(['grpc-status', 'grpc-message
 type Handler = Dispatcher.DispatchHandler & { onRequestSent?(): void };
 /**
  * `replay`: a new copy of a body that can be read again from its start (a buffered one in a file), for a request
- * sent again after a refusal; the attempt gives it, undici's pools ignore it.
+ * sent again after a refusal; `retryUntil`: when (performance.now() ms) the retry budget runs out, after which a
+ * refusal goes to the attempt instead of being sent again. The attempt gives both; undici's pools ignore them.
  */
-export type Options = Dispatcher.DispatchOptions & { replay?: () => Buffer | Readable };
+export type Options = Dispatcher.DispatchOptions & { replay?: () => Buffer | Readable; retryUntil?: number };
 
 /** What an exchange needs of its pool. */
 export interface ExchangePool {
@@ -324,13 +325,15 @@ export class Exchange {
    * (nginx's keepalive_requests, 1000 by default): its GOAWAY refuses the streams already on their way. Whatever
    * the method, the request goes again on a connection that is not closing, its body (or up to REPLAY_LIMIT of a
    * streamed one) sent again from the start; after MAX_REFUSALS, or with more of a streamed body gone than was
-   * kept, the attempt hears of the refusal (another target, or 502).
+   * kept, or once the retry budget (`retry.timeout`) is spent, the attempt hears of the refusal (another target,
+   * or 502).
    */
   #refused(err: Error): void {
     const body = this.#source;
     const streamed = body !== null && body !== undefined && !isBytes(body);
     const replay = streamed ? this.#opts.replay : undefined;
-    if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && replay === undefined && this.#written === null)) {
+    const until = this.#opts.retryUntil;
+    if (this.#done || this.#refusals >= MAX_REFUSALS || (streamed && replay === undefined && this.#written === null) || (until !== undefined && performance.now() >= until)) {
       this.fail(err);
       return;
     }
