@@ -172,30 +172,32 @@ t.test('once three connections ended at 10 streams with first tries cut off, a n
   t.same(later.filter((n) => n > 10), [], 'none was given more than 10 streams: none was refused');
 });
 
-t.test('an h2c upstream that refuses every stream gets 6 tries of a request, then the client gets 502', async (t) => {
+/** An HTTP/2 target whose streams `onStream` handles (their errors ignored), counting them. */
+function h2Target(onStream: (stream: http2.ServerHttp2Stream) => void): { server: http2.Http2Server; streams: () => number } {
   const server = http2.createServer();
   let streams = 0;
   server.on('stream', (stream) => {
     streams++;
     stream.on('error', () => {});
-    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    onStream(stream);
   });
+  return { server, streams: () => streams };
+}
+
+t.test('an h2c upstream that refuses every stream gets 6 tries of a request, then the client gets 502', async (t) => {
+  const { server, streams } = h2Target((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
   const up = await serve(t, server, null);
   const { d, port } = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2');
   t.equal((await request(port, '/r')).status, 502);
   const failed = await d.waitForLine('the failure', (l) => l.msg === 'upstream request failed');
   t.equal(failed.code, 'BATON_H2_REFUSED_STREAM');
-  t.equal(streams, 6, 'the upstream saw 6 streams');
+  t.equal(streams(), 6, 'the upstream saw 6 streams');
 });
 
 t.test('a stream refused after the retry budget (retry.timeout) is spent is not sent again: 502; within it, it is', async (t) => {
   // Each connection's first stream waits 400 ms, then is refused (REFUSED_STREAM: nothing was processed). Later
   // streams are answered at once.
-  const server = http2.createServer();
-  let streams = 0;
-  server.on('stream', (stream) => {
-    streams++;
-    stream.on('error', () => {});
+  const { server, streams } = h2Target((stream) => {
     const session = stream.session as http2.ServerHttp2Session & { refusedOne?: boolean };
     if (session.refusedOne !== true) {
       session.refusedOne = true;
@@ -210,7 +212,7 @@ t.test('a stream refused after the retry budget (retry.timeout) is spent is not 
   t.equal((await request(port, '/spent')).status, 502, 'refused at 400 ms, with a budget of 200 ms');
   const failed = await d.waitForLine('the failure', (l) => l.msg === 'upstream request failed');
   t.equal(failed.code, 'BATON_H2_REFUSED_STREAM');
-  t.equal(streams, 1, 'not sent again');
+  t.equal(streams(), 1, 'not sent again');
 
   const within = await daemon(t, () => `http://127.0.0.1:${up.port}`, '\n    protocol: http2\n    retry: { timeout: 5s }');
   const r = await request(within.port, '/within');
