@@ -10,15 +10,13 @@
  * unix sockets. Checked against undici 7.30.2's source.
  */
 import type http2 from 'node:http2';
-import { http2Module } from '../h2-codes.js';
+import { NGHTTP2_NO_ERROR, http2Module } from '../h2-codes.js';
 import type net from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/types.js';
 import { coded } from '../errors.js';
 import { connectH2, hostPort, type TargetEndpoint } from './connect.js';
 import { Conn, Exchange, INITIAL_STREAMS, type ExchangePool } from './h2-exchange.js';
-import { NGHTTP2_NO_ERROR } from '../h2-codes.js';
-
 
 /** Never more than this per connection, whatever the target allows: spread over more connections instead. */
 const MAX_STREAMS = 1000;
